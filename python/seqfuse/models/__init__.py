@@ -1,0 +1,33 @@
+"""seqfuse.models: the seed tutorial models as ordinary torch nn.Modules.
+
+One configurable :class:`SeqModel` (features or Embedding in; rnn_tanh / rnn_relu / gru /
+lstm; layers; bidirectional; a head per step, on the last step or on the last hidden state)
+covers every recurrent seed; :class:`LinearRegression` covers the linear one. A model is
+rebuilt from its config dict alone (:func:`build_model`), which is what checkpoints carry.
+Checked by tests/test_models.py against hand-written torch code.
+"""
+
+from seqfuse.models.seq import (
+    CELLS,
+    HEADS,
+    LinearRegression,
+    SeqConfig,
+    SeqModel,
+    build_model,
+    config_of,
+    example_input,
+)
+from seqfuse.models.presets import PRESETS, preset
+
+__all__ = [
+    "CELLS",
+    "HEADS",
+    "PRESETS",
+    "LinearRegression",
+    "SeqConfig",
+    "SeqModel",
+    "build_model",
+    "config_of",
+    "example_input",
+    "preset",
+]
