@@ -1,0 +1,553 @@
+"""Benchmark backends: one small class per way of running a model.
+
+Each backend has ``name``, ``available() -> (ok, reason)``, ``prepare(model, inputs)``
+(exports / compiles once per workload), ``set_threads(n)``, ``reset()`` (streaming: a fresh
+zero state), ``run()`` (one call, returns the outputs in the model's structure) and
+``sync()`` (waits for the device). The harness validates ``run()`` against eager PyTorch
+before it times anything. Checked by tests/test_bench.py (and benchmarks/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqfuse.bench.workloads import Inputs, zero_state
+
+
+class BackendUnsupported(Exception):
+    """This backend cannot run this workload (shown as skipped, with the reason)."""
+
+
+def _cuda_ok() -> tuple[bool, str]:
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    return True, ""
+
+
+def _is_seq(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "rnn", None), nn.RNNBase)
+
+
+def _to(obj: Any, device: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(o, device) for o in obj)
+    return obj
+
+
+class Backend:
+    """Base class. ``peer``: a non-seqfuse way to run the model (ratios are taken to the
+    fastest peer); ``tolerance``: max abs error against eager accepted at validation."""
+
+    name = "base"
+    label = "base"
+    device = "cpu"
+    peer = True
+    tolerance = 1e-5
+    note = ""
+
+    def __init__(self) -> None:
+        self.model: nn.Module | None = None
+        self.inputs: Inputs | None = None
+        self.threads = 1
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def prepare(self, model: nn.Module, inputs: Inputs) -> None:
+        self.model, self.inputs = model, inputs
+        self.reset()
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+
+    def reset(self) -> None:
+        self._i = 0
+        self._state: Any = None
+
+    def _next_step(self) -> Any:
+        assert self.inputs is not None
+        x = self.inputs.steps[self._i % len(self.inputs.steps)]
+        self._i += 1
+        return x
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Drop what prepare built (exported files, compiled graphs)."""
+
+
+class _TorchFn(Backend):
+    """Backends that end in a torch callable with the model's own signature."""
+
+    def make_fn(self, model: nn.Module, inputs: Inputs) -> Any:
+        raise NotImplementedError
+
+    def prepare(self, model: nn.Module, inputs: Inputs) -> None:
+        super().prepare(model, inputs)
+        self.fn = self.make_fn(model, inputs)
+
+    def reset(self) -> None:
+        super().reset()
+        if self.model is not None and self.inputs is not None and self.inputs.mode == "stream":
+            self._state = _to(zero_state(self.model, self.inputs.x.shape[0]), self.device)
+
+    def run(self) -> Any:
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            return self.fn(self._x)
+        y, self._state = self.fn(self._next_step(), self._state)
+        return y, self._state
+
+    @property
+    def _x(self) -> torch.Tensor:
+        assert self.inputs is not None
+        return self.inputs.x
+
+
+class Eager(_TorchFn):
+    name, label = "eager", "eager PyTorch"
+
+    def make_fn(self, model, inputs):
+        return model
+
+
+class TorchCompile(_TorchFn):
+    name, label = "compile", "torch.compile"
+    mode: str | None = None
+    tolerance = 1e-4  # Inductor may reorder fp32 reductions of the head
+
+    def make_fn(self, model, inputs):
+        torch._dynamo.reset()  # one model per cache: avoids silent fall-back to eager
+        fn = torch.compile(model, mode=self.mode, dynamic=False)
+        return fn
+
+    def close(self) -> None:
+        self.fn = None
+        torch._dynamo.reset()
+
+
+class TorchCompileRO(TorchCompile):
+    name, label = "compile-ro", "torch.compile reduce-overhead"
+    mode = "reduce-overhead"
+
+
+class SeqfuseCompile(_TorchFn):
+    name, label = "seqfuse.compile", "seqfuse.compile (fused op)"
+    peer = False
+
+    def available(self):
+        try:
+            mod = importlib.import_module("seqfuse.compile")
+        except ImportError as e:
+            return False, f"seqfuse.compile not importable ({e})"
+        if not callable(getattr(mod, "compile", None)):
+            return False, "seqfuse.compile has no compile()"
+        return True, ""
+
+    def make_fn(self, model, inputs):
+        torch._dynamo.reset()
+        return importlib.import_module("seqfuse.compile").compile(model)
+
+    def close(self) -> None:
+        self.fn = None
+        torch._dynamo.reset()
+
+
+def export_function(name: str) -> Any:
+    """seqfuse.export's exporter, or None while that module is not there."""
+    try:
+        mod = importlib.import_module("seqfuse.export")
+    except ImportError:
+        return None
+    return getattr(mod, name, None)
+
+
+class TorchScript(_TorchFn):
+    name, label = "torchscript", "TorchScript"
+    note = "deprecated in torch, kept for LibTorch users"
+
+    def make_fn(self, model, inputs):
+        args = inputs.example_args(model)
+        to_ts = export_function("to_torchscript")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if to_ts is not None:
+                fn = to_ts(model, args)
+            else:
+                fn = torch.jit.trace(model, args, check_trace=False)
+        if isinstance(fn, (str, os.PathLike)):
+            fn = torch.jit.load(str(fn))
+        return fn.eval()
+
+
+class AOTInductor(_TorchFn):
+    name, label = "aoti", "AOTInductor (.pt2)"
+    tolerance = 1e-4
+
+    def make_fn(self, model, inputs):
+        self._dir = tempfile.TemporaryDirectory(prefix="seqfuse-bench-")
+        path = Path(self._dir.name) / "model.pt2"
+        args = inputs.example_args(model)
+        to_aoti = export_function("to_aoti")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if to_aoti is not None:
+                res = to_aoti(model, path, args)
+                if isinstance(res, (str, os.PathLike)):
+                    path = Path(res)
+            else:
+                ep = torch.export.export(model, args)
+                torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
+            return torch._inductor.aoti_load_package(str(path))
+
+    def close(self) -> None:
+        self.fn = None
+        if getattr(self, "_dir", None) is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
+def _flat(obj: Any) -> list[Any]:
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _flat(o)]
+    return [obj]
+
+
+def _export_onnx(model: nn.Module, path: Path, args: tuple[Any, ...], stream: bool) -> Path:
+    """ONNX file of ``model`` through seqfuse.export.to_onnx (verified exporter), falling
+    back to torch's TorchScript-based exporter while seqfuse.export is not there."""
+    to_onnx = export_function("to_onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if to_onnx is not None:
+            res = to_onnx(model, path, args)
+            return Path(res) if isinstance(res, (str, os.PathLike)) else path
+        flat_in = _flat(args)
+        names = ["x"] + [f"state{i}" for i in range(len(flat_in) - 1)]
+        dyn = {"x": {0: "batch"}} if not stream else {}
+        torch.onnx.export(model, args, str(path), dynamo=False, input_names=names, dynamic_axes=dyn)
+    return path
+
+
+class OnnxRuntime(Backend):
+    name, label = "ort", "ONNX Runtime CPU"
+    provider = "CPUExecutionProvider"
+    tolerance = 1e-4  # ORT's MLAS uses its own tanh/sigmoid approximations
+
+    def available(self):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            return False, f"onnxruntime not installed ({e})"
+        if self.provider not in ort.get_available_providers():
+            return False, f"{self.provider} not in this onnxruntime build"
+        return True, ""
+
+    def prepare(self, model, inputs):
+        self._dir = tempfile.TemporaryDirectory(prefix="seqfuse-bench-")
+        args = inputs.example_args(model)
+        self.path = _export_onnx(
+            model, Path(self._dir.name) / "model.onnx", args, inputs.mode == "stream"
+        )
+        self.sess = None
+        self._np_x = inputs.x.numpy()
+        self._np_steps = [s.numpy() for s in inputs.steps]
+        self._zero = [t.numpy() for t in _flat(args[1:])]
+        super().prepare(model, inputs)
+        self.set_threads(self.threads)
+
+    def set_threads(self, n):
+        import onnxruntime as ort
+
+        super().set_threads(n)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = n
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(str(self.path), so, providers=[self.provider])
+        self.in_names = [i.name for i in self.sess.get_inputs()]
+        self.reset()
+
+    def reset(self):
+        super().reset()
+        self._feed_state = [z.copy() for z in getattr(self, "_zero", [])]
+
+    def run(self):
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            return self.sess.run(None, {self.in_names[0]: self._np_x})
+        step = self._np_steps[self._i % len(self._np_steps)]
+        self._i += 1
+        feeds = {self.in_names[0]: step}
+        for name, s in zip(self.in_names[1:], self._feed_state):
+            feeds[name] = s
+        out = self.sess.run(None, feeds)
+        self._feed_state = out[1:]  # the state goes back in on the next call
+        return out
+
+    def close(self):
+        self.sess = None
+        if getattr(self, "_dir", None) is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
+class OnnxRuntimeCUDA(OnnxRuntime):
+    name, label = "ort-cuda", "ONNX Runtime CUDA EP"
+    provider = "CUDAExecutionProvider"
+    device = "cuda"
+
+    def available(self):
+        ok, why = _cuda_ok()
+        return (ok, why) if not ok else super().available()
+
+
+def _native():
+    return importlib.import_module("seqfuse.native")
+
+
+class Native(Backend):
+    """seqfuse's fused C++ loop (seqfuse.native.from_module), threads set per model."""
+
+    name, label = "native", "seqfuse native CPU"
+    peer = False
+
+    def available(self):
+        try:
+            mod = _native()
+        except ImportError as e:
+            return False, f"seqfuse.native not importable ({e})"
+        if not callable(getattr(mod, "from_module", None)):
+            return False, "seqfuse.native has no from_module()"
+        return True, ""
+
+    def _convert(self, model: nn.Module, threads: int) -> Any:
+        return _native().from_module(model, threads=threads)
+
+    def prepare(self, model, inputs):
+        self.model, self.inputs = model, inputs
+        self._kw: dict[str, Any] = {}
+        self.set_threads(self.threads)
+        if inputs.mode == "batch" and not inputs.need_state:
+            # compute only what the head reads; older builds without the option run it all
+            try:
+                self.nm(self._x, need_state=False)
+                self._kw = {"need_state": False}
+            except TypeError:
+                self._kw = {}
+
+    @property
+    def _x(self):
+        assert self.inputs is not None
+        return self.inputs.x
+
+    def set_threads(self, n):
+        super().set_threads(n)
+        assert self.model is not None
+        try:
+            self.nm = self._convert(self.model, n)
+        except (ValueError, NotImplementedError, TypeError) as e:
+            raise BackendUnsupported(str(e)) from e
+        except Exception as e:  # seqfuse.SeqfuseError: an unsupported model, named
+            if type(e).__name__ == "SeqfuseError":
+                raise BackendUnsupported(str(e)) from e
+            raise
+        self.reset()
+
+    def reset(self):
+        super().reset()
+        if self.inputs is not None and self.inputs.mode == "stream" and hasattr(self, "nm"):
+            self.sess = self.nm.stream(batch=self.inputs.x.shape[0])
+
+    def run(self):
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            return self.nm(self._x, **self._kw)
+        return self.sess(self._next_step())
+
+
+class _CudaMixin:
+    device = "cuda"
+
+    def available(self):
+        return _cuda_ok()
+
+    def sync(self):
+        torch.cuda.synchronize()
+
+
+class NativeCUDA(_CudaMixin, Native):
+    name, label = "native-cuda", "seqfuse native CUDA"
+
+    def available(self):
+        ok, why = _cuda_ok()
+        if not ok:
+            return ok, why
+        ok, why = Native.available(self)
+        if not ok:
+            return ok, why
+        import seqfuse
+
+        if not seqfuse.build_info().get("cuda"):
+            return False, "seqfuse built without CUDA"
+        return True, ""
+
+    def _convert(self, model, threads):
+        return _native().from_module(copy.deepcopy(model).cuda(), threads=threads)
+
+    def prepare(self, model, inputs):
+        inputs = copy.copy(inputs)
+        inputs.x = inputs.x.cuda()
+        inputs.steps = [s.cuda() for s in inputs.steps]
+        super().prepare(model, inputs)
+
+
+class EagerCUDA(_CudaMixin, _TorchFn):
+    name, label = "eager-cuda", "eager PyTorch CUDA (cuDNN)"
+    tolerance = 1e-4  # cuDNN's fp32 (TF32 off) differs from the CPU reference in the 6th digit
+
+    def make_fn(self, model, inputs):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        self._xc = inputs.x.cuda()
+        self._stepsc = [s.cuda() for s in inputs.steps]
+        return copy.deepcopy(model).cuda()
+
+    @property
+    def _x(self):
+        return self._xc
+
+    def _next_step(self):
+        x = self._stepsc[self._i % len(self._stepsc)]
+        self._i += 1
+        return x
+
+
+class CudaGraphs(EagerCUDA):
+    """Eager CUDA captured once into a CUDA graph; a call copies the input in and replays.
+    Streaming: the state copy-back is captured in the graph too."""
+
+    name, label = "cuda-graphs", "CUDA graphs of eager"
+
+    def make_fn(self, model, inputs):
+        m = super().make_fn(model, inputs)
+        stream = inputs.mode == "stream"
+        self._in = (self._stepsc[0] if stream else self._xc).clone()
+        if stream:
+            self._st = _flat(_to(zero_state(model, inputs.x.shape[0]), "cuda"))
+
+        def body():
+            if not stream:
+                return m(self._in)
+            st = tuple(self._st) if len(self._st) == 2 else self._st[0]
+            y, new = m(self._in, st)
+            for dst, src in zip(self._st, _flat(new)):
+                dst.copy_(src)
+            return y, new
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._out = body()
+        return m
+
+    def reset(self):
+        super().reset()
+        for t in getattr(self, "_st", []):
+            t.zero_()
+
+    def run(self):
+        assert self.inputs is not None
+        src = self._xc if self.inputs.mode == "batch" else self._next_step()
+        self._in.copy_(src, non_blocking=True)
+        self._graph.replay()
+        return self._out
+
+
+# name -> class, in table order
+BACKENDS: dict[str, type[Backend]] = {
+    cls.name: cls
+    for cls in (
+        Eager,
+        TorchScript,
+        TorchCompile,
+        TorchCompileRO,
+        AOTInductor,
+        OnnxRuntime,
+        SeqfuseCompile,
+        Native,
+        EagerCUDA,
+        CudaGraphs,
+        OnnxRuntimeCUDA,
+        NativeCUDA,
+    )
+}
+# The default set: every CPU peer that prepares in seconds, seqfuse's paths, all CUDA ones.
+# compile-ro and aoti compile for 10-30 s per workload on 2 cores: opt in (or --backends all).
+DEFAULT_BACKENDS = [
+    "eager",
+    "torchscript",
+    "compile",
+    "ort",
+    "seqfuse.compile",
+    "native",
+    "eager-cuda",
+    "cuda-graphs",
+    "ort-cuda",
+    "native-cuda",
+]
+
+
+def make_backends(names: list[str]) -> list[Backend]:
+    out = []
+    for n in names:
+        if n not in BACKENDS:
+            raise ValueError(f"unknown backend {n!r}; expected one of {', '.join(BACKENDS)}")
+        out.append(BACKENDS[n]())
+    return out
+
+
+def to_numpy_list(out: Any) -> list[np.ndarray]:
+    """Flatten a backend's outputs (tensors, arrays, nested tuples; None dropped)."""
+    res = []
+    for o in _flat(out):
+        if o is None:
+            continue
+        if isinstance(o, torch.Tensor):
+            o = o.detach().cpu().numpy()
+        res.append(np.asarray(o))
+    return res
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

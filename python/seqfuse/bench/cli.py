@@ -1,0 +1,245 @@
+"""`seqfuse bench`: time every backend on the seed models (and optionally the grid), print
+the table and the issue-3 targets, write JSON and PNG, optionally rewrite the README's
+results section. Checked by tests/test_bench.py (a --quick run on a tiny selection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from seqfuse import SeqfuseError
+from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS
+from seqfuse.bench.workloads import (
+    GRID_BATCHES,
+    GRID_CELLS,
+    GRID_HIDDENS,
+    GRID_SEQS,
+    SEED_BATCHES,
+    SEED_MODELS,
+    grid_workloads,
+    seed_workloads,
+)
+
+QUICK_BACKENDS = ["eager", "torchscript", "ort", "seqfuse.compile", "native"]
+QUICK_MODELS = ["sine", "names", "shakespeare-stream"]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    try:
+        v = tuple(int(p) for p in s.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return v
+
+
+def _names(s: str) -> list[str]:
+    return [p.strip() for p in s.split(",") if p.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "examples:\n"
+        "  seqfuse bench --quick                         # seconds: a demo of the method\n"
+        "  seqfuse bench                                 # seed models, batch 1 and 64\n"
+        "  seqfuse bench --backends all --png docs/bench.png --json docs/bench.json \\\n"
+        "      --update-readme README.md                 # what the README shows\n"
+        "  seqfuse bench --models none --grid sweep      # latency vs batch / length / size\n"
+        f"backends: {', '.join(BACKENDS)}\n"
+        f"models: {', '.join(SEED_MODELS)}, shakespeare-stream, or none"
+    )
+    g = p.add_argument_group("what to run")
+    g.add_argument(
+        "--backends",
+        default="default",
+        help="comma-separated backends, 'default' or 'all' (default: %(default)s = "
+        + ",".join(DEFAULT_BACKENDS)
+        + ")",
+    )
+    g.add_argument(
+        "--models",
+        default="all",
+        help="comma-separated seed models, 'all' (the shakespeare model as its streaming "
+        "step) or 'none' (default: %(default)s)",
+    )
+    g.add_argument(
+        "--batches", type=_ints, default=SEED_BATCHES, help="seed-model batch sizes (1,64)"
+    )
+    g.add_argument(
+        "--grid",
+        choices=("none", "sweep", "full"),
+        default="none",
+        help="grid workloads: 'sweep' varies batch, length and hidden size one at a time "
+        "around B=1 T=128 H=128; 'full' is their product (hours) (default: %(default)s)",
+    )
+    g.add_argument("--grid-cells", type=_names, default=list(GRID_CELLS), help="rnn_tanh,gru,lstm")
+    g.add_argument("--grid-batches", type=_ints, default=GRID_BATCHES, help="1,8,64,256")
+    g.add_argument("--grid-seqs", type=_ints, default=GRID_SEQS, help="16,128,1024")
+    g.add_argument("--grid-hiddens", type=_ints, default=GRID_HIDDENS, help="32,...,1024")
+    g.add_argument(
+        "--threads",
+        type=_ints,
+        default=None,
+        help="thread counts, each applied to every backend (default: 1 and all usable cores)",
+    )
+    m = p.add_argument_group("method")
+    m.add_argument(
+        "--budget",
+        type=float,
+        default=0.5,
+        help="seconds of timed calls per backend, workload and thread count (default 0.5)",
+    )
+    m.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5)")
+    m.add_argument("--min-reps", type=int, default=10, help="fewest timed calls (default 10)")
+    m.add_argument("--max-reps", type=int, default=20000, help="most timed calls (default 20000)")
+    m.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds: sine, names and the shakespeare step at batch 1, 1 thread, "
+        f"{','.join(QUICK_BACKENDS)}, a 0.05 s budget (explicit options still win)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default="runs/bench", help="output folder (default: %(default)s)")
+    o.add_argument("--json", default=None, help="results JSON (default: OUT/bench.json)")
+    o.add_argument("--png", default=None, help="summary plot (default: OUT/bench.png)")
+    o.add_argument(
+        "--update-readme",
+        metavar="README",
+        default=None,
+        help="rewrite the section between <!-- bench:start --> and <!-- bench:end --> of this "
+        "file from the results",
+    )
+    o.add_argument(
+        "--from-json",
+        metavar="JSON",
+        default=None,
+        help="measure nothing: render the table, plots and README section from a results file",
+    )
+    o.add_argument("--hide-skipped", action="store_true", help="leave skipped rows out")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _explicit(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def _resolve_backends(spec: str) -> list[str]:
+    if spec == "default":
+        return list(DEFAULT_BACKENDS)
+    if spec == "all":
+        return list(BACKENDS)
+    names = _names(spec)
+    bad = [n for n in names if n not in BACKENDS]
+    if bad:
+        raise SeqfuseError(f"unknown backend(s) {', '.join(bad)}; expected {', '.join(BACKENDS)}")
+    if "eager" not in names:
+        names.insert(0, "eager")  # the reference every output is checked against
+    return names
+
+
+def _rel_for_readme(readme: Path, target: Path) -> str:
+    try:
+        return os.path.relpath(target.resolve(), readme.resolve().parent).replace(os.sep, "/")
+    except ValueError:
+        raise SeqfuseError(f"{target} cannot be linked from {readme}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqfuse.bench import report
+    from seqfuse.bench.harness import run_benchmarks
+    from seqfuse.bench.plots import plot_grid, plot_summary
+
+    argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
+    out = Path(args.out)
+    json_path = Path(args.json) if args.json else out / "bench.json"
+    png_path = Path(args.png) if args.png else out / "bench.png"
+    grid_png = png_path.with_name(png_path.stem + "_grid" + png_path.suffix)
+    command = "seqfuse bench" + (" " + shlex.join(argv) if argv else "")
+
+    if args.from_json:
+        results = report.load_json(args.from_json)
+        command = results.get("command") or command
+    else:
+        backends = args.backends
+        models, batches, threads, budget = args.models, args.batches, args.threads, args.budget
+        if args.quick:
+            if not _explicit(argv, "--backends"):
+                backends = ",".join(QUICK_BACKENDS)
+            if not _explicit(argv, "--models"):
+                models = ",".join(QUICK_MODELS)
+            if not _explicit(argv, "--batches"):
+                batches = (1,)
+            if not _explicit(argv, "--budget"):
+                budget = 0.05
+            if threads is None:
+                threads = (1,)
+        if threads is None:
+            n = _usable_cpus()
+            threads = (1, n) if n > 1 else (1,)
+        if budget <= 0:
+            raise SeqfuseError(f"--budget must be > 0, got {budget}")
+        if args.warmup < 0 or args.min_reps < 1 or args.max_reps < args.min_reps:
+            raise SeqfuseError("need --warmup >= 0 and 1 <= --min-reps <= --max-reps")
+        try:
+            workloads = []
+            if models != "none":
+                names = None if models == "all" else _names(models)
+                workloads += seed_workloads(names, batches=tuple(batches))
+            if args.grid != "none":
+                workloads += grid_workloads(
+                    args.grid,
+                    tuple(args.grid_cells),
+                    tuple(args.grid_batches),
+                    tuple(args.grid_seqs),
+                    tuple(args.grid_hiddens),
+                )
+        except ValueError as e:
+            raise SeqfuseError(str(e)) from None
+        if not workloads:
+            raise SeqfuseError("nothing to run: --models none and --grid none")
+        results = run_benchmarks(
+            workloads,
+            _resolve_backends(backends),
+            threads=threads,
+            budget_s=budget,
+            warmup=args.warmup,
+            min_reps=args.min_reps,
+            max_reps=args.max_reps,
+            progress=not args.no_progress,
+            command=command,
+        )
+        report.write_json(results, json_path)
+
+    print(report.format_table(results, show_skipped=not args.hide_skipped))
+    png = plot_summary(results, png_path)
+    gpng = plot_grid(results, grid_png)
+    print()
+    if not args.from_json:
+        print(f"wrote {json_path}")
+    for p in (png, gpng):
+        if p is not None:
+            print(f"wrote {p}")
+    if args.update_readme:
+        readme = Path(args.update_readme)
+        section = report.markdown_section(
+            results,
+            command,
+            _rel_for_readme(readme, png) if png else None,
+            _rel_for_readme(readme, gpng) if gpng else None,
+        )
+        report.update_readme(readme, section)
+        print(f"updated the results section of {readme}")
+    return 0
