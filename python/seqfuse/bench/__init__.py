@@ -14,8 +14,13 @@ from typing import Any
 from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS, Backend, make_backends
 from seqfuse.bench.harness import SCHEMA_VERSION, run_benchmarks
 from seqfuse.bench.plots import plot_grid, plot_summary
-from seqfuse.bench.report import check_targets, format_table, markdown_section, update_readme
-from seqfuse.bench.report import write_json
+from seqfuse.bench.report import (
+    check_targets,
+    format_table,
+    markdown_section,
+    update_readme,
+    write_json,
+)
 from seqfuse.bench.workloads import Workload, grid_workloads, seed_workloads
 
 

@@ -142,9 +142,9 @@ class Workload:
                     flops += 2 * B * steps * g * H * inp
                 flops += 2 * B * steps * g * H * H
         if c["head"] != "none":
-            F, O = D * H, c["output_size"]
-            weight_bytes += 4 * F * O
-            flops += 2 * B * (T if c["head"] == "step" else 1) * F * O
+            feat, outs = D * H, c["output_size"]
+            weight_bytes += 4 * feat * outs
+            flops += 2 * B * (T if c["head"] == "step" else 1) * feat * outs
         return {"weight_bytes": weight_bytes, "flops": flops, "recurrent_bytes": rec_bytes}
 
     def to_dict(self) -> dict[str, Any]:
