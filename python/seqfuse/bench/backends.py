@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib
 import os
 import tempfile
@@ -197,31 +198,63 @@ class TorchScript(_TorchFn):
         return fn.eval()
 
 
+class _ArtifactCache:
+    """Exported files keyed by the model's weights and the call signature, so batch 1 and
+    batch 64 of one model share one export (the exports have a dynamic batch)."""
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._paths: dict[str, Path] = {}
+
+    def get(self, model: nn.Module, sig: str, suffix: str, build) -> Path:
+        h = hashlib.sha1(sig.encode())
+        h.update(repr(getattr(getattr(model, "config", None), "to_dict", dict)()).encode())
+        for k, v in model.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        key = h.hexdigest()[:16]
+        if key not in self._paths:
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="seqfuse-bench-")
+            path = Path(self._dir.name) / f"{key}{suffix}"
+            self._paths[key] = Path(build(path) or path)
+        return self._paths[key]
+
+
 class AOTInductor(_TorchFn):
     name, label = "aoti", "AOTInductor (.pt2)"
     tolerance = 1e-4
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = _ArtifactCache()
+
     def make_fn(self, model, inputs):
-        self._dir = tempfile.TemporaryDirectory(prefix="seqfuse-bench-")
-        path = Path(self._dir.name) / "model.pt2"
-        args = inputs.example_args(model)
-        to_aoti = export_function("to_aoti")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if to_aoti is not None:
-                res = to_aoti(model, path, args)
-                if isinstance(res, (str, os.PathLike)):
-                    path = Path(res)
-            else:
-                ep = torch.export.export(model, args)
+        if inputs.mode == "stream":
+            raise BackendUnsupported(
+                "seqfuse's .pt2 takes x only (zero initial state): no state in/out per call"
+            )
+        x = inputs.x
+        if x.shape[0] == 1:  # torch.export specializes a batch of 1; the package's is dynamic
+            x = torch.cat([x, x])
+
+        def build(path: Path) -> Path:
+            to_aoti = export_function("to_aoti")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if to_aoti is not None:
+                    return Path(to_aoti(model, path, (x,)))
+                batch = torch.export.Dim("batch", min=1, max=65536)
+                ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
                 torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-            return torch._inductor.aoti_load_package(str(path))
+                return path
+
+        path = self._cache.get(model, f"aoti:{tuple(x.shape[1:])}", ".pt2", build)
+        runner = torch._inductor.aoti_load_package(str(path))
+        return lambda x: runner(x)
 
     def close(self) -> None:
         self.fn = None
-        if getattr(self, "_dir", None) is not None:
-            self._dir.cleanup()
-            self._dir = None
 
 
 def _flat(obj: Any) -> list[Any]:
@@ -230,18 +263,19 @@ def _flat(obj: Any) -> list[Any]:
     return [obj]
 
 
-def _export_onnx(model: nn.Module, path: Path, args: tuple[Any, ...], stream: bool) -> Path:
-    """ONNX file of ``model`` through seqfuse.export.to_onnx (verified exporter), falling
-    back to torch's TorchScript-based exporter while seqfuse.export is not there."""
+def _export_onnx(model: nn.Module, path: Path, args: tuple[Any, ...]) -> Path:
+    """ONNX file of ``model`` through seqfuse.export.to_onnx (the verified file a user
+    gets: initial states are optional inputs), or torch's TorchScript-based exporter while
+    seqfuse.export is not there."""
     to_onnx = export_function("to_onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if to_onnx is not None:
-            res = to_onnx(model, path, args)
-            return Path(res) if isinstance(res, (str, os.PathLike)) else path
+            to_onnx(model, path, args)
+            return path
         flat_in = _flat(args)
         names = ["x"] + [f"state{i}" for i in range(len(flat_in) - 1)]
-        dyn = {"x": {0: "batch"}} if not stream else {}
+        dyn = {n: {0: "batch"} if n == "x" else {1: "batch"} for n in names}
         torch.onnx.export(model, args, str(path), dynamo=False, input_names=names, dynamic_axes=dyn)
     return path
 
@@ -260,11 +294,14 @@ class OnnxRuntime(Backend):
             return False, f"{self.provider} not in this onnxruntime build"
         return True, ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = _ArtifactCache()
+
     def prepare(self, model, inputs):
-        self._dir = tempfile.TemporaryDirectory(prefix="seqfuse-bench-")
         args = inputs.example_args(model)
-        self.path = _export_onnx(
-            model, Path(self._dir.name) / "model.onnx", args, inputs.mode == "stream"
+        self.path = self._cache.get(
+            model, f"onnx:{inputs.mode}", ".onnx", lambda p: _export_onnx(model, p, args)
         )
         self.sess = None
         self._np_x = inputs.x.numpy()
@@ -284,7 +321,11 @@ class OnnxRuntime(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         self.sess = ort.InferenceSession(str(self.path), so, providers=[self.provider])
-        self.in_names = [i.name for i in self.sess.get_inputs()]
+        # initial states may be graph inputs with a zero default (an initializer):
+        # ORT lists those apart from the required inputs
+        self.in_names = [i.name for i in self.sess.get_inputs()] + [
+            i.name for i in self.sess.get_overridable_initializers()
+        ]
         self.reset()
 
     def reset(self):
@@ -306,9 +347,6 @@ class OnnxRuntime(Backend):
 
     def close(self):
         self.sess = None
-        if getattr(self, "_dir", None) is not None:
-            self._dir.cleanup()
-            self._dir = None
 
 
 class OnnxRuntimeCUDA(OnnxRuntime):
