@@ -27,9 +27,8 @@ BuildInfo build_info() {
   return BuildInfo{"0.1.0", SEQFUSE_COMPILER, detect_simd(), cuda};
 }
 
-void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
-                             const float* w_ih, const float* w_hh, const float* b_ih,
-                             const float* b_hh, float* out) {
+void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
+                             const float* w_hh, const float* b_ih, const float* b_hh, float* out) {
   for (int b = 0; b < B; ++b) {
     for (int j = 0; j < H; ++j) {
       double acc = (b_ih ? b_ih[j] : 0.0) + (b_hh ? b_hh[j] : 0.0);

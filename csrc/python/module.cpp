@@ -1,9 +1,11 @@
-// seqfuse._C: the pybind11 glue, the only file set that includes pybind11. It checks
-// arguments, releases the GIL and forwards to the core. Checked by tests/test_build.py.
+// seqfuse._C: the pybind11 glue, the only file set that includes pybind11. Python
+// (seqfuse.native) validates arrays and passes data pointers; this layer converts C++
+// exceptions, releases the GIL and forwards to the core. Checked by tests/test_native*.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 
@@ -12,9 +14,46 @@
 namespace py = pybind11;
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
+namespace {
+
+template <class T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+py::array_t<float> to_numpy(const seqfuse::Tensor& t) {
+  std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+  py::array_t<float> a(shape);
+  if (!t.data.empty()) std::memcpy(a.mutable_data(), t.data.data(), t.data.size() * sizeof(float));
+  return a;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "seqfuse native core (private; use seqfuse.native)";
+
+  // Errors: FormatError -> seqfuse.SeqfuseError subclass; bad arguments -> a class that is
+  // both a SeqfuseError and a ValueError.
+  py::object base = py::module_::import("seqfuse").attr("SeqfuseError");
+  static py::object format_error, invalid_error;
+  format_error = py::reinterpret_steal<py::object>(
+      PyErr_NewException("seqfuse._C.WeightFileError", base.ptr(), nullptr));
+  py::tuple bases = py::make_tuple(base, py::handle(PyExc_ValueError));
+  invalid_error = py::reinterpret_steal<py::object>(
+      PyErr_NewException("seqfuse._C.InvalidArgumentError", bases.ptr(), nullptr));
+  m.attr("WeightFileError") = format_error;
+  m.attr("InvalidArgumentError") = invalid_error;
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const seqfuse::FormatError& e) {
+      PyErr_SetString(format_error.ptr(), e.what());
+    } catch (const seqfuse::InvalidArgument& e) {
+      PyErr_SetString(invalid_error.ptr(), e.what());
+    }
+  });
+
   m.def("build_info", [] {
     auto info = seqfuse::build_info();
     py::dict d;
@@ -50,4 +89,101 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("x"), py::arg("h"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
       py::arg("b_hh") = py::none());
+
+  m.def("cpu_supports", [](const std::string& isa) {
+    auto i = seqfuse::isa_from_string(isa);
+    if (i == seqfuse::Isa::automatic) return true;
+    // Constructing nothing: ask through a tiny model would be heavier; mirror the core check.
+    try {
+      seqfuse::Config c;
+      c.cell = seqfuse::Cell::rnn_tanh;
+      c.hidden_size = 1;
+      c.input_size = 1;
+      c.bias = false;
+      std::map<std::string, seqfuse::Tensor> w;
+      w["rnn.weight_ih_l0"] = {{1, 1}, {0.f}};
+      w["rnn.weight_hh_l0"] = {{1, 1}, {0.f}};
+      seqfuse::Model probe(c, w, i);
+      return true;
+    } catch (const seqfuse::Unsupported&) {
+      return false;
+    }
+  });
+
+  py::class_<seqfuse::Session>(m, "Session")
+      .def_property_readonly("batch", &seqfuse::Session::batch)
+      // x_ptr: [B, k, D] float32 or tok_ptr: [B, k] int64 (0 = absent); y_ptr per head.
+      .def(
+          "step_ptr",
+          [](seqfuse::Session& s, uintptr_t x, uintptr_t tok, int k, uintptr_t y, int threads) {
+            py::gil_scoped_release release;
+            s.step(ptr<const float>(x), ptr<const int64_t>(tok), k, ptr<float>(y), threads);
+          },
+          py::arg("x"), py::arg("tokens"), py::arg("k"), py::arg("y"), py::arg("threads") = 1)
+      .def("reset", &seqfuse::Session::reset)
+      .def("get_state_ptr", [](const seqfuse::Session& s, uintptr_t h,
+                               uintptr_t c) { s.get_state(ptr<float>(h), ptr<float>(c)); })
+      .def("set_state_ptr", [](seqfuse::Session& s, uintptr_t h, uintptr_t c) {
+        s.set_state(ptr<const float>(h), ptr<const float>(c));
+      });
+
+  py::class_<seqfuse::Model>(m, "Model")
+      .def(py::init([](const std::string& config_json, py::dict weights, const std::string& isa) {
+             seqfuse::Config cfg;
+             try {
+               cfg = seqfuse::Config::from_json(config_json);
+             } catch (const seqfuse::FormatError& e) {
+               throw seqfuse::InvalidArgument(e.what());
+             }
+             std::map<std::string, seqfuse::Tensor> w;
+             for (auto item : weights) {
+               auto name = item.first.cast<std::string>();
+               auto arr = FloatArray::ensure(item.second);
+               if (!arr) throw seqfuse::InvalidArgument("weight '" + name + "' is not an array");
+               seqfuse::Tensor t;
+               for (py::ssize_t d = 0; d < arr.ndim(); ++d) t.shape.push_back(arr.shape(d));
+               t.data.assign(arr.data(), arr.data() + arr.size());
+               w.emplace(name, std::move(t));
+             }
+             return seqfuse::Model(cfg, w, seqfuse::isa_from_string(isa));
+           }),
+           py::arg("config_json"), py::arg("weights"), py::arg("isa") = "auto")
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& isa) {
+            return seqfuse::Model::load(path, seqfuse::isa_from_string(isa));
+          },
+          py::arg("path"), py::arg("isa") = "auto")
+      .def_property_readonly("config_json",
+                             [](const seqfuse::Model& m) { return m.config().to_json(); })
+      .def_property_readonly("isa", &seqfuse::Model::isa_name)
+      .def("weights",
+           [](const seqfuse::Model& m) {
+             py::dict d;
+             for (const auto& kv : m.weights()) d[py::str(kv.first)] = to_numpy(kv.second);
+             return d;
+           })
+      // Raw-pointer forward: Python has validated shapes, dtypes and contiguity.
+      .def("forward_ptr",
+           [](const seqfuse::Model& m, int B, int T, bool batch_first, uintptr_t x, uintptr_t tok,
+              uintptr_t lengths, uintptr_t h0, uintptr_t c0, uintptr_t y, uintptr_t hn,
+              uintptr_t cn, int threads, bool head_only) {
+             seqfuse::ForwardArgs a;
+             a.batch = B;
+             a.steps = T;
+             a.batch_first = batch_first;
+             a.x = ptr<const float>(x);
+             a.tokens = ptr<const int64_t>(tok);
+             a.lengths = ptr<const int64_t>(lengths);
+             a.h0 = ptr<const float>(h0);
+             a.c0 = ptr<const float>(c0);
+             a.y = ptr<float>(y);
+             a.h_n = ptr<float>(hn);
+             a.c_n = ptr<float>(cn);
+             a.threads = threads;
+             a.head_only = head_only;
+             py::gil_scoped_release release;
+             m.forward(a);
+           })
+      .def("stream", &seqfuse::Model::stream, py::arg("batch") = 1);
 }

@@ -1,8 +1,18 @@
 // seqfuse public C++ API: the one header an application includes. Framework-free C++17.
-// Checked by tests/test_build.py (through seqfuse._C) and the C++ apps in export/.
+// Checked by tests/test_native*.py (through seqfuse._C, against eager PyTorch) and by
+// tests/test_build.py, which builds a small app against the installed CMake package.
+//
+// Shapes use B = batch, T = time steps, D = input features, H = hidden size,
+// G = gates per cell (rnn 1, gru 3, lstm 4), L = num_layers, dirs = 1 or 2, O = head outputs.
+// Every array is dense, row-major, fp32 (tokens and lengths int64) and owned by the caller.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace seqfuse {
 
@@ -23,8 +33,151 @@ BuildInfo build_info();
 //   w_ih: [H, D]   input weights;  w_hh: [H, H] recurrent weights
 //   b_ih, b_hh: [H] biases (either may be null for bias=False)
 //   out:  [B, H]   h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh); may alias neither input
-void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
-                             const float* w_ih, const float* w_hh, const float* b_ih,
-                             const float* b_hh, float* out);
+void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
+                             const float* w_hh, const float* b_ih, const float* b_hh, float* out);
+
+// ---- errors ------------------------------------------------------------------------------
+// Bad arguments (shapes, lengths, tokens, states): a std::invalid_argument.
+struct InvalidArgument : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+// An option the engine does not implement (e.g. streaming a bidirectional model).
+struct Unsupported : InvalidArgument {
+  using InvalidArgument::InvalidArgument;
+};
+// A weight file that is missing, truncated, tampered with or of another format.
+struct FormatError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- model description -------------------------------------------------------------------
+enum class Cell { rnn_tanh, rnn_relu, gru, lstm };
+// none: y is the top layer's output; step: Linear on every step's output;
+// last_step: Linear on the output at each sequence's last valid step;
+// last_hidden: Linear on the top layer's final hidden state(s) [fwd, bwd].
+enum class Head { none, step, last_step, last_hidden };
+// Kernel set. automatic = the best this CPU runs (env SEQFUSE_ISA overrides it);
+// reference = the scalar oracle the others are tested against.
+enum class Isa { automatic, reference, portable, avx2, avx512 };
+
+struct Config {
+  Cell cell = Cell::lstm;
+  int input_size = 1;   // D of float inputs (ignored when vocab_size > 0)
+  int vocab_size = 0;   // > 0: inputs are token ids and an Embedding [vocab, embed] feeds layer 0
+  int embed_dim = 0;    // embedding width (the recurrent input size when vocab_size > 0)
+  int hidden_size = 1;  // H
+  int num_layers = 1;   // L; 0 = no recurrent layer, the head reads the input (linear regression)
+  bool bidirectional = false;
+  bool bias = true;
+  Head head = Head::none;
+  int output_size = 0;  // O (head != none)
+
+  int gates() const;  // G
+  int dirs() const { return bidirectional ? 2 : 1; }
+  int rnn_input_size() const { return vocab_size > 0 ? embed_dim : input_size; }
+  int layer_input_size(int layer) const;  // layer 0: rnn_input_size(); else dirs*H
+  int feature_size() const;               // width of the top layer's output (dirs*H or D)
+  void validate() const;                  // throws InvalidArgument / Unsupported
+  std::string to_json() const;
+  static Config from_json(const std::string& json);  // throws FormatError
+  // The weight names and shapes this config needs, PyTorch's SeqModel state_dict names:
+  //   embedding.weight          [vocab, E]
+  //   rnn.weight_ih_l{k}[_reverse]  [G*H, layer_input_size(k)]  gate order i,f,g,o / r,z,n
+  //   rnn.weight_hh_l{k}[_reverse]  [G*H, H]
+  //   rnn.bias_ih_l{k}[_reverse], rnn.bias_hh_l{k}[_reverse]  [G*H]   (bias only)
+  //   head.weight [O, feature_size()],  head.bias [O]
+  std::map<std::string, std::vector<int64_t>> weight_shapes() const;
+};
+
+// A named fp32 weight array (row-major).
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// Arguments of one forward call. Pointers are the caller's; null = absent.
+struct ForwardArgs {
+  int batch = 1;                     // B >= 1
+  int steps = 1;                     // T >= 1
+  bool batch_first = true;           // true: [B, T, ...] arrays; false: [T, B, ...]
+  const float* x = nullptr;          // [B, T, D] float features (vocab_size == 0)
+  const int64_t* tokens = nullptr;   // [B, T] token ids in [0, vocab) (vocab_size > 0)
+  const int64_t* lengths = nullptr;  // [B] valid lengths in [1, T], any order
+                                     // (pack_padded_sequence semantics; padded outputs 0)
+  const float* h0 = nullptr;         // [L*dirs, B, H] initial hidden state (zeros if null)
+  const float* c0 = nullptr;         // [L*dirs, B, H] initial LSTM cell state (zeros if null)
+  float* y = nullptr;                // required. head none: [B, T, dirs*H] (or [T, B, dirs*H]);
+                                     // step: [B, T, O] (or [T, B, O]); last_*: [B, O]
+  float* h_n = nullptr;              // [L*dirs, B, H] final hidden state, or null (not computed)
+  float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
+  int threads = 1;                   // threads for this call (directions run on separate threads)
+  // Compute only what the head reads (h_n and c_n must be null). With a last_step head on a
+  // bidirectional top layer this runs that layer's backward direction for one step, not T.
+  bool head_only = false;
+};
+
+class Session;
+
+// A loaded model. forward() is safe to call from several threads at once.
+class Model {
+ public:
+  // Load a safetensors weight file written by seqfuse (see docs/FORMAT.md).
+  // Throws FormatError on a missing, truncated or tampered file.
+  static Model load(const std::string& path, Isa isa = Isa::automatic);
+  // From a config and weights named as in Config::weight_shapes(). Throws InvalidArgument.
+  Model(const Config& config, const std::map<std::string, Tensor>& weights,
+        Isa isa = Isa::automatic);
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const Config& config() const;
+  Isa isa() const;               // the kernel set in use
+  std::string isa_name() const;  // "reference", "portable", "avx2", "avx512"
+  // The weights as given (PyTorch layout), by name.
+  const std::map<std::string, Tensor>& weights() const;
+
+  // Run a batch. Validates lengths and tokens; throws InvalidArgument on bad values.
+  void forward(const ForwardArgs& args) const;
+
+  // A streaming session for `batch` sequences (unidirectional models only).
+  Session stream(int batch) const;
+
+ private:
+  friend class Session;
+  friend struct ModelAccess;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+  explicit Model(std::shared_ptr<Impl> impl);
+};
+
+// Streaming: feed k >= 1 time steps per call; h (and c) carry over between calls.
+class Session {
+ public:
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  ~Session();
+  int batch() const;
+  // x: [B, k, D] floats or tokens: [B, k] ids (batch-first); exactly one is non-null.
+  // y: head none [B, k, H]; step [B, k, O]; last_step/last_hidden [B, O].
+  void step(const float* x, const int64_t* tokens, int k, float* y, int threads = 1);
+  void reset();  // zero the state
+  // state: [L, B, H] hidden (h) and, for LSTM, cell (c); get copies out, set copies in.
+  void get_state(float* h, float* c) const;
+  void set_state(const float* h, const float* c);
+
+ private:
+  friend class Model;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Session();
+};
+
+Cell cell_from_string(const std::string& s);  // "rnn_tanh", "rnn_relu", "gru", "lstm"
+Head head_from_string(const std::string& s);  // "none", "step", "last_step", "last_hidden"
+Isa isa_from_string(const std::string& s);    // "auto", "reference", "portable", "avx2", "avx512"
+std::string to_string(Cell c);
+std::string to_string(Head h);
+std::string to_string(Isa i);
 
 }  // namespace seqfuse

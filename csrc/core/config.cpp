@@ -1,0 +1,208 @@
+// Model config: validation, JSON round trip and the weight names/shapes a config needs.
+// Checked by tests/test_native_format.py (bad configs) and every parity test.
+#include <sstream>
+
+#include "core/json.hpp"
+#include "seqfuse/seqfuse.hpp"
+
+namespace seqfuse {
+
+Cell cell_from_string(const std::string& s) {
+  if (s == "rnn_tanh") return Cell::rnn_tanh;
+  if (s == "rnn_relu") return Cell::rnn_relu;
+  if (s == "gru") return Cell::gru;
+  if (s == "lstm") return Cell::lstm;
+  throw Unsupported("unknown cell '" + s + "' (expected rnn_tanh, rnn_relu, gru or lstm)");
+}
+Head head_from_string(const std::string& s) {
+  if (s == "none") return Head::none;
+  if (s == "step") return Head::step;
+  if (s == "last_step") return Head::last_step;
+  if (s == "last_hidden") return Head::last_hidden;
+  throw Unsupported("unknown head '" + s + "' (expected none, step, last_step or last_hidden)");
+}
+Isa isa_from_string(const std::string& s) {
+  if (s == "auto" || s.empty()) return Isa::automatic;
+  if (s == "reference") return Isa::reference;
+  if (s == "portable") return Isa::portable;
+  if (s == "avx2") return Isa::avx2;
+  if (s == "avx512") return Isa::avx512;
+  throw Unsupported("unknown kernel set '" + s +
+                    "' (expected auto, reference, portable, avx2 or avx512)");
+}
+std::string to_string(Cell c) {
+  switch (c) {
+    case Cell::rnn_tanh:
+      return "rnn_tanh";
+    case Cell::rnn_relu:
+      return "rnn_relu";
+    case Cell::gru:
+      return "gru";
+    default:
+      return "lstm";
+  }
+}
+std::string to_string(Head h) {
+  switch (h) {
+    case Head::none:
+      return "none";
+    case Head::step:
+      return "step";
+    case Head::last_step:
+      return "last_step";
+    default:
+      return "last_hidden";
+  }
+}
+std::string to_string(Isa i) {
+  switch (i) {
+    case Isa::automatic:
+      return "auto";
+    case Isa::reference:
+      return "reference";
+    case Isa::portable:
+      return "portable";
+    case Isa::avx2:
+      return "avx2";
+    default:
+      return "avx512";
+  }
+}
+
+int Config::gates() const {
+  switch (cell) {
+    case Cell::gru:
+      return 3;
+    case Cell::lstm:
+      return 4;
+    default:
+      return 1;
+  }
+}
+int Config::layer_input_size(int layer) const {
+  return layer == 0 ? rnn_input_size() : dirs() * hidden_size;
+}
+int Config::feature_size() const {
+  return num_layers == 0 ? rnn_input_size() : dirs() * hidden_size;
+}
+
+static void check_range(const char* name, int v, int lo, int hi) {
+  if (v < lo || v > hi)
+    throw InvalidArgument(std::string("config: ") + name + " must be in [" + std::to_string(lo) +
+                          ", " + std::to_string(hi) + "], got " + std::to_string(v));
+}
+
+void Config::validate() const {
+  check_range("num_layers", num_layers, 0, 64);
+  check_range("vocab_size", vocab_size, 0, 1 << 24);
+  if (vocab_size > 0) {
+    check_range("embed_dim", embed_dim, 1, 1 << 16);
+  } else {
+    check_range("input_size", input_size, 1, 1 << 20);
+  }
+  if (num_layers > 0) check_range("hidden_size", hidden_size, 1, 1 << 14);
+  if (head != Head::none) check_range("output_size", output_size, 1, 1 << 20);
+  if (num_layers == 0 && head != Head::step)
+    throw Unsupported("config: num_layers=0 (no recurrent layer) needs head='step'");
+  if (num_layers == 0 && bidirectional)
+    throw Unsupported("config: num_layers=0 cannot be bidirectional");
+  // Keep every tensor addressable with int32 element counts per row/col product checks.
+  for (const auto& kv : weight_shapes()) {
+    int64_t n = 1;
+    for (int64_t d : kv.second) n *= d;
+    if (n > (int64_t(1) << 31))
+      throw InvalidArgument("config: tensor " + kv.first + " would be too large");
+  }
+}
+
+std::map<std::string, std::vector<int64_t>> Config::weight_shapes() const {
+  std::map<std::string, std::vector<int64_t>> m;
+  const int64_t H = hidden_size, GH = int64_t(gates()) * hidden_size;
+  if (vocab_size > 0) m["embedding.weight"] = {vocab_size, embed_dim};
+  for (int l = 0; l < num_layers; ++l) {
+    for (int d = 0; d < dirs(); ++d) {
+      std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
+      m["rnn.weight_ih" + sfx] = {GH, layer_input_size(l)};
+      m["rnn.weight_hh" + sfx] = {GH, H};
+      if (bias) {
+        m["rnn.bias_ih" + sfx] = {GH};
+        m["rnn.bias_hh" + sfx] = {GH};
+      }
+    }
+  }
+  if (head != Head::none) {
+    m["head.weight"] = {output_size, feature_size()};
+    m["head.bias"] = {output_size};
+  }
+  return m;
+}
+
+std::string Config::to_json() const {
+  std::ostringstream o;
+  o << "{\"cell\": " << json::quote(to_string(cell)) << ", \"input_size\": " << input_size
+    << ", \"vocab_size\": " << vocab_size << ", \"embed_dim\": " << embed_dim
+    << ", \"hidden_size\": " << hidden_size << ", \"num_layers\": " << num_layers
+    << ", \"bidirectional\": " << (bidirectional ? "true" : "false")
+    << ", \"bias\": " << (bias ? "true" : "false") << ", \"head\": " << json::quote(to_string(head))
+    << ", \"output_size\": " << output_size << "}";
+  return o.str();
+}
+
+Config Config::from_json(const std::string& text) {
+  json::Value v = json::parse(text, "config");
+  if (v.type != json::Value::Object) throw FormatError("config: expected a JSON object");
+  Config c;
+  auto get_int = [&](const char* key, int& out, bool required) {
+    const json::Value* f = v.find(key);
+    if (!f) {
+      if (required) throw FormatError(std::string("config: missing '") + key + "'");
+      return;
+    }
+    if (f->type != json::Value::Number || !f->is_int || f->i < 0 || f->i > (int64_t(1) << 30))
+      throw FormatError(std::string("config: '") + key + "' must be a non-negative integer");
+    out = int(f->i);
+  };
+  auto get_bool = [&](const char* key, bool& out) {
+    const json::Value* f = v.find(key);
+    if (!f) throw FormatError(std::string("config: missing '") + key + "'");
+    if (f->type != json::Value::Bool)
+      throw FormatError(std::string("config: '") + key + "' must be true or false");
+    out = f->b;
+  };
+  auto get_str = [&](const char* key) {
+    const json::Value* f = v.find(key);
+    if (!f || f->type != json::Value::String)
+      throw FormatError(std::string("config: '") + key + "' must be a string");
+    return f->str;
+  };
+  static const char* known[] = {"cell",        "input_size", "vocab_size",    "embed_dim",
+                                "hidden_size", "num_layers", "bidirectional", "bias",
+                                "head",        "output_size"};
+  for (const auto& kv : v.obj) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || kv.first == k;
+    if (!ok) throw FormatError("config: unknown key '" + kv.first + "'");
+  }
+  try {
+    c.cell = cell_from_string(get_str("cell"));
+    c.head = head_from_string(get_str("head"));
+  } catch (const InvalidArgument& e) {
+    throw FormatError(e.what());
+  }
+  get_int("input_size", c.input_size, true);
+  get_int("vocab_size", c.vocab_size, true);
+  get_int("embed_dim", c.embed_dim, true);
+  get_int("hidden_size", c.hidden_size, true);
+  get_int("num_layers", c.num_layers, true);
+  get_int("output_size", c.output_size, true);
+  get_bool("bidirectional", c.bidirectional);
+  get_bool("bias", c.bias);
+  try {
+    c.validate();
+  } catch (const InvalidArgument& e) {
+    throw FormatError(e.what());
+  }
+  return c;
+}
+
+}  // namespace seqfuse

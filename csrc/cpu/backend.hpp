@@ -1,0 +1,113 @@
+// Internal CPU backend interface: the scalar reference and the SIMD engines (one per kernel
+// set) implement it; core/model.cpp picks one. Also the aligned buffer, the spin barrier and
+// the persistent thread pool the engines use. Checked by tests/test_native*.py.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "seqfuse/seqfuse.hpp"
+
+namespace seqfuse {
+
+// 64-byte aligned, zero-initialised growable buffer. Defined in ISA-neutral code (no inline
+// std::vector in the per-ISA translation units, so no AVX-512 copy of it can leak into the
+// portable path through the linker).
+class Buf {
+ public:
+  Buf() = default;
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf();
+  // Ensures room for n floats; keeps nothing when it grows. Returns data().
+  float* ensure(size_t n);
+  float* data() const { return p_; }
+  size_t size() const { return n_; }
+  void zero();
+
+ private:
+  float* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Per-call scratch memory, sized on the first call of a shape and reused afterwards.
+struct Workspace {
+  Buf f;                       // floats
+  std::vector<int> ints;       // row order and active counts (resized only when it grows)
+  int* ensure_ints(size_t n);  // out of line: see Buf
+};
+
+// Sense-reversing spin barrier for a fixed team; spins, then yields.
+class SpinBarrier {
+ public:
+  void reset(int n) {
+    n_ = n;
+    count_.store(0);
+  }
+  void wait() {
+    if (n_ <= 1) return;
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins)
+      if (spins > 4000) std::this_thread::yield();
+  }
+
+ private:
+  int n_ = 1;
+  alignas(64) std::atomic<int> count_{0};
+  alignas(64) std::atomic<int> gen_{0};
+};
+
+// A small persistent pool: run(n, fn) calls fn(0) on the caller and fn(1..n-1) on workers,
+// and returns when all are done. Workers spin for a while after a job (streaming calls come
+// back within microseconds), then sleep on a condition variable.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int workers);
+  ~ThreadPool();
+  int size() const { return int(threads_.size()) + 1; }
+  void run(int n, const std::function<void(int)>& fn);
+
+ private:
+  void loop(int id);
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* job_ = nullptr;
+  int job_n_ = 0;
+  alignas(64) std::atomic<uint64_t> gen_{0};
+  alignas(64) std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Arguments are validated by Model::forward. pool may be null (one thread).
+  virtual void forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const = 0;
+};
+
+using WeightMap = std::map<std::string, Tensor>;
+std::unique_ptr<Backend> make_reference_backend(const Config& c, const WeightMap& w);
+std::unique_ptr<Backend> make_portable_backend(const Config& c, const WeightMap& w);
+// These return null when the kernel set is not compiled in (non-x86 builds).
+std::unique_ptr<Backend> make_avx2_backend(const Config& c, const WeightMap& w);
+std::unique_ptr<Backend> make_avx512_backend(const Config& c, const WeightMap& w);
+// Whether this CPU can run a kernel set.
+bool cpu_supports(Isa isa);
+
+}  // namespace seqfuse

@@ -1,0 +1,623 @@
+// The fused CPU sequence loop, written once over a SIMD traits struct S (cpu/simd.hpp) and
+// compiled per kernel set by cpu/engine_{portable,avx2,avx512}.cpp, each inside its own
+// namespace. Checked against the scalar reference at every configuration by
+// tests/test_native.py (every kernel set is forced in turn).
+//
+// How it is fast:
+// - Weights are packed once at load. Gate rows are interleaved per W-lane group of hidden
+//   units (vector v = group*G + gate) so one register tile holds every gate of the same
+//   units, and grouped into panels of U groups stored [k][PV*W] (PV = U*G vectors): the
+//   kernels stream each panel contiguously.
+// - Input projections of all time steps: one register-blocked GEMM per layer and direction
+//   (bias folded in). With an Embedding, layer 0's projection is a [vocab, G*H] table.
+// - The recurrent product is fused with its epilogue: accumulators start from the input
+//   projection, then activations and the c/h update run on the registers and store h'.
+//   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles.
+// - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
+// - Directions run on separate threads; a team of threads splits the panels of a direction.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#if SEQFUSE_KSET >= 2
+#include <immintrin.h>
+#endif
+
+#include "cpu/backend.hpp"
+
+namespace seqfuse {
+namespace SEQFUSE_NS {
+
+#include "cpu/simd.hpp"
+
+constexpr int W = S::W;
+inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+template <Cell C>
+struct CellT {
+  static constexpr int G = C == Cell::lstm ? 4 : C == Cell::gru ? 3 : 1;
+  static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;    // groups / panel
+  static constexpr int BNG = C == Cell::lstm ? 1 : C == Cell::gru ? 1 : 4;  // batched groups
+};
+
+// A weight matrix packed for the kernels.
+struct Packed {
+  Buf buf;
+  int K = 0, G = 1, H = 0, U = 1, PV = 1, ngrp = 0, nvec = 0, npanels = 0;
+  size_t pstride = 0;  // floats per panel
+  const float* panel(int p) const { return buf.data() + size_t(p) * pstride; }
+};
+
+// src: [G*H, K] PyTorch layout (gate-major rows). dst column (group, gate, lane) order.
+inline void pack(Packed& P, const float* src, int G, int H, int K, int U) {
+  P.K = K;
+  P.G = G;
+  P.H = H;
+  P.U = U;
+  P.PV = U * G;
+  P.ngrp = round_up(H, W) / W;
+  P.nvec = P.ngrp * G;
+  P.npanels = (P.ngrp + U - 1) / U;
+  P.pstride = size_t(K) * P.PV * W;
+  float* d = P.buf.ensure(P.pstride * P.npanels);
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < H; ++j) {
+      const int v = (j / W) * G + g, lane = j % W, p = v / P.PV, lv = v % P.PV;
+      float* col = d + size_t(p) * P.pstride + size_t(lv) * W + lane;
+      const float* s = src + (size_t(g) * H + j) * K;
+      for (int k = 0; k < K; ++k) col[size_t(k) * P.PV * W] = s[k];
+    }
+}
+// A [G*H] vector in the same interleaved column order (padded lanes 0). src may be null.
+inline void pack_vec(Buf& out, const float* src, const float* src2, int G, int H) {
+  float* d = out.ensure(size_t(round_up(H, W)) * G);
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < H; ++j)
+      d[size_t((j / W) * G + g) * W + j % W] =
+          (src ? src[g * H + j] : 0.f) + (src2 ? src2[g * H + j] : 0.f);
+}
+
+// ---- GEMM: C[r, col] = bias[col] + sum_k A[r, k] * P[k, col], for a panel slice ------------
+template <int MR, int NV>
+inline void gemm_mk(int K, const float* A, size_t lda, const float* wp, size_t wst,
+                    const float* bias, float* C, size_t ldc, int ncols) {
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) {
+    V b = bias ? S::load(bias + v * W) : S::zero();
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r][v] = b;
+  }
+  for (int k = 0; k < K; ++k) {
+    const float* w = wp + size_t(k) * wst;
+    if (MR == 1) {
+      V a = S::set1(A[k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[0][v] = S::fma(a, S::load(w + v * W), acc[0][v]);
+    } else {
+      V wv[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        V a = S::set1(A[size_t(r) * lda + k]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, wv[v], acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const int n = ncols - v * W;
+      if (n >= W)
+        S::store(C + size_t(r) * ldc + v * W, acc[r][v]);
+      else if (n > 0)
+        S::store_n(C + size_t(r) * ldc + v * W, acc[r][v], n);
+    }
+}
+
+template <int MR>
+inline void gemm_nv(int nv, int K, const float* A, size_t lda, const float* wp, size_t wst,
+                    const float* bias, float* C, size_t ldc, int ncols) {
+  switch (nv) {
+#define SEQFUSE_NV(n)                                        \
+  case n:                                                    \
+    gemm_mk<MR, n>(K, A, lda, wp, wst, bias, C, ldc, ncols); \
+    break;
+    SEQFUSE_NV(1)
+    SEQFUSE_NV(2)
+    SEQFUSE_NV(3)
+    SEQFUSE_NV(4)
+#undef SEQFUSE_NV
+    default:
+      break;
+  }
+}
+
+inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst, const float* bias,
+                      float* C, int ncols) {
+  switch (nv) {
+#define SEQFUSE_NV(n)                                   \
+  case n:                                               \
+    gemm_mk<1, n>(K, A, 0, wp, wst, bias, C, 0, ncols); \
+    break;
+    SEQFUSE_NV(1)
+    SEQFUSE_NV(2)
+    SEQFUSE_NV(3)
+    SEQFUSE_NV(4)
+    SEQFUSE_NV(5)
+    SEQFUSE_NV(6)
+    SEQFUSE_NV(7)
+    SEQFUSE_NV(8)
+    SEQFUSE_NV(9)
+#undef SEQFUSE_NV
+    default:
+      break;
+  }
+}
+
+// C[M, ncols] (row stride ldc) = A[M, K] (row stride lda) x P + bias, panels [p0, p1).
+inline void gemm(int M, const float* A, size_t lda, const Packed& P, const float* bias, float* C,
+                 size_t ldc, int ncols, int p0, int p1) {
+  const size_t wst = size_t(P.PV) * W;
+  for (int p = p0; p < p1; ++p) {
+    const int vbase = p * P.PV, nvp = std::min(P.PV, P.nvec - vbase), cbase = vbase * W;
+    if (cbase >= ncols) continue;
+    const float* wp = P.panel(p);
+    const float* bp = bias ? bias + cbase : nullptr;
+    if (M <= 2) {
+      for (int r = 0; r < M; ++r)
+        gemm_wide(nvp, P.K, A + size_t(r) * lda, wp, wst, bp, C + size_t(r) * ldc + cbase,
+                  ncols - cbase);
+      continue;
+    }
+    for (int v0 = 0; v0 < nvp; v0 += 4) {
+      const int nv = std::min(4, nvp - v0), c0 = cbase + v0 * W;
+      if (c0 >= ncols) break;
+      const float* b0 = bp ? bp + v0 * W : nullptr;
+      int r = 0;
+      for (; r + S::GEMM_MR <= M; r += S::GEMM_MR)
+        gemm_nv<S::GEMM_MR>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
+                            C + size_t(r) * ldc + c0, ldc, ncols - c0);
+      for (; r < M; ++r)
+        gemm_nv<1>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
+                   C + size_t(r) * ldc + c0, ldc, ncols - c0);
+    }
+  }
+}
+
+// ---- fused recurrent step -----------------------------------------------------------------
+// For MR rows and NG groups of hidden units (starting at group grp0): gates = x-projection
+// (LSTM/RNN: includes both biases) + h W_hh^T, then the cell update, h' stored to hout.
+// GRU: accumulators start at b_hh; n = tanh(x_n + r * (W_hn h + b_hn)).
+struct RowPtrs {
+  const float* hin;  // [Hp] previous h
+  const float* x;    // [G*Hp] input projection row (interleaved)
+  float* c;          // [Hp] LSTM cell state (in place)
+  float* hout;       // [Hp] new h
+};
+
+template <Cell C, int NG, int MR>
+inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const float* wp,
+                    size_t wst) {
+  constexpr int G = CellT<C>::G, NV = NG * G;
+  const int vec0 = grp0 * G, unit0 = grp0 * W;
+  V acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = C == Cell::gru ? (bh ? S::load(bh + (vec0 + v) * W) : S::zero())
+                                 : S::load(rows[r].x + (vec0 + v) * W);
+  const float* h[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
+  for (int k = 0; k < K; ++k) {
+    const float* w = wp + size_t(k) * wst;
+    if (MR == 1) {
+      V a = S::set1(h[0][k]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[0][v] = S::fma(a, S::load(w + v * W), acc[0][v]);
+    } else {
+      V wv[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        V a = S::set1(h[r][k]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, wv[v], acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int u = 0; u < NG; ++u) {
+      const int uo = unit0 + u * W;
+      float* ho = rows[r].hout + uo;
+      if (C == Cell::lstm) {
+        V i = vsigmoid(acc[r][u * 4]), f = vsigmoid(acc[r][u * 4 + 1]);
+        V g = vtanh(acc[r][u * 4 + 2]), o = vsigmoid(acc[r][u * 4 + 3]);
+        V c = S::fma(f, S::load(rows[r].c + uo), S::mul(i, g));
+        S::store(rows[r].c + uo, c);
+        S::store(ho, S::mul(o, vtanh(c)));
+      } else if (C == Cell::gru) {
+        const float* x = rows[r].x + (vec0 + u * 3) * W;
+        V rr = vsigmoid(S::add(S::load(x), acc[r][u * 3]));
+        V z = vsigmoid(S::add(S::load(x + W), acc[r][u * 3 + 1]));
+        V n = vtanh(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W)));
+        V hp = S::load(rows[r].hin + uo);
+        S::store(ho, S::fma(z, S::sub(hp, n), n));
+      } else if (C == Cell::rnn_tanh) {
+        S::store(ho, vtanh(acc[r][u]));
+      } else {
+        S::store(ho, S::max(acc[r][u], S::zero()));
+      }
+    }
+  }
+}
+
+template <Cell C, int MR>
+inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp0, const float* wp,
+                    size_t wst) {
+  switch (ng) {
+#define SEQFUSE_NG(n)                                           \
+  case n:                                                       \
+    if constexpr (n <= (MR == 1 ? CellT<C>::U : CellT<C>::BNG)) \
+      step_mk<C, n, MR>(K, rows, bh, grp0, wp, wst);            \
+    break;
+    SEQFUSE_NG(1)
+    SEQFUSE_NG(2)
+    SEQFUSE_NG(3)
+    SEQFUSE_NG(4)
+    SEQFUSE_NG(5)
+    SEQFUSE_NG(6)
+    SEQFUSE_NG(7)
+    SEQFUSE_NG(8)
+#undef SEQFUSE_NG
+    default:
+      break;
+  }
+}
+
+template <Cell C>
+inline void step_rows(int mr, int ng, int K, const RowPtrs* rows, const float* bh, int grp0,
+                      const float* wp, size_t wst) {
+  switch (mr) {
+    case 1:
+      step_ng<C, 1>(ng, K, rows, bh, grp0, wp, wst);
+      break;
+    case 2:
+      step_ng<C, 2>(ng, K, rows, bh, grp0, wp, wst);
+      break;
+    case 3:
+      step_ng<C, 3>(ng, K, rows, bh, grp0, wp, wst);
+      break;
+    case 4:
+      step_ng<C, 4>(ng, K, rows, bh, grp0, wp, wst);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- the backend ---------------------------------------------------------------------------
+class FastBackend final : public Backend {
+ public:
+  FastBackend(const Config& c, const WeightMap& w) : c_(c) {
+    auto get = [&](const std::string& n) -> const float* {
+      auto it = w.find(n);
+      return it == w.end() ? nullptr : it->second.data.data();
+    };
+    G_ = c.gates();
+    H_ = c.hidden_size;
+    Hp_ = round_up(H_, W);
+    Np_ = G_ * Hp_;
+    U_ = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
+    const int L = c.num_layers, dirs = c.dirs();
+    ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
+    for (int l = 0; l < L; ++l)
+      for (int d = 0; d < dirs; ++d) {
+        LayerDir& x = ld_[size_t(l * dirs + d)];
+        const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
+        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), U_);
+        pack(x.whh, get("rnn.weight_hh" + sfx), G_, H_, H_, U_);
+        const float* bih = get("rnn.bias_ih" + sfx);
+        const float* bhh = get("rnn.bias_hh" + sfx);
+        if (c.cell == Cell::gru) {
+          pack_vec(x.bias_x, bih, nullptr, G_, H_);
+          pack_vec(x.bias_h, bhh, nullptr, G_, H_);
+        } else {
+          pack_vec(x.bias_x, bih, bhh, G_, H_);
+        }
+        if (l == 0 && c.vocab_size > 0) {
+          // Fold the Embedding into layer 0's input projection: table[v] = E[v] W_ih^T + b.
+          float* t = x.table.ensure(size_t(c.vocab_size) * Np_);
+          gemm(c.vocab_size, get("embedding.weight"), size_t(c.embed_dim), x.wih, x.bias_x.data(),
+               t, size_t(Np_), Np_, 0, x.wih.npanels);
+        }
+      }
+    if (c.head != Head::none) {
+      pack(head_w_, get("head.weight"), 1, c.output_size, c.feature_size(), 8);
+      pack_vec(head_b_, get("head.bias"), nullptr, 1, c.output_size);
+    }
+  }
+
+  void forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const override;
+
+ private:
+  struct LayerDir {
+    Packed wih, whh;
+    Buf bias_x, bias_h, table;
+  };
+  struct Call;  // per-call state shared by the threads
+  void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar) const;
+  void dispatch(int mr, int ng, int K, const RowPtrs* rows, const float* bh, int grp0,
+                const float* wp, size_t wst) const {
+    switch (c_.cell) {
+      case Cell::lstm:
+        step_rows<Cell::lstm>(mr, ng, K, rows, bh, grp0, wp, wst);
+        break;
+      case Cell::gru:
+        step_rows<Cell::gru>(mr, ng, K, rows, bh, grp0, wp, wst);
+        break;
+      case Cell::rnn_tanh:
+        step_rows<Cell::rnn_tanh>(mr, ng, K, rows, bh, grp0, wp, wst);
+        break;
+      default:
+        step_rows<Cell::rnn_relu>(mr, ng, K, rows, bh, grp0, wp, wst);
+        break;
+    }
+  }
+
+  Config c_;
+  int G_ = 1, H_ = 1, Hp_ = 1, Np_ = 1, U_ = 1;
+  std::unique_ptr<LayerDir[]> ld_;
+  Packed head_w_;
+  Buf head_b_;
+  mutable SpinBarrier bar_all_, bar_team_[2];
+};
+
+struct FastBackend::Call {
+  const ForwardArgs* a;
+  int B, T, rows, maxlen, dirs, L;
+  const int* order;  // rows sorted by length, longest first
+  const int* nact;   // [maxlen] active rows at each step
+  const int* len;    // [B]
+  float* xproj;      // [dirs][rows][Np]
+  float* outbuf[2];  // [rows][dirs*H] ping-pong layer outputs
+  float* hbuf;       // [dirs][2][B][Hp]
+  float* cbuf;       // [dirs][B][Hp]
+  float* feat;       // [B][F] head input for last_step / last_hidden
+  const float* in;   // this layer's input rows
+  size_t in_ld;
+  float* out;  // this layer's output rows (null: not stored)
+  size_t out_ld;
+  bool truncate_top_bwd;
+  size_t row(int t, int b) const { return size_t(a->batch_first ? b * T + t : t * B + b); }
+};
+
+inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsize,
+                                 SpinBarrier& bar) const {
+  const ForwardArgs& a = *k.a;
+  const LayerDir& x = ld_[size_t(l * k.dirs + d)];
+  const int B = k.B, H = H_, Hp = Hp_, Np = Np_;
+  const bool top = l == k.L - 1;
+  const bool trunc = top && d == 1 && k.truncate_top_bwd;
+  const int nsteps = trunc ? 1 : k.maxlen;
+  float* xp = k.xproj + size_t(d) * k.rows * Np;
+  const bool use_table = l == 0 && c_.vocab_size > 0;
+  const int np = x.whh.npanels;
+  const int pp0 = rank * np / tsize, pp1 = (rank + 1) * np / tsize;
+  // 1. input projections for all steps (or, truncated, each row's last valid step)
+  if (!use_table) {
+    const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
+    if (trunc) {
+      for (int b = 0; b < B; ++b)
+        gemm(1, k.in + k.row(k.len[b] - 1, b) * k.in_ld, k.in_ld, x.wih, x.bias_x.data(),
+             xp + size_t(b) * Np, size_t(Np), Np, q0, q1);
+    } else {
+      gemm(k.rows, k.in, k.in_ld, x.wih, x.bias_x.data(), xp, size_t(Np), Np, q0, q1);
+    }
+  }
+  // 2. initial state (rank 0), visible to the team after the barrier
+  float* hb[2] = {k.hbuf + size_t(d) * 2 * B * Hp, k.hbuf + (size_t(d) * 2 + 1) * B * Hp};
+  float* cb = k.cbuf + size_t(d) * B * Hp;
+  const size_t slot = size_t(l * k.dirs + d) * B * H;
+  if (rank == 0) {
+    for (int b = 0; b < B; ++b) {
+      float* h = hb[0] + size_t(b) * Hp;
+      if (a.h0)
+        std::memcpy(h, a.h0 + slot + size_t(b) * H, sizeof(float) * H);
+      else
+        std::memset(h, 0, sizeof(float) * H);
+      std::memset(h + H, 0, sizeof(float) * (Hp - H));
+      if (c_.cell == Cell::lstm) {
+        float* c = cb + size_t(b) * Hp;
+        if (a.c0)
+          std::memcpy(c, a.c0 + slot + size_t(b) * H, sizeof(float) * H);
+        else
+          std::memset(c, 0, sizeof(float) * H);
+        std::memset(c + H, 0, sizeof(float) * (Hp - H));
+      }
+    }
+  }
+  bar.wait();
+  // 3. the recurrence
+  const int u0 = std::min(H, pp0 * U_ * W), u1 = std::min(H, pp1 * U_ * W);
+  const size_t wst = size_t(x.whh.PV) * W;
+  const float* bh = c_.cell == Cell::gru ? x.bias_h.data() : nullptr;
+  const float* table = x.table.data();
+  for (int s = 0; s < nsteps; ++s) {
+    const int na = a.lengths ? k.nact[s] : B;
+    float* hin = hb[s & 1];
+    float* hout = hb[(s + 1) & 1];
+    auto ptrs = [&](int i, RowPtrs& rp) {
+      const int b = k.order[i];
+      const int t = d == 0 ? s : k.len[b] - 1 - s;
+      rp.hin = hin + size_t(b) * Hp;
+      rp.hout = hout + size_t(b) * Hp;
+      rp.c = cb + size_t(b) * Hp;
+      if (use_table)
+        rp.x = table + size_t(a.tokens[k.row(t, b)]) * Np;
+      else if (trunc)
+        rp.x = xp + size_t(b) * Np;
+      else
+        rp.x = xp + k.row(t, b) * Np;
+    };
+    for (int p = pp0; p < pp1; ++p) {
+      const int grp0 = p * U_, ng = std::min(U_, x.whh.ngrp - grp0);
+      const float* wp = x.whh.panel(p);
+      if (na == 1) {
+        RowPtrs rp;
+        ptrs(0, rp);
+        dispatch(1, ng, H, &rp, bh, grp0, wp, wst);
+        continue;
+      }
+      const int bng = c_.cell == Cell::lstm || c_.cell == Cell::gru ? 1 : 4;
+      for (int g = 0; g < ng; g += bng) {
+        const int n = std::min(bng, ng - g);
+        for (int i = 0; i < na; i += S::STEP_MR) {
+          const int mr = std::min(S::STEP_MR, na - i);
+          RowPtrs rp[S::STEP_MR];
+          for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
+          dispatch(mr, n, H, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
+        }
+      }
+    }
+    // this thread's slice of h' into the layer output
+    if (k.out && u1 > u0) {
+      for (int i = 0; i < na; ++i) {
+        const int b = k.order[i];
+        const int t = d == 0 ? s : k.len[b] - 1 - s;
+        std::memcpy(k.out + k.row(t, b) * k.out_ld + size_t(d) * H + u0, hout + size_t(b) * Hp + u0,
+                    sizeof(float) * (u1 - u0));
+      }
+    }
+    bar.wait();
+  }
+  // 4. final states (each row's own last step), padded outputs zero
+  if (rank == 0) {
+    const int F = c_.feature_size();
+    for (int b = 0; b < B; ++b) {
+      const int done = std::min(nsteps, k.len[b]);
+      const float* h = hb[done & 1] + size_t(b) * Hp;
+      if (a.h_n) std::memcpy(a.h_n + slot + size_t(b) * H, h, sizeof(float) * H);
+      if (a.c_n) std::memcpy(a.c_n + slot + size_t(b) * H, cb + size_t(b) * Hp, sizeof(float) * H);
+      if (top && k.feat) std::memcpy(k.feat + size_t(b) * F + size_t(d) * H, h, sizeof(float) * H);
+      if (k.out && a.lengths)
+        for (int t = k.len[b]; t < k.T; ++t)
+          std::memset(k.out + k.row(t, b) * k.out_ld + size_t(d) * H, 0, sizeof(float) * H);
+    }
+  }
+}
+
+inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const {
+  const int B = a.batch, T = a.steps, L = c_.num_layers, dirs = c_.dirs(), H = H_;
+  const int F = c_.feature_size(), O = c_.output_size, rows = B * T;
+  const int nt = pool ? std::min(a.threads, pool->size()) : 1;
+  Call k;
+  k.a = &a;
+  k.B = B;
+  k.T = T;
+  k.rows = rows;
+  k.dirs = dirs;
+  k.L = L;
+  int* iw = ws.ensure_ints(size_t(2 * B + T));
+  int* len = iw;
+  int* order = iw + B;
+  int* nact = iw + 2 * B;
+  k.maxlen = T;
+  for (int b = 0; b < B; ++b) {
+    len[b] = a.lengths ? int(a.lengths[b]) : T;
+    order[b] = b;
+  }
+  if (a.lengths) {
+    // stable insertion sort by length, longest first (active rows at step s are a prefix)
+    for (int i = 1; i < B; ++i) {
+      const int v = order[i];
+      int j = i;
+      for (; j > 0 && len[order[j - 1]] < len[v]; --j) order[j] = order[j - 1];
+      order[j] = v;
+    }
+    k.maxlen = len[order[0]];
+    int n = B;
+    for (int s = 0; s < T; ++s) {
+      while (n > 0 && len[order[n - 1]] <= s) --n;
+      nact[s] = n;
+    }
+  }
+  k.order = order;
+  k.nact = nact;
+  k.len = len;
+  const Head hd = c_.head;
+  k.truncate_top_bwd = a.head_only && hd == Head::last_step && dirs == 2 && L > 0;
+  const bool top_store = hd == Head::none || hd == Head::step ||
+                         (hd == Head::last_step && dirs == 2 && !k.truncate_top_bwd);
+  const bool use_feat = L > 0 && (hd == Head::last_hidden || (hd == Head::last_step && !top_store));
+  const size_t n_x = L > 0 ? size_t(dirs) * rows * Np_ : 0;
+  const size_t n_out = L > 0 ? size_t(rows) * dirs * H : 0;
+  const size_t n_h = size_t(dirs) * 2 * B * Hp_, n_c = size_t(dirs) * B * Hp_;
+  const size_t n_f = size_t(B) * F;
+  auto al = [](size_t n) { return (n + 15) / 16 * 16; };
+  float* base = ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_f));
+  k.xproj = base;
+  k.outbuf[0] = base + al(n_x);
+  k.outbuf[1] = k.outbuf[0] + al(n_out);
+  k.hbuf = k.outbuf[1] + al(n_out);
+  k.cbuf = k.hbuf + al(n_h);
+  float* feat = k.cbuf + al(n_c);
+  k.feat = use_feat ? feat : nullptr;
+  k.in = nullptr;
+  k.in_ld = 0;
+  k.out = nullptr;
+  k.out_ld = size_t(dirs) * H;
+
+  const bool split = dirs == 2 && nt >= 2;
+  bar_all_.reset(nt);
+  bar_team_[0].reset((nt + 1) / 2);
+  bar_team_[1].reset(nt / 2);
+  const float* top_out = L > 0 ? k.outbuf[(L - 1) & 1] : a.x;
+  auto job = [&](int tid) {
+    for (int l = 0; l < L; ++l) {
+      Call kl = k;
+      kl.in = l == 0 ? a.x : k.outbuf[(l - 1) & 1];
+      kl.in_ld = size_t(c_.layer_input_size(l));
+      if (l < L - 1)
+        kl.out = k.outbuf[l & 1];
+      else if (top_store)
+        kl.out = hd == Head::none ? a.y : k.outbuf[l & 1];
+      if (split) {
+        const int team = tid & 1;
+        run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team_[team]);
+      } else {
+        for (int d = 0; d < dirs; ++d) run_dir(kl, l, d, tid, nt, bar_all_);
+      }
+      bar_all_.wait();
+    }
+    if (hd == Head::step) {
+      const int r0 = int(int64_t(tid) * rows / nt), r1 = int(int64_t(tid + 1) * rows / nt);
+      if (r1 > r0)
+        gemm(r1 - r0, top_out + size_t(r0) * F, size_t(F), head_w_, head_b_.data(),
+             a.y + size_t(r0) * O, size_t(O), O, 0, head_w_.npanels);
+    } else if (hd != Head::none && tid == 0) {
+      if (!use_feat)  // bidirectional last_step with the whole top output stored
+        for (int b = 0; b < B; ++b)
+          std::memcpy(feat + size_t(b) * F, top_out + k.row(len[b] - 1, b) * F, sizeof(float) * F);
+      gemm(B, feat, size_t(F), head_w_, head_b_.data(), a.y, size_t(O), O, 0, head_w_.npanels);
+    }
+  };
+  if (nt > 1)
+    pool->run(nt, job);
+  else
+    job(0);
+}
+
+}  // namespace SEQFUSE_NS
+}  // namespace seqfuse

@@ -1,0 +1,153 @@
+// The scalar reference engine: the oracle every SIMD path is tested against, written for
+// clarity from PyTorch's formulas (double accumulation, libm activations, no packing).
+// Checked against eager PyTorch by tests/test_native.py (Isa::reference).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/backend.hpp"
+
+namespace seqfuse {
+namespace {
+
+double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+class ReferenceBackend final : public Backend {
+ public:
+  ReferenceBackend(const Config& c, const WeightMap& w) : c_(c), w_(w) {}
+
+  const float* get(const std::string& name) const {
+    auto it = w_.find(name);
+    return it == w_.end() ? nullptr : it->second.data.data();
+  }
+
+  void forward(const ForwardArgs& a, Workspace&, ThreadPool*) const override {
+    const int B = a.batch, T = a.steps, H = c_.hidden_size, L = c_.num_layers;
+    const int dirs = c_.dirs(), G = c_.gates();
+    auto row = [&](int t, int b) { return size_t(a.batch_first ? b * T + t : t * B + b); };
+    auto len = [&](int b) { return a.lengths ? int(a.lengths[b]) : T; };
+    // Layer-0 input, rows in the caller's order.
+    int Din = c_.rnn_input_size();
+    std::vector<float> inp(size_t(B) * T * Din);
+    if (c_.vocab_size > 0) {
+      const float* emb = get("embedding.weight");
+      for (size_t r = 0; r < size_t(B) * T; ++r)
+        std::memcpy(&inp[r * Din], emb + size_t(a.tokens[r]) * Din, sizeof(float) * Din);
+    } else {
+      std::memcpy(inp.data(), a.x, sizeof(float) * inp.size());
+    }
+    std::vector<float> hn(size_t(L) * dirs * B * H), cn(hn.size());
+    for (int l = 0; l < L; ++l) {
+      std::vector<float> out(size_t(B) * T * dirs * H, 0.f);
+      for (int d = 0; d < dirs; ++d) {
+        const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
+        const float* wih = get("rnn.weight_ih" + sfx);
+        const float* whh = get("rnn.weight_hh" + sfx);
+        const float* bih = get("rnn.bias_ih" + sfx);
+        const float* bhh = get("rnn.bias_hh" + sfx);
+        const size_t slot = size_t(l * dirs + d) * B * H;
+        std::vector<double> h(H), cs(H), gx(size_t(G) * H), gh(size_t(G) * H);
+        for (int b = 0; b < B; ++b) {
+          for (int j = 0; j < H; ++j) {
+            h[j] = a.h0 ? a.h0[slot + size_t(b) * H + j] : 0.0;
+            cs[j] = a.c0 ? a.c0[slot + size_t(b) * H + j] : 0.0;
+          }
+          const int n = len(b);
+          for (int s = 0; s < n; ++s) {
+            const int t = d == 0 ? s : n - 1 - s;
+            const float* xt = &inp[row(t, b) * Din];
+            for (int r = 0; r < G * H; ++r) {
+              double ax = bih ? bih[r] : 0.0, ah = bhh ? bhh[r] : 0.0;
+              for (int k = 0; k < Din; ++k) ax += double(wih[size_t(r) * Din + k]) * xt[k];
+              for (int k = 0; k < H; ++k) ah += double(whh[size_t(r) * H + k]) * h[k];
+              gx[r] = ax;
+              gh[r] = ah;
+            }
+            for (int j = 0; j < H; ++j) {
+              switch (c_.cell) {
+                case Cell::rnn_tanh:
+                  h[j] = std::tanh(gx[j] + gh[j]);
+                  break;
+                case Cell::rnn_relu:
+                  h[j] = std::max(0.0, gx[j] + gh[j]);
+                  break;
+                case Cell::gru: {
+                  double r = sigm(gx[j] + gh[j]);
+                  double z = sigm(gx[H + j] + gh[H + j]);
+                  double nn = std::tanh(gx[2 * H + j] + r * gh[2 * H + j]);
+                  h[j] = (1.0 - z) * nn + z * h[j];
+                  break;
+                }
+                case Cell::lstm: {
+                  double i = sigm(gx[j] + gh[j]), f = sigm(gx[H + j] + gh[H + j]);
+                  double g = std::tanh(gx[2 * H + j] + gh[2 * H + j]);
+                  double o = sigm(gx[3 * H + j] + gh[3 * H + j]);
+                  cs[j] = f * cs[j] + i * g;
+                  h[j] = o * std::tanh(cs[j]);
+                  break;
+                }
+              }
+            }
+            // Single-precision state between steps, like every fp32 engine.
+            for (int j = 0; j < H; ++j) {
+              h[j] = float(h[j]);
+              cs[j] = float(cs[j]);
+              out[row(t, b) * dirs * H + size_t(d) * H + j] = float(h[j]);
+            }
+          }
+          for (int j = 0; j < H; ++j) {
+            hn[slot + size_t(b) * H + j] = float(h[j]);
+            cn[slot + size_t(b) * H + j] = float(cs[j]);
+          }
+        }
+      }
+      inp.swap(out);
+      Din = dirs * H;
+    }
+    if (a.h_n) std::memcpy(a.h_n, hn.data(), sizeof(float) * hn.size());
+    if (a.c_n) std::memcpy(a.c_n, cn.data(), sizeof(float) * cn.size());
+    // inp now holds the top layer's output (or the raw input when num_layers == 0).
+    const int F = c_.feature_size();
+    if (c_.head == Head::none) {
+      std::memcpy(a.y, inp.data(), sizeof(float) * inp.size());
+      return;
+    }
+    const float* hw = get("head.weight");
+    const float* hb = get("head.bias");
+    const int O = c_.output_size;
+    auto linear = [&](const float* f, float* y) {
+      for (int o = 0; o < O; ++o) {
+        double acc = hb[o];
+        for (int k = 0; k < F; ++k) acc += double(hw[size_t(o) * F + k]) * f[k];
+        y[o] = float(acc);
+      }
+    };
+    if (c_.head == Head::step) {
+      for (size_t r = 0; r < size_t(B) * T; ++r) linear(&inp[r * F], a.y + r * O);
+      return;
+    }
+    std::vector<float> feat(F);
+    for (int b = 0; b < B; ++b) {
+      if (c_.head == Head::last_step) {
+        std::memcpy(feat.data(), &inp[row(len(b) - 1, b) * F], sizeof(float) * F);
+      } else {
+        for (int d = 0; d < dirs; ++d)
+          std::memcpy(&feat[size_t(d) * H], &hn[(size_t((L - 1) * dirs + d) * B + b) * H],
+                      sizeof(float) * H);
+      }
+      linear(feat.data(), a.y + size_t(b) * O);
+    }
+  }
+
+ private:
+  Config c_;
+  const WeightMap& w_;  // owned by the Model, which outlives its backend
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend(const Config& c, const WeightMap& w) {
+  return std::make_unique<ReferenceBackend>(c, w);
+}
+
+}  // namespace seqfuse
