@@ -64,19 +64,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to run")
     g.add_argument(
         "--backends",
-        default="default",
-        help="comma-separated backends, 'default' or 'all' (default: %(default)s = "
+        default=None,
+        help="comma-separated backends, 'default' or 'all' (default: "
         + ",".join(DEFAULT_BACKENDS)
         + ")",
     )
     g.add_argument(
         "--models",
-        default="all",
+        default=None,
         help="comma-separated seed models, 'all' (the shakespeare model as its streaming "
-        "step) or 'none' (default: %(default)s)",
+        "step) or 'none' (default: all)",
     )
     g.add_argument(
-        "--batches", type=_ints, default=SEED_BATCHES, help="seed-model batch sizes (1,64)"
+        "--batches", type=_ints, default=None, help="seed-model batch sizes (default: 1,64)"
     )
     g.add_argument(
         "--grid",
@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--budget",
         type=float,
-        default=0.5,
+        default=None,
         help="seconds of timed calls per backend, workload and thread count (default 0.5)",
     )
     m.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5)")
@@ -132,10 +132,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _explicit(argv: list[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in argv)
-
-
 def _resolve_backends(spec: str) -> list[str]:
     if spec == "default":
         return list(DEFAULT_BACKENDS)
@@ -162,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
     from seqfuse.bench.harness import run_benchmarks
     from seqfuse.bench.plots import plot_grid, plot_summary
 
-    argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
     out = Path(args.out)
     json_path = Path(args.json) if args.json else out / "bench.json"
     png_path = Path(args.png) if args.png else out / "bench.png"
@@ -173,19 +171,18 @@ def run(args: argparse.Namespace) -> int:
         results = report.load_json(args.from_json)
         command = results.get("command") or command
     else:
-        backends = args.backends
-        models, batches, threads, budget = args.models, args.batches, args.threads, args.budget
-        if args.quick:
-            if not _explicit(argv, "--backends"):
-                backends = ",".join(QUICK_BACKENDS)
-            if not _explicit(argv, "--models"):
-                models = ",".join(QUICK_MODELS)
-            if not _explicit(argv, "--batches"):
-                batches = (1,)
-            if not _explicit(argv, "--budget"):
-                budget = 0.05
-            if threads is None:
-                threads = (1,)
+        backends, models, batches = args.backends, args.models, args.batches
+        threads, budget = args.threads, args.budget
+        if args.quick:  # options given explicitly still win
+            backends = ",".join(QUICK_BACKENDS) if backends is None else backends
+            models = ",".join(QUICK_MODELS) if models is None else models
+            batches = (1,) if batches is None else batches
+            budget = 0.05 if budget is None else budget
+            threads = (1,) if threads is None else threads
+        backends = "default" if backends is None else backends
+        models = "all" if models is None else models
+        batches = SEED_BATCHES if batches is None else batches
+        budget = 0.5 if budget is None else budget
         if threads is None:
             n = _usable_cpus()
             threads = (1, n) if n > 1 else (1,)

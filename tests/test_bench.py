@@ -1,0 +1,225 @@
+"""Smoke and correctness tests of the benchmark harness (seqfuse.bench, `seqfuse bench`).
+
+The harness must run in seconds on a tiny selection and write the table, JSON and PNG; its
+validation must catch a backend whose outputs differ from eager PyTorch (reported failed,
+never timed), including a streaming backend that drops its state between calls. The
+napkin cost is checked against the model's own parameter sizes. Timings are not asserted:
+speed is shown by `seqfuse bench` and benchmarks/, not by unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from seqfuse.bench import make_backends, run_benchmarks
+from seqfuse.bench.backends import Backend, Eager, TorchScript
+from seqfuse.bench.harness import compare
+from seqfuse.bench.plots import plot_grid, plot_summary
+from seqfuse.bench.report import check_targets, format_table, update_readme, write_json
+from seqfuse.bench.workloads import Workload, grid_workloads, seed_workloads
+from seqfuse.cli import main
+
+FAST = dict(budget_s=0.01, warmup=1, min_reps=3, progress=False)
+
+
+class Perturbed(Eager):
+    """Eager plus 1e-3 on the first output: a wrong backend."""
+
+    name, label = "perturbed", "wrong on purpose"
+
+    def run(self):
+        y, h = super().run()
+        return y + 1e-3, h
+
+
+class Forgetful(Eager):
+    """Streams with a fresh zero state on every call: right at step 1, wrong after."""
+
+    name = "forgetful"
+
+    def run(self):
+        out = super().run()
+        self.reset_state_only()
+        return out
+
+    def reset_state_only(self):
+        i = self._i
+        self.reset()
+        self._i = i
+
+
+class Missing(Backend):
+    name = "missing"
+
+    def available(self):
+        return False, "not installed here"
+
+
+def _tiny_stream() -> Workload:
+    cfg = {
+        "kind": "seq", "cell": "lstm", "hidden_size": 8, "input_size": 1, "vocab_size": 11,
+        "embed_dim": 4, "num_layers": 2, "bidirectional": False, "bias": True, "dropout": 0.0,
+        "head": "step", "output_size": 11,
+    }  # fmt: skip
+    return Workload("tiny/stream", "tiny", cfg, batch=1, seq_len=1, mode="stream")
+
+
+def test_harness_validates_times_and_reports(tmp_path):
+    wls = seed_workloads(["sine", "hihell"], batches=(1, 3))
+    res = run_benchmarks(wls, ["eager", "torchscript", Perturbed(), Missing()], **FAST)
+    rows = {(r["workload"], r["backend"]): r for r in res["results"]}
+    assert len(rows) == 4 * 4
+    for w in wls:
+        eager = rows[(w.id, "eager")]
+        assert eager["status"] == "ok" and eager["ratio_to_eager"] == 1.0
+        assert eager["median_us"] > 0 and eager["p99_us"] >= eager["median_us"] * 0.999
+        assert eager["reps"] >= 3
+        ts = rows[(w.id, "torchscript")]
+        assert ts["status"] == "ok" and ts["max_abs_err"] <= 1e-5
+        bad = rows[(w.id, "perturbed")]
+        assert bad["status"] == "failed" and "median_us" not in bad
+        assert bad["max_abs_err"] == pytest.approx(1e-3, rel=1e-3)
+        assert rows[(w.id, "missing")]["status"] == "skipped"
+        assert rows[(w.id, "missing")]["reason"] == "not installed here"
+        fastest = min(
+            (rows[(w.id, b)] for b in ("eager", "torchscript")), key=lambda r: r["median_us"]
+        )
+        assert ts["fastest_peer"] == fastest["backend"]
+    table = format_table(res)
+    assert "FAILED: mismatch" in table and "SKIPPED: not installed here" in table
+    path = write_json(res, tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    assert data["schema"] == "seqfuse.bench" and data["schema_version"] == 1
+    assert data["environment"]["versions"]["torch"] == torch.__version__
+    png = plot_summary(res, tmp_path / "r.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_streaming_validation_catches_lost_state():
+    res = run_benchmarks([_tiny_stream()], ["eager", "torchscript", Forgetful()], **FAST)
+    by = {r["backend"]: r for r in res["results"]}
+    assert by["torchscript"]["status"] == "ok"
+    assert by["forgetful"]["status"] == "failed"
+
+
+def test_grid_plot(tmp_path):
+    wls = grid_workloads("sweep", ("gru",), (1, 2), (2, 4), (4, 8), base={"seq_len": 2})
+    assert len({w.id for w in wls}) == len(wls)
+    res = run_benchmarks(wls, ["eager"], **FAST)
+    assert all(r["status"] == "ok" for r in res["results"])
+    png = plot_grid(res, tmp_path / "g.png")
+    assert png is not None and png.stat().st_size > 1000
+
+
+def test_cost_matches_parameter_sizes():
+    for w in seed_workloads(["sine", "mnist", "names"], batches=(1,)):
+        m = w.build_model()
+        rec = sum(p.numel() * 4 for n, p in m.rnn.named_parameters() if "weight_hh" in n)
+        assert w.cost()["recurrent_bytes"] == rec
+    (sine,) = seed_workloads(["sine"], batches=(1,))
+    m = sine.build_model()
+    # T steps of W_hh, W_ih once (one GEMM), the head once
+    expect = 4 * (20 * m.rnn.weight_hh_l0.numel() + m.rnn.weight_ih_l0.numel())
+    expect += 4 * m.head.weight.numel()
+    assert sine.cost()["weight_bytes"] == expect
+
+
+def test_compare_shapes_and_nan():
+    a = [np.zeros((2, 3), np.float32)]
+    with pytest.raises(ValueError, match="shape"):
+        compare(a, [np.zeros((3, 2), np.float32)])
+    err, _ = compare(a, [np.full((2, 3), np.nan, np.float32)])
+    assert not err <= 1e-5
+
+
+def _fake(workload: str, threads: int, medians: dict[str, float]) -> dict:
+    rows = [
+        {"workload": workload, "threads": threads, "backend": b, "device": "cpu",
+         "peer": b != "native", "status": "ok", "reason": "", "median_us": m}
+        for b, m in medians.items()
+    ]  # fmt: skip
+    from seqfuse.bench.harness import add_ratios
+
+    add_ratios(rows)
+    return {"results": rows}
+
+
+def test_targets_met_and_missed():
+    res = _fake("sine/b1", 1, {"eager": 100.0, "ort": 20.0, "native": 4.0})
+    t = {x["id"]: x for x in check_targets(res)}
+    assert t["sine b1 vs ORT"]["status"] == "met"  # 0.2 <= 0.25
+    assert t["sine b1 vs eager"]["status"] == "met"  # 0.04 <= 0.05
+    res = _fake("sine/b1", 1, {"eager": 100.0, "ort": 20.0, "native": 10.0})
+    t = {x["id"]: x for x in check_targets(res)}
+    assert t["sine b1 vs ORT"]["status"] == "missed"
+    assert "2.00x too slow" in t["sine b1 vs ORT"]["detail"]  # 0.5 / 0.25
+    assert t["mnist b1 vs ORT"]["status"] == "not measured"
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backends(["eager", "nope"])
+    with pytest.raises(ValueError, match="unknown model"):
+        seed_workloads(["nope"])
+    with pytest.raises(ValueError, match="eager"):
+        run_benchmarks(seed_workloads(["sine"], batches=(1,)), ["torchscript"], **FAST)
+
+
+def test_cli_quick_writes_files_and_readme(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\nbefore\n<!-- bench:start -->\nold\n<!-- bench:end -->\nafter\n")
+    argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager,torchscript"]
+    argv += ["--out", str(tmp_path / "o"), "--budget", "0.01", "--no-progress"]
+    assert main([*argv, "--update-readme", str(readme)]) == 0
+    out = capsys.readouterr().out
+    assert "hihell/b1" in out and "targets" in out
+    assert (tmp_path / "o" / "bench.json").is_file()
+    assert (tmp_path / "o" / "bench.png").is_file()
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n<!-- bench:start -->\n")
+    assert text.endswith("<!-- bench:end -->\nafter\n") and "old" not in text
+    assert "| hihell/b1 | 1 |" in text and "(o/bench.png)" in text
+    # re-render from the JSON without measuring
+    assert main(["bench", "--from-json", str(tmp_path / "o" / "bench.json"),
+                 "--out", str(tmp_path / "p")]) == 0  # fmt: skip
+    assert (tmp_path / "p" / "bench.png").is_file()
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    readme = tmp_path / "R.md"
+    readme.write_text("no markers\n")
+    argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path), "--update-readme", str(readme)]) == 2
+    assert "no <!-- bench:start -->" in capsys.readouterr().err
+    assert main(["bench", "--backends", "eager,bogus", "--out", str(tmp_path)]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "0"])
+
+
+def test_update_readme_requires_markers(tmp_path):
+    from seqfuse import SeqfuseError
+
+    p = tmp_path / "x.md"
+    p.write_text("<!-- bench:end -->\n<!-- bench:start -->\n")
+    with pytest.raises(SeqfuseError):
+        update_readme(p, "x")
+
+
+def test_unavailable_cuda_backends_say_why():
+    for b in make_backends(["eager-cuda", "cuda-graphs", "native-cuda", "ort-cuda"]):
+        ok, why = b.available()
+        if not torch.cuda.is_available():
+            assert not ok and why
+
+
+def test_torchscript_backend_streams():
+    w = _tiny_stream()
+    m, inp = w.build_model(), w.make_inputs()
+    b = TorchScript()
+    b.prepare(m, inp)
+    y, state = b.run()
+    assert y.shape == (1, 1, 11) and len(state) == 2
