@@ -7,6 +7,7 @@ rebuilt from its config dict alone (:func:`build_model`), which is what checkpoi
 Checked by tests/test_models.py against hand-written torch code.
 """
 
+from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import (
     CELLS,
     HEADS,
@@ -17,7 +18,6 @@ from seqfuse.models.seq import (
     config_of,
     example_input,
 )
-from seqfuse.models.presets import PRESETS, preset
 
 __all__ = [
     "CELLS",

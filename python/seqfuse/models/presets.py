@@ -20,26 +20,45 @@ PRESETS: dict[str, Any] = {
     "linear": lambda: LinearConfig(in_features=1, out_features=1),
     # one-hot "hihell" -> "ihello", an RNN of hidden 5 with a per-step classifier
     "hihell": lambda: SeqConfig(
-        cell="rnn_tanh", input_size=len(HIHELL_CHARS), hidden_size=5, head="step",
+        cell="rnn_tanh",
+        input_size=len(HIHELL_CHARS),
+        hidden_size=5,
+        head="step",
         output_size=len(HIHELL_CHARS),
     ),
     # character GRU name classifier: Embedding 128 -> 2-layer GRU 100 -> 18 languages
     "names": lambda: SeqConfig(
-        cell="gru", vocab_size=len(NAMES_ALPHABET) + 1, embed_dim=128, hidden_size=100,
-        num_layers=2, head="last_hidden", output_size=NAMES_CLASSES,
+        cell="gru",
+        vocab_size=len(NAMES_ALPHABET) + 1,
+        embed_dim=128,
+        hidden_size=100,
+        num_layers=2,
+        head="last_hidden",
+        output_size=NAMES_CLASSES,
     ),
     # MNIST rows as a 28-step sequence: 2-layer bidirectional LSTM 128, head on the last step
     "mnist": lambda: SeqConfig(
-        cell="lstm", input_size=28, hidden_size=128, num_layers=2, bidirectional=True,
-        head="last_step", output_size=10,
+        cell="lstm",
+        input_size=28,
+        hidden_size=128,
+        num_layers=2,
+        bidirectional=True,
+        head="last_step",
+        output_size=10,
     ),
     # sine next-value regression: RNN 32, per-step linear head, state carried across batches
-    "sine": lambda: SeqConfig(cell="rnn_tanh", input_size=1, hidden_size=32, head="step",
-                              output_size=1),
+    "sine": lambda: SeqConfig(
+        cell="rnn_tanh", input_size=1, hidden_size=32, head="step", output_size=1
+    ),
     # character LSTM language model: Embedding 64 -> 2-layer LSTM 256 -> next-char logits
     "shakespeare": lambda: SeqConfig(
-        cell="lstm", vocab_size=SHAKESPEARE_VOCAB, embed_dim=64, hidden_size=256, num_layers=2,
-        head="step", output_size=SHAKESPEARE_VOCAB,
+        cell="lstm",
+        vocab_size=SHAKESPEARE_VOCAB,
+        embed_dim=64,
+        hidden_size=256,
+        num_layers=2,
+        head="step",
+        output_size=SHAKESPEARE_VOCAB,
     ),
 }
 

@@ -1,0 +1,69 @@
+"""Shared pytest fixtures: the real-data folder and trained seed checkpoints.
+
+Real data comes from $SEQFUSE_DATA_DIR or ../shared/data beside the repository; tests that
+need it skip with the reason when it is absent. ``trained_checkpoint(task)`` trains a seed
+model once per session on a short schedule and returns its checkpoint path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SEQFUSE_DATA_DIR") or REPO.parent / "shared" / "data")
+
+# Short schedules: enough to pass each task's bar in seconds on 2 cores.
+SHORT = {
+    "linear": dict(),
+    "hihell": dict(),
+    "sine": dict(),
+    "names": dict(epochs=3),
+    "mnist": dict(epochs=3),
+    "shakespeare": dict(epochs=1, max_batches=60, batch_size=32),
+}
+NEEDS_DATA = {"names", "mnist", "shakespeare"}
+
+
+def _data_dir_or_skip() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(
+            f"real data sets not found at {DATA_DIR}: set SEQFUSE_DATA_DIR or put the shared "
+            "data folder beside the repository (see README 'Data')"
+        )
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _data_dir_or_skip()
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """Factory: task name -> (checkpoint path, final metrics), trained once per session."""
+    from seqfuse.train.loop import TrainOptions, train
+
+    cache: dict[str, tuple[Path, dict]] = {}
+
+    def get(task: str) -> tuple[Path, dict]:
+        if task not in cache:
+            data = str(_data_dir_or_skip()) if task in NEEDS_DATA else None
+            out = tmp_path_factory.mktemp(f"trained_{task}")
+            r = train(
+                TrainOptions(
+                    task=task,
+                    save_dir=str(out),
+                    data_dir=data,
+                    progress=False,
+                    plots=False,
+                    quiet=True,
+                    **SHORT[task],
+                )
+            )
+            cache[task] = (r["checkpoint"], r["metrics"])
+        return cache[task]
+
+    return get

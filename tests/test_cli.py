@@ -1,0 +1,104 @@
+"""The `seqfuse` command line: help, bad input as one-line errors, train/eval/predict/
+generate, and the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+def seqfuse(*args, env=None, timeout=600):
+    e = dict(os.environ)
+    e.pop("SEQFUSE_DEBUG", None)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "seqfuse", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(r, pattern):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("cmd", ["train", "eval", "predict", "generate", "demo"])
+def test_help(cmd):
+    r = seqfuse(cmd, "--help")
+    assert r.returncode == 0 and "usage: seqfuse" in r.stdout
+
+
+def test_unknown_task():
+    assert_one_line_error(seqfuse("train", "poetry"), "unknown task 'poetry'")
+
+
+def test_missing_data_dir(tmp_path):
+    r = seqfuse("train", "names", "--data-dir", tmp_path / "none", env={"SEQFUSE_DATA_DIR": ""})
+    assert_one_line_error(r, "data dir not found")
+
+
+def test_cuda_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = seqfuse("train", "hihell", "--device", "cuda", "--save-dir", tmp_path)
+    assert_one_line_error(r, "no usable CUDA device")
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, trained_checkpoint):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage" * 100)
+    assert_one_line_error(seqfuse("eval", bad), "not a readable seqfuse checkpoint")
+    ckpt, _ = trained_checkpoint("hihell")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(ckpt.read_bytes()[:300])
+    assert_one_line_error(seqfuse("eval", trunc), "not a readable seqfuse checkpoint")
+    assert_one_line_error(seqfuse("predict", ckpt, "Smith"), "task 'hihell', not 'names'")
+    assert_one_line_error(
+        seqfuse("train", "sine", "--resume", ckpt, "--save-dir", tmp_path),
+        "task 'hihell', not 'sine'",
+    )
+
+
+def test_train_eval_resume_via_cli(tmp_path):
+    r = seqfuse("train", "hihell", "--epochs", "60", "--save-dir", tmp_path, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    for f in ("checkpoint.pt", "metrics.json", "loss.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    r = seqfuse(
+        "train",
+        "hihell",
+        "--epochs",
+        "100",
+        "--resume",
+        tmp_path / "checkpoint.pt",
+        "--save-dir",
+        tmp_path,
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "epochs 61..100" in r.stdout
+    r = seqfuse("eval", tmp_path / "checkpoint.pt")
+    assert r.returncode == 0 and "'hihell' -> 'ihello'" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_predict_and_generate(trained_checkpoint):
+    ckpt, _ = trained_checkpoint("names")
+    r = seqfuse("predict", ckpt, "Nakamura", "Dostoevsky", "--top", "2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert "Japanese" in lines[0] and "Russian" in lines[1]
+    ckpt, _ = trained_checkpoint("shakespeare")
+    r = seqfuse("generate", ckpt, "--prompt", "KING:", "--length", "30")
+    assert r.returncode == 0 and r.stdout.startswith("KING:"), r.stderr
+    assert_one_line_error(seqfuse("generate", ckpt, "--prompt", "\u2603"), "outside the model")

@@ -1,0 +1,45 @@
+"""The tree stays clean under the committed ruff and clang-format settings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+PY_DIRS = ["python", "tests", "benchmarks"]
+
+
+def _ruff(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, *PY_DIRS], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_ruff_lint():
+    pytest.importorskip("ruff")
+    r = _ruff("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format():
+    pytest.importorskip("ruff")
+    r = _ruff("format", "--check")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_clang_format():
+    exe = shutil.which("clang-format")
+    if exe is None:
+        pytest.skip("clang-format is not installed (pip install '.[test]' brings it)")
+    files = sorted(
+        str(p)
+        for d in ("csrc", "export")
+        for p in (REPO / d).rglob("*")
+        if p.suffix in {".cpp", ".hpp", ".h", ".cu", ".cuh"} and "build" not in p.parts
+    )
+    assert files, "no C++ sources found"
+    r = subprocess.run([exe, "--dry-run", "-Werror", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[:4000]
