@@ -38,7 +38,7 @@ def plot_summary(results: dict[str, Any], path: str | Path) -> Path | None:
     if not rows:
         return None
     threads = results["settings"]["threads"]
-    backends = _backends(rows)
+    backends = [b for b in _backends(rows) if b != "eager"]  # eager is the 1.0 line
     fig, axes = plt.subplots(
         len(threads), 1, figsize=(max(8, 1.1 * len(seed) + 3), 3.8 * len(threads)), squeeze=False
     )
@@ -60,14 +60,14 @@ def plot_summary(results: dict[str, Any], path: str | Path) -> Path | None:
                     xs.append(i + (k - (len(backends) - 1) / 2) * width)
                     ys.append(r["ratio_to_eager"])
             ax.bar(xs, ys, width, label=b, color=cmap(k % 20))
-        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(1.0, color="k", lw=0.8, label="eager" if th == threads[0] else None)
         ax.set_yscale("log")
         ax.set_xticks(range(len(seed)))
         ax.set_xticklabels(seed, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("median latency / eager (log)")
         ax.set_title(f"seed models, {th} thread(s): lower is faster", fontsize=10)
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0, 0].legend(fontsize=7, ncol=min(6, len(backends)), loc="upper right")
+    axes[0, 0].legend(fontsize=7, ncol=min(7, len(backends) + 1), loc="upper right")
     fig.suptitle(results["environment"]["cpu"], fontsize=9)
     fig.tight_layout()
     path = Path(path)
