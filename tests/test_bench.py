@@ -156,6 +156,9 @@ def test_targets_met_and_missed():
     t = {x["id"]: x for x in check_targets(res)}
     assert t["sine b1 vs ORT"]["status"] == "missed"
     assert "2.00x too slow" in t["sine b1 vs ORT"]["detail"]  # 0.5 / 0.25
+    assert "mnist b1 vs ORT" not in t  # only targets whose workload ran
+    res = _fake("mnist/b1", 1, {"eager": 100.0, "ort": 20.0})
+    t = {x["id"]: x for x in check_targets(res)}
     assert t["mnist b1 vs ORT"]["status"] == "not measured"
 
 
@@ -223,3 +226,31 @@ def test_torchscript_backend_streams():
     b.prepare(m, inp)
     y, state = b.run()
     assert y.shape == (1, 1, 11) and len(state) == 2
+
+
+def test_native_rows_validate_when_built():
+    from seqfuse.bench.backends import Native
+
+    ok, why = Native().available()
+    if not ok:
+        pytest.skip(f"native backend unavailable: {why}")
+    wls = seed_workloads(["mnist", "shakespeare-stream"], batches=(2,))
+    res = run_benchmarks(wls, ["eager", "native"], threads=(1, 2), **FAST)
+    for r in res["results"]:
+        if r["backend"] == "native":
+            assert r["status"] == "ok", r
+            assert r["max_abs_err"] <= 1e-5
+            assert r["roofline"]["gbps"] > 0
+
+
+def test_docs_describe_every_json_field(tmp_path):
+    from conftest import REPO
+
+    doc = (REPO / "docs" / "BENCHMARKS.md").read_text()
+    res = run_benchmarks(seed_workloads(["hihell"], batches=(1,)), ["eager", Missing()], **FAST)
+    assert f'"schema_version": {res["schema_version"]}' in doc
+    keys = set(res) | set(res["environment"]) | set(res["settings"]) | set(res["peak"])
+    keys |= set(res["workloads"][0]) | {k for r in res["results"] for k in r}
+    keys |= set(res["results"][0]["roofline"])
+    missing = sorted(k for k in keys if f'"{k}"' not in doc)
+    assert not missing, f"docs/BENCHMARKS.md does not describe {missing}"

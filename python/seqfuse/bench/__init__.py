@@ -23,6 +23,26 @@ from seqfuse.bench.report import (
 )
 from seqfuse.bench.workloads import Workload, grid_workloads, seed_workloads
 
+DEMO_BACKENDS = ["eager", "torchscript", "ort", "seqfuse.compile", "native"]
+
+
+def model_workloads(
+    model: Any, name: str = "model", batches: tuple[int, ...] = (1,), seq_len: int = 16
+) -> list[Workload]:
+    """Workloads that run ``model`` itself (its trained weights) at each batch size."""
+    import copy
+
+    from seqfuse.models import config_of
+
+    cfg = config_of(model)
+    frozen = copy.deepcopy(model).eval()
+    out = []
+    for b in batches:
+        w = Workload(f"{name}/b{b}", name, cfg, batch=b, seq_len=seq_len)
+        w.build_model = lambda frozen=frozen: frozen  # type: ignore[method-assign]
+        out.append(w)
+    return out
+
 
 def bench_model(
     model: Any,
@@ -34,26 +54,45 @@ def bench_model(
     budget_s: float = 0.2,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark a seqfuse model you built or trained (e.g. the demo's) on ``backends``
-    (default: eager, TorchScript, ONNX Runtime, native) at each batch size."""
-    import copy
-
-    from seqfuse.models import config_of
-
-    cfg = config_of(model)
-    workloads = []
-    for b in batches:
-        w = Workload(f"{name}/b{b}", name, cfg, batch=b, seq_len=seq_len)
-        frozen = copy.deepcopy(model).eval()
-        w.build_model = lambda frozen=frozen: frozen  # type: ignore[method-assign]
-        workloads.append(w)
+    """Benchmark a seqfuse model you built or trained on ``backends`` (default: eager,
+    TorchScript, ONNX Runtime, seqfuse.compile, native) at each batch size."""
     return run_benchmarks(
-        workloads,
-        backends or ["eager", "torchscript", "ort", "native"],
+        model_workloads(model, name, batches, seq_len),
+        backends or DEMO_BACKENDS,
         threads=threads,
         budget_s=budget_s,
         progress=progress,
     )
+
+
+def demo_benchmark(
+    checkpoints: dict[str, Any], out_dir: Any, progress: bool = True, budget_s: float = 0.1
+) -> dict[str, Any]:
+    """`seqfuse demo`'s last step: time the trained checkpoints ``{task: path}`` at batch 1
+    and 64 on the main CPU backends (1 thread), print the table, write JSON and PNG."""
+    from pathlib import Path
+
+    from seqfuse.bench.workloads import SEED_MODELS
+    from seqfuse.train.checkpoint import model_from_checkpoint
+
+    workloads: list[Workload] = []
+    for task, path in checkpoints.items():
+        model, _ = model_from_checkpoint(path)
+        workloads += model_workloads(model, task, (1, 64), SEED_MODELS.get(task, 16))
+    res = run_benchmarks(
+        workloads,
+        DEMO_BACKENDS,
+        threads=(1,),
+        budget_s=budget_s,
+        progress=progress,
+        command="seqfuse demo",
+    )
+    out = Path(out_dir)
+    print(format_table(res, show_skipped=True))
+    write_json(res, out / "bench.json")
+    png = plot_summary(res, out / "bench.png")
+    print(f"wrote {out / 'bench.json'}" + (f" and {png}" if png else ""))
+    return res
 
 
 __all__ = [
@@ -63,6 +102,8 @@ __all__ = [
     "Backend",
     "Workload",
     "bench_model",
+    "demo_benchmark",
+    "model_workloads",
     "check_targets",
     "format_table",
     "grid_workloads",

@@ -450,7 +450,7 @@ class NativeCUDA(_CudaMixin, Native):
         return True, ""
 
     def _convert(self, model, threads):
-        return _native().from_module(copy.deepcopy(model).cuda(), threads=threads)
+        return _native().from_module(model, threads=threads, device="cuda")
 
     def prepare(self, model, inputs):
         inputs = copy.copy(inputs)
