@@ -171,7 +171,8 @@ Config Config::from_json(const std::string& text) {
   };
   auto get_str = [&](const char* key) {
     const json::Value* f = v.find(key);
-    if (!f || f->type != json::Value::String)
+    if (!f) throw FormatError(std::string("config: missing '") + key + "'");
+    if (f->type != json::Value::String)
       throw FormatError(std::string("config: '") + key + "' must be a string");
     return f->str;
   };

@@ -238,7 +238,24 @@ struct Parser {
 
 }  // namespace
 
+// JSON text must be UTF-8: reject malformed sequences (overlong forms included).
+static size_t bad_utf8_at(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (n < 0 || (n == 1 && c < 0xC2) || i + size_t(n) >= s.size() + (n == 0 ? 1 : 0)) return i;
+    for (int k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + size_t(k)]) & 0xC0) != 0x80) return i;
+    i += size_t(n) + 1;
+  }
+  return std::string::npos;
+}
+
 Value parse(const std::string& text, const char* what) {
+  const size_t bad = bad_utf8_at(text);
+  if (bad != std::string::npos)
+    throw FormatError(std::string(what) + ": invalid UTF-8 at byte " + std::to_string(bad));
   Parser ps{text, what};
   Value v = ps.value(0);
   ps.ws();

@@ -34,7 +34,23 @@ int* Workspace::ensure_ints(size_t n) {
 // Non-x86 builds compile no per-ISA files: the portable engine serves.
 std::unique_ptr<Backend> make_avx2_backend(const Config&, const WeightMap&) { return nullptr; }
 std::unique_ptr<Backend> make_avx512_backend(const Config&, const WeightMap&) { return nullptr; }
+bool apply_activation_avx2(int, const float*, float*, size_t) { return false; }
+bool apply_activation_avx512(int, const float*, float*, size_t) { return false; }
 #endif
+
+bool apply_activation(Isa isa, int kind, const float* x, float* y, size_t n) {
+  if (!cpu_supports(isa)) return false;
+  switch (isa) {
+    case Isa::avx512:
+      return apply_activation_avx512(kind, x, y, n);
+    case Isa::avx2:
+      return apply_activation_avx2(kind, x, y, n);
+    case Isa::portable:
+      return apply_activation_portable(kind, x, y, n);
+    default:
+      return false;
+  }
+}
 
 // ---- ThreadPool --------------------------------------------------------------------------
 ThreadPool::ThreadPool(int workers) {

@@ -11,4 +11,17 @@ std::unique_ptr<Backend> make_portable_backend(const Config& c, const WeightMap&
   return std::unique_ptr<Backend>(new isa_portable::FastBackend(c, w));
 }
 
+bool apply_activation_portable(int kind, const float* x, float* y, size_t n) {
+  using namespace isa_portable;
+  float in[W], out[W];
+  for (size_t i = 0; i < n; i += W) {
+    const size_t m = std::min(size_t(W), n - i);
+    std::memset(in, 0, sizeof in);
+    std::memcpy(in, x + i, m * sizeof(float));
+    S::store(out, kind == 0 ? vsigmoid(S::load(in)) : vtanh(S::load(in)));
+    std::memcpy(y + i, out, m * sizeof(float));
+  }
+  return true;
+}
+
 }  // namespace seqfuse

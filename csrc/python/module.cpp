@@ -6,9 +6,12 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 
+// Internal header for the test hooks (activation, cpu_supports); the core is linked in.
+#include "../cpu/backend.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace py = pybind11;
@@ -28,6 +31,118 @@ py::array_t<float> to_numpy(const seqfuse::Tensor& t) {
   return a;
 }
 
+py::object g_format_error, g_invalid_error;
+
+// A pointer argument of the fast entry points: None/0 (absent), an int address (torch's
+// data_ptr()) or a NumPy array (its data pointer; Python has validated dtype and layout).
+bool addr_of(PyObject* o, uintptr_t& out) {
+  if (o == Py_None) {
+    out = 0;
+    return true;
+  }
+  if (PyLong_Check(o)) {
+    out = uintptr_t(PyLong_AsUnsignedLongLong(o));
+    return !PyErr_Occurred();
+  }
+  if (py::isinstance<py::array>(o)) {
+    out = reinterpret_cast<uintptr_t>(py::reinterpret_borrow<py::array>(o).data());
+    return true;
+  }
+  PyErr_SetString(PyExc_TypeError, "expected an address, a NumPy array or None");
+  return false;
+}
+
+bool int_of(PyObject* o, long& out) {
+  out = PyLong_AsLong(o);
+  return !(out == -1 && PyErr_Occurred());
+}
+
+// Runs fn with the GIL released and turns C++ exceptions into Python ones.
+template <class F>
+PyObject* guarded(F&& fn) {
+  try {
+    {
+      py::gil_scoped_release release;
+      fn();
+    }
+    Py_RETURN_NONE;
+  } catch (const seqfuse::FormatError& e) {
+    PyErr_SetString(g_format_error.ptr(), e.what());
+  } catch (const seqfuse::InvalidArgument& e) {
+    PyErr_SetString(g_invalid_error.ptr(), e.what());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+// run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n, threads,
+//     head_only): Model::forward through METH_FASTCALL, the batch-1 hot path (no pybind11
+// argument machinery: about 0.1 us instead of about 1 us).
+PyObject* fast_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  if (n != 14) {
+    PyErr_SetString(PyExc_TypeError, "run() takes 14 arguments");
+    return nullptr;
+  }
+  uintptr_t model, p[8];
+  long B, T, bf, threads, head_only;
+  if (!addr_of(args[0], model) || !int_of(args[1], B) || !int_of(args[2], T) ||
+      !int_of(args[3], bf) || !int_of(args[12], threads) || !int_of(args[13], head_only))
+    return nullptr;
+  for (int i = 0; i < 8; ++i)
+    if (!addr_of(args[4 + i], p[i])) return nullptr;
+  if (B < 1 || T < 1 || B > (1L << 30) || T > (1L << 30)) {
+    PyErr_SetString(g_invalid_error.ptr(), "batch and sequence length must be >= 1");
+    return nullptr;
+  }
+  seqfuse::ForwardArgs a;
+  a.batch = int(B);
+  a.steps = int(T);
+  a.batch_first = bf != 0;
+  a.x = reinterpret_cast<const float*>(p[0]);
+  a.tokens = reinterpret_cast<const int64_t*>(p[1]);
+  a.lengths = reinterpret_cast<const int64_t*>(p[2]);
+  a.h0 = reinterpret_cast<const float*>(p[3]);
+  a.c0 = reinterpret_cast<const float*>(p[4]);
+  a.y = reinterpret_cast<float*>(p[5]);
+  a.h_n = reinterpret_cast<float*>(p[6]);
+  a.c_n = reinterpret_cast<float*>(p[7]);
+  a.threads = int(threads);
+  a.head_only = head_only != 0;
+  const auto* m = reinterpret_cast<const seqfuse::Model*>(model);
+  return guarded([&] { m->forward(a); });
+}
+
+// stream_step(session_addr, x, tokens, k, y, threads)
+PyObject* fast_step(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  if (n != 6) {
+    PyErr_SetString(PyExc_TypeError, "stream_step() takes 6 arguments");
+    return nullptr;
+  }
+  uintptr_t sess, x, tok, y;
+  long k, threads;
+  if (!addr_of(args[0], sess) || !addr_of(args[1], x) || !addr_of(args[2], tok) ||
+      !int_of(args[3], k) || !addr_of(args[4], y) || !int_of(args[5], threads))
+    return nullptr;
+  if (k < 1 || k > (1L << 30)) {
+    PyErr_SetString(g_invalid_error.ptr(), "a stream step needs k >= 1 time steps");
+    return nullptr;
+  }
+  auto* s = reinterpret_cast<seqfuse::Session*>(sess);
+  return guarded([&] {
+    s->step(reinterpret_cast<const float*>(x), reinterpret_cast<const int64_t*>(tok), int(k),
+            reinterpret_cast<float*>(y), int(threads));
+  });
+}
+
+PyMethodDef fast_methods[] = {
+    {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_run)), METH_FASTCALL,
+     "run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n, threads, "
+     "head_only)"},
+    {"stream_step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_step)),
+     METH_FASTCALL, "stream_step(session_addr, x, tokens, k, y, threads)"},
+    {nullptr, nullptr, 0, nullptr}};
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -36,23 +151,23 @@ PYBIND11_MODULE(_C, m) {
   // Errors: FormatError -> seqfuse.SeqfuseError subclass; bad arguments -> a class that is
   // both a SeqfuseError and a ValueError.
   py::object base = py::module_::import("seqfuse").attr("SeqfuseError");
-  static py::object format_error, invalid_error;
-  format_error = py::reinterpret_steal<py::object>(
+  g_format_error = py::reinterpret_steal<py::object>(
       PyErr_NewException("seqfuse._C.WeightFileError", base.ptr(), nullptr));
   py::tuple bases = py::make_tuple(base, py::handle(PyExc_ValueError));
-  invalid_error = py::reinterpret_steal<py::object>(
+  g_invalid_error = py::reinterpret_steal<py::object>(
       PyErr_NewException("seqfuse._C.InvalidArgumentError", bases.ptr(), nullptr));
-  m.attr("WeightFileError") = format_error;
-  m.attr("InvalidArgumentError") = invalid_error;
+  m.attr("WeightFileError") = g_format_error;
+  m.attr("InvalidArgumentError") = g_invalid_error;
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const seqfuse::FormatError& e) {
-      PyErr_SetString(format_error.ptr(), e.what());
+      PyErr_SetString(g_format_error.ptr(), e.what());
     } catch (const seqfuse::InvalidArgument& e) {
-      PyErr_SetString(invalid_error.ptr(), e.what());
+      PyErr_SetString(g_invalid_error.ptr(), e.what());
     }
   });
+  if (PyModule_AddFunctions(m.ptr(), fast_methods) != 0) throw py::error_already_set();
 
   m.def("build_info", [] {
     auto info = seqfuse::build_info();
@@ -90,28 +205,24 @@ PYBIND11_MODULE(_C, m) {
       py::arg("x"), py::arg("h"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih") = py::none(),
       py::arg("b_hh") = py::none());
 
+  // Test hook: the vectorized sigmoid (kind 0) / tanh (kind 1) of one kernel set.
+  m.def("activation", [](const std::string& isa, int kind, FloatArray x) {
+    FloatArray y(x.size());
+    if (!seqfuse::apply_activation(seqfuse::isa_from_string(isa), kind, x.data(), y.mutable_data(),
+                                   size_t(x.size())))
+      throw seqfuse::Unsupported("kernel set '" + isa + "' is not available here");
+    return y;
+  });
   m.def("cpu_supports", [](const std::string& isa) {
     auto i = seqfuse::isa_from_string(isa);
-    if (i == seqfuse::Isa::automatic) return true;
-    // Constructing nothing: ask through a tiny model would be heavier; mirror the core check.
-    try {
-      seqfuse::Config c;
-      c.cell = seqfuse::Cell::rnn_tanh;
-      c.hidden_size = 1;
-      c.input_size = 1;
-      c.bias = false;
-      std::map<std::string, seqfuse::Tensor> w;
-      w["rnn.weight_ih_l0"] = {{1, 1}, {0.f}};
-      w["rnn.weight_hh_l0"] = {{1, 1}, {0.f}};
-      seqfuse::Model probe(c, w, i);
-      return true;
-    } catch (const seqfuse::Unsupported&) {
-      return false;
-    }
+    return i == seqfuse::Isa::automatic || seqfuse::cpu_supports(i);
   });
 
   py::class_<seqfuse::Session>(m, "Session")
       .def_property_readonly("batch", &seqfuse::Session::batch)
+      // The C++ object's address, for stream_step(); valid while this object lives.
+      .def_property_readonly("address",
+                             [](seqfuse::Session& s) { return reinterpret_cast<uintptr_t>(&s); })
       // x_ptr: [B, k, D] float32 or tok_ptr: [B, k] int64 (0 = absent); y_ptr per head.
       .def(
           "step_ptr",
@@ -157,6 +268,9 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("config_json",
                              [](const seqfuse::Model& m) { return m.config().to_json(); })
       .def_property_readonly("isa", &seqfuse::Model::isa_name)
+      // The C++ object's address, for run(); valid while this object lives.
+      .def_property_readonly(
+          "address", [](const seqfuse::Model& m) { return reinterpret_cast<uintptr_t>(&m); })
       .def("weights",
            [](const seqfuse::Model& m) {
              py::dict d;

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqfuse import SeqfuseError, _C
+from seqfuse import _C, SeqfuseError
 
 __all__ = [
     "FORMAT",
@@ -66,6 +66,8 @@ _f32 = torch.float32
 _i64 = torch.int64
 _Tensor = torch.Tensor
 _ndarray = np.ndarray
+_run = _C.run
+_stream_step = _C.stream_step
 
 
 # ---- conversion from modules -------------------------------------------------------------
@@ -166,13 +168,13 @@ def _kind_of(a: Any, what: str) -> bool:
     raise NativeTypeError(f"{what} must be a torch tensor or a NumPy array, got {type(a).__name__}")
 
 
-def _float_arg(a: Any, what: str) -> tuple[Any, int]:
-    """(contiguous float32 array/tensor kept alive, data pointer)."""
+def _float_arg(a: Any, what: str) -> tuple[Any, Any]:
+    """(contiguous float32 array/tensor, what the C++ entry takes: an address or the array)."""
     if isinstance(a, _Tensor):
         if a.dtype is not _f32:
             _kind_of(a, what)
             raise NativeTypeError(f"{what} must be float32, got {a.dtype}")
-        if a.device.type != "cpu":
+        if not a.is_cpu:
             _kind_of(a, what)
         if a.requires_grad:
             a = a.detach()
@@ -184,19 +186,30 @@ def _float_arg(a: Any, what: str) -> tuple[Any, int]:
             raise NativeTypeError(f"{what} must be float32, got {a.dtype}")
         if not a.flags.c_contiguous:
             a = np.ascontiguousarray(a)
-        return a, a.ctypes.data
+        return a, a
     _kind_of(a, what)
     raise AssertionError  # unreachable
 
 
-def _int_arg(a: Any, what: str) -> tuple[Any, int]:
+def _empty(shape: tuple[int, ...], like_torch: bool) -> tuple[Any, Any]:
+    """A new float32 output and its C++ handle."""
+    if like_torch:
+        y = _empty_torch(*shape)  # positional sizes: the fastest torch.empty call
+        if y.dtype is not _f32:  # a changed default dtype
+            y = y.to(_f32)
+        return y, y.data_ptr()
+    y = np.empty(shape, np.float32)
+    return y, y
+
+
+def _int_arg(a: Any, what: str) -> tuple[Any, Any]:
     """Integer ids or lengths as contiguous int64 (other integer dtypes are converted)."""
     if isinstance(a, _Tensor):
         if a.dtype is not _i64:
             if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
                 raise NativeTypeError(f"{what} must be an integer tensor (int64), got {a.dtype}")
             a = a.to(_i64)
-        if a.device.type != "cpu":
+        if not a.is_cpu:
             a = a.cpu()  # lengths live on CPU in torch too (pack_padded_sequence)
         if not a.is_contiguous():
             a = a.contiguous()
@@ -208,10 +221,10 @@ def _int_arg(a: Any, what: str) -> tuple[Any, int]:
             a = a.astype(np.int64)
         if not a.flags.c_contiguous:
             a = np.ascontiguousarray(a)
-        return a, a.ctypes.data
+        return a, a
     if isinstance(a, (list, tuple)):
         a = np.asarray(a, dtype=np.int64)
-        return a, a.ctypes.data
+        return a, a
     raise NativeTypeError(f"{what} must be a tensor or array of int64, got {type(a).__name__}")
 
 
@@ -248,7 +261,7 @@ class NativeModel:
         self._O = c["output_size"]
         self._F = self._dirs * self._H if self._L > 0 else self._D
         self._batch_first = module.get("batch_first", True)
-        self._fwd = self._core.forward_ptr
+        self._addr = self._core.address
 
     # -- info
     @property
@@ -289,15 +302,25 @@ class NativeModel:
         for d in shp[:-1]:
             n *= int(d)
         oshape = (*shp[:-1], self._O)
-        y = (
-            _empty_torch(oshape, dtype=_f32)
-            if isinstance(xa, _Tensor)
-            else np.empty(oshape, np.float32)
-        )
+        y, yp = _empty(oshape, isinstance(xa, _Tensor))
         if n == 0:
             return y
-        yp = y.data_ptr() if isinstance(y, _Tensor) else y.ctypes.data
-        self._fwd(n, 1, True, xp, 0, 0, 0, 0, yp, 0, 0, threads or self.threads, False)
+        _run(
+            self._addr,
+            n,
+            1,
+            1,
+            xp,
+            None,
+            None,
+            None,
+            None,
+            yp,
+            None,
+            None,
+            threads or self.threads,
+            0,
+        )
         return y
 
     def _seq(self, x: Any, hx: Any, lengths: Any, threads: int | None, need_state: bool) -> Any:
@@ -306,7 +329,7 @@ class NativeModel:
         # input
         if self._tokens:
             xa, tp = _int_arg(x, "x (token ids)")
-            xp = 0
+            xp = None
             torch_out = isinstance(xa, _Tensor)
             shp = xa.shape
             if len(shp) != 2:
@@ -319,7 +342,7 @@ class NativeModel:
                 T, B = shp
         else:
             xa, xp = _float_arg(x, "x")
-            tp = 0
+            tp = None
             torch_out = isinstance(xa, _Tensor)
             shp = xa.shape
             nd = len(shp)
@@ -345,7 +368,7 @@ class NativeModel:
             raise InvalidArgumentError(f"x has an empty dimension: {_shape_str(shp)}")
         S, H = self._S, self._H
         # state
-        h0p = c0p = 0
+        h0p = c0p = None
         keep = None
         if hx is not None:
             if self._lstm:
@@ -370,7 +393,7 @@ class NativeModel:
                         f"c0 must have shape {_shape_str(want)}, got {_shape_str(c0a.shape)}"
                     )
                 keep = (h0a, c0a)
-        lp = 0
+        lp = None
         if lengths is not None:
             la, lp = _int_arg(lengths, "lengths")
             if tuple(la.shape) != (B,):
@@ -386,30 +409,28 @@ class NativeModel:
             yshape = (B, T, self._O)
         else:
             yshape = (B, self._O)
-        if torch_out:
-            y = _empty_torch(yshape, dtype=_f32)
-            yp = y.data_ptr()
-        else:
-            y = np.empty(yshape, np.float32)
-            yp = y.ctypes.data
-        hn = cn = None
-        hnp = cnp = 0
+        y, yp = _empty(yshape, torch_out)
+        hn = cn = hnp = cnp = None
         if need_state:
             sshape = (S, H) if unbatched else (S, B, H)
-            if torch_out:
-                hn = _empty_torch(sshape, dtype=_f32)
-                hnp = hn.data_ptr()
-                if self._lstm:
-                    cn = _empty_torch(sshape, dtype=_f32)
-                    cnp = cn.data_ptr()
-            else:
-                hn = np.empty(sshape, np.float32)
-                hnp = hn.ctypes.data
-                if self._lstm:
-                    cn = np.empty(sshape, np.float32)
-                    cnp = cn.ctypes.data
-        self._fwd(
-            B, T, bf, xp, tp, lp, h0p, c0p, yp, hnp, cnp, threads or self.threads, not need_state
+            hn, hnp = _empty(sshape, torch_out)
+            if self._lstm:
+                cn, cnp = _empty(sshape, torch_out)
+        _run(
+            self._addr,
+            B,
+            T,
+            bf,
+            xp,
+            tp,
+            lp,
+            h0p,
+            c0p,
+            yp,
+            hnp,
+            cnp,
+            threads or self.threads,
+            not need_state,
         )
         del keep
         if not need_state:
@@ -445,7 +466,7 @@ class StreamSession:
     def __init__(self, model: NativeModel, batch: int, threads: int) -> None:
         self._m = model
         self._s = model._core.stream(batch)
-        self._step = self._s.step_ptr
+        self._addr = self._s.address
         self.batch = batch
         self.threads = threads
 
@@ -454,7 +475,7 @@ class StreamSession:
         B = self.batch
         if m._tokens:
             xa, tp = _int_arg(x, "x (token ids)")
-            xp = 0
+            xp = None
             if xa.ndim != 2 or xa.shape[0] != B:
                 raise InvalidArgumentError(
                     f"x must be token ids of shape [{B}, k], got {_shape_str(xa.shape)}"
@@ -462,7 +483,7 @@ class StreamSession:
             k = xa.shape[1]
         else:
             xa, xp = _float_arg(x, "x")
-            tp = 0
+            tp = None
             if xa.ndim != 3 or xa.shape[0] != B or xa.shape[2] != m._D:
                 raise InvalidArgumentError(
                     f"x must have shape [{B}, k, {m._D}], got {_shape_str(xa.shape)}"
@@ -477,13 +498,8 @@ class StreamSession:
             yshape = (B, k, m._O)
         else:
             yshape = (B, m._O)
-        if isinstance(xa, _Tensor):
-            y = _empty_torch(yshape, dtype=_f32)
-            yp = y.data_ptr()
-        else:
-            y = np.empty(yshape, np.float32)
-            yp = y.ctypes.data
-        self._step(xp, tp, k, yp, self.threads)
+        y, yp = _empty(yshape, isinstance(xa, _Tensor))
+        _stream_step(self._addr, xp, tp, k, yp, self.threads)
         return y
 
     def reset(self) -> None:
@@ -559,16 +575,16 @@ def save(model: NativeModel, path: str | os.PathLike) -> Path:
 
 def _read_module_info(path: Path) -> dict[str, Any]:
     # The C++ reader has validated the whole file already; only the metadata is read here.
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    text = header.get("__metadata__", {}).get("module")
-    if text is None:  # written by another tool: a bare engine config
-        return {"kind": "engine"}
     try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        text = header.get("__metadata__", {}).get("module")
+        if text is None:  # written by another tool: a bare engine config
+            return {"kind": "engine"}
         info = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise WeightFileError(f"{path}: metadata 'module' is not valid JSON ({e})") from None
+    except (ValueError, OSError, struct.error) as e:
+        raise WeightFileError(f"{path}: metadata 'module' is unreadable ({e})") from None
     if not isinstance(info, dict) or info.get("kind") not in ("seq", "linear", "rnn", "engine"):
         raise WeightFileError(f"{path}: metadata 'module' has an unknown kind")
     return info

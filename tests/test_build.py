@@ -1,0 +1,131 @@
+"""The compiled core and its C++ package: build info, the scalar reference step, and a small
+C++ app built with CMake against the installed package (find_package(seqfuse)) that loads a
+weight file, runs a batch and streaming steps, and must print what seqfuse.native computes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import seqfuse
+import seqfuse.native as sn
+import torch
+from seqfuse import _C
+from seqfuse.models.presets import preset
+from seqfuse.models.seq import build_model
+
+
+def test_build_info():
+    info = seqfuse.build_info()
+    assert info["version"] == seqfuse.__version__
+    assert info["simd"] in ("avx512", "avx2", "portable")
+    assert isinstance(info["cuda"], bool)
+
+
+def test_rnn_tanh_step_reference_matches_torch():
+    torch.manual_seed(0)
+    cell = torch.nn.RNNCell(3, 5)
+    x, h = torch.randn(2, 3), torch.randn(2, 5)
+    with torch.no_grad():
+        want = cell(x, h).numpy()
+    got = _C.rnn_tanh_step_reference(
+        x.numpy(),
+        h.numpy(),
+        cell.weight_ih.detach().numpy(),
+        cell.weight_hh.detach().numpy(),
+        cell.bias_ih.detach().numpy(),
+        cell.bias_hh.detach().numpy(),
+    )
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+APP = r"""
+// Test app: load a seqfuse weight file, run a batch and three streaming steps, print outputs.
+#include <seqfuse/seqfuse.hpp>
+
+#include <cstdio>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc != 2) return 2;
+  try {
+    seqfuse::Model m = seqfuse::Model::load(argv[1]);
+    const seqfuse::Config& c = m.config();
+    const int B = 2, T = 5, O = c.output_size, S = c.num_layers, H = c.hidden_size;
+    std::vector<int64_t> tok(B * T);
+    for (int i = 0; i < B * T; ++i) tok[i] = (i * 7 + 3) % c.vocab_size;
+    std::vector<float> y(size_t(B) * T * O), h(size_t(S) * B * H), cs(h.size());
+    seqfuse::ForwardArgs a;
+    a.batch = B;
+    a.steps = T;
+    a.tokens = tok.data();
+    a.y = y.data();
+    a.h_n = h.data();
+    a.c_n = cs.data();
+    m.forward(a);
+    for (float v : y) std::printf("%.9g\n", v);
+    seqfuse::Session s = m.stream(1);
+    std::vector<float> ys(O);
+    for (int t = 0; t < 3; ++t) {
+      int64_t one = tok[t];
+      s.step(nullptr, &one, 1, ys.data());
+      for (float v : ys) std::printf("%.9g\n", v);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+"""
+
+CMAKE = """
+cmake_minimum_required(VERSION 3.18)
+project(seqfuse_app LANGUAGES CXX)
+set(CMAKE_CXX_STANDARD 17)
+find_package(seqfuse CONFIG REQUIRED)
+add_executable(app main.cpp)
+target_link_libraries(app PRIVATE seqfuse::seqfuse)
+"""
+
+
+@pytest.mark.cxx
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_cpp_app_against_installed_package(tmp_path):
+    torch.manual_seed(0)
+    cfg = preset("shakespeare", hidden_size=24, embed_dim=8, vocab_size=11, output_size=11)
+    m = build_model(cfg).eval()
+    nm = sn.from_module(m)
+    weights = nm.save(tmp_path / "model.safetensors")
+    src = tmp_path / "app"
+    src.mkdir()
+    (src / "main.cpp").write_text(textwrap.dedent(APP))
+    (src / "CMakeLists.txt").write_text(CMAKE)
+    cmake_dir = subprocess.run(
+        [sys.executable, "-m", "seqfuse", "--cmake-dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    build = tmp_path / "build"
+    subprocess.run(
+        ["cmake", "-S", str(src), "-B", str(build), f"-Dseqfuse_DIR={cmake_dir}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    out = subprocess.run(
+        [str(build / "app"), str(weights)], check=True, capture_output=True, text=True
+    ).stdout
+    got = np.array([float(v) for v in out.split()], np.float32)
+    tok = torch.tensor([(i * 7 + 3) % 11 for i in range(10)]).reshape(2, 5)
+    y, _ = nm(tok)
+    s = nm.stream(1)
+    steps = [s(tok.reshape(-1)[t].reshape(1, 1)).reshape(-1) for t in range(3)]
+    want = np.concatenate([y.reshape(-1).numpy()] + [v.numpy() for v in steps])
+    with torch.no_grad():
+        eager = m(tok)[0].reshape(-1).numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got[: eager.size], eager, atol=1e-5, rtol=0)

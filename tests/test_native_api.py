@@ -1,0 +1,228 @@
+"""The seqfuse.native API: drop-in call structure, NumPy/torch in and out, streaming, save/
+load, threads, and clean errors for every bad input (never a crash or a wrong answer).
+
+Oracle: eager PyTorch (max abs error <= 1e-5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import seqfuse.native as sn
+import torch
+from native_util import TOL, eager_rnn, make_rnn, max_err
+from seqfuse import SeqfuseError
+from seqfuse.models.presets import preset
+from seqfuse.models.seq import LinearRegression, build_model, example_input
+
+
+def _model(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(preset(name)).eval()
+
+
+# ---- drop-in structure ----------------------------------------------------------------------
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_raw_lstm_structure_and_unbatched(batch_first):
+    m = make_rnn("lstm", 4, 6, 2, True, True, batch_first, 1)
+    nm = sn.from_module(m)
+    x = torch.randn((3, 5, 4) if batch_first else (5, 3, 4))
+    out, (h, c) = nm(x)
+    want_out, (wh, wc) = eager_rnn(m, x)
+    assert out.shape == want_out.shape and h.shape == wh.shape and c.shape == wc.shape
+    assert max_err((out, h, c), (want_out, wh, wc)) <= TOL
+    # unbatched [T, D] input, as torch allows
+    xu = torch.randn(5, 4)
+    with torch.no_grad():
+        want = m(xu)
+    assert max_err(nm(xu), want) <= TOL
+
+
+def test_linear_regression():
+    torch.manual_seed(0)
+    m = LinearRegression().eval()
+    nm = sn.from_module(m)
+    x = torch.randn(10, 1)
+    with torch.no_grad():
+        assert max_err(nm(x), m(x)) <= TOL
+    y = nm(x.numpy())
+    assert isinstance(y, np.ndarray) and y.shape == (10, 1)
+
+
+def test_returns_same_kind_and_non_contiguous_input():
+    m = _model("sine")
+    nm = sn.from_module(m)
+    x = torch.randn(20, 3, 1).transpose(0, 1)  # [3, 20, 1], not contiguous
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        want = m(x)
+    got = nm(x)
+    assert isinstance(got[0], torch.Tensor) and max_err(got, want) <= TOL
+    got_np = nm(x.numpy())  # a strided NumPy view
+    assert isinstance(got_np[0], np.ndarray) and max_err(got_np, want) <= TOL
+    # requires_grad inputs are read without autograd
+    got_g = nm(x.clone().requires_grad_(True))
+    assert max_err(got_g, want) <= TOL
+
+
+def test_threads_per_model_and_per_call():
+    m = _model("mnist")
+    x = example_input(m.config.to_dict(), batch=4, seq_len=28)
+    nm = sn.from_module(m, threads=2)
+    a = nm(x)
+    b = nm(x, threads=1)
+    for u, v in zip(a[0:1], b[0:1]):
+        assert torch.equal(u, v)
+
+
+# ---- streaming ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sine", "shakespeare", "hihell"])
+def test_stream_equals_full_sequence(name):
+    m = _model(name)
+    cfg = m.config.to_dict()
+    x = example_input(cfg, batch=2, seq_len=12, seed=4)
+    with torch.no_grad():
+        want, _ = m(x)
+    nm = sn.from_module(m)
+    s = nm.stream(batch=2)
+    parts = [s(x[:, 0:1]), s(x[:, 1:5]), s(x[:, 5:6]), s(x[:, 6:12])]
+    got = torch.cat(parts, dim=1)
+    assert max_err(got, want) <= TOL
+    # the carried state equals the full run's h_n
+    _, h_n = nm(x)
+    st = s.state
+    assert max_err(st, h_n) <= TOL
+    s.reset()
+    again = torch.cat([s(x[:, t : t + 1]) for t in range(12)], dim=1)
+    assert max_err(again, want) <= TOL
+    # set the state, then continue == run with hx
+    s.state = st
+    y2 = s(x[:, :3])
+    with torch.no_grad():
+        want2, _ = m(
+            x[:, :3],
+            tuple(torch.from_numpy(a) for a in st)
+            if isinstance(st, tuple)
+            else torch.from_numpy(st),
+        )
+    assert max_err(y2, want2) <= TOL
+
+
+def test_stream_threads_and_errors():
+    m = _model("shakespeare")
+    nm = sn.from_module(m)
+    s1, s2 = nm.stream(1), nm.stream(1, threads=2)
+    tok = torch.tensor([[7]])
+    for _ in range(5):
+        assert torch.equal(s1(tok), s2(tok))
+    with pytest.raises(ValueError, match="shape"):
+        s1(torch.tensor([[1], [2]]))
+    with pytest.raises(ValueError, match="out of range"):
+        s1(torch.tensor([[999]]))
+    bi = sn.from_module(_model("mnist"))
+    with pytest.raises(ValueError, match="unidirectional"):
+        bi.stream(1)
+
+
+# ---- save / load ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["names", "mnist", "linear"])
+def test_save_load_round_trip(tmp_path, name):
+    m = _model(name)
+    nm = sn.from_module(m)
+    path = nm.save(tmp_path / f"{name}.safetensors")
+    nm2 = sn.load(path)
+    x = example_input(m.config.to_dict(), batch=3, seq_len=8)
+    a, b = nm(x), nm2(x)
+    assert max_err(a, b) == 0.0
+    back = sn.to_module(nm2)
+    with torch.no_grad():
+        assert max_err(back(x), m(x)) == 0.0
+
+
+def test_save_load_raw_module(tmp_path):
+    m = make_rnn("gru", 3, 7, 2, True, False, False, 5)
+    nm = sn.from_module(m)
+    nm2 = sn.load(nm.save(tmp_path / "gru.safetensors"))
+    x = torch.randn(6, 2, 3)  # batch_first=False survives the round trip
+    assert max_err(nm2(x), eager_rnn(m, x)) <= TOL
+
+
+# ---- bad inputs -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lstm_nm():
+    m = make_rnn("lstm", 3, 5, 2, False, True, True, 0)
+    return sn.from_module(m)
+
+
+def test_bad_rank_shape_dtype_device(lstm_nm):
+    with pytest.raises(ValueError, match=r"\[B, T, D\]"):
+        lstm_nm(torch.randn(2, 3, 3, 1))
+    with pytest.raises(ValueError, match="input_size=3"):
+        lstm_nm(torch.randn(2, 4, 5))
+    with pytest.raises(ValueError, match="empty"):
+        lstm_nm(torch.randn(2, 0, 3))
+    with pytest.raises(TypeError, match="float32"):
+        lstm_nm(torch.randn(2, 4, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="float32"):
+        lstm_nm(np.zeros((2, 4, 3)))
+    with pytest.raises(TypeError, match="meta"):
+        lstm_nm(torch.empty(2, 4, 3, device="meta"))
+    with pytest.raises(TypeError, match="tensor or a NumPy"):
+        lstm_nm([[[1.0, 2.0, 3.0]]])
+    for err in (TypeError, ValueError):
+        assert issubclass(sn.NativeTypeError if err is TypeError else sn.InvalidArgumentError, err)
+    assert issubclass(sn.InvalidArgumentError, SeqfuseError)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_tensor_is_a_clear_error(lstm_nm):
+    with pytest.raises(TypeError, match="cuda"):
+        lstm_nm(torch.randn(2, 4, 3, device="cuda"))
+
+
+def test_bad_states(lstm_nm):
+    x = torch.randn(2, 4, 3)
+    h = torch.zeros(2, 2, 5)
+    with pytest.raises(ValueError, match=r"h0 must have shape \[2, 2, 5\]"):
+        lstm_nm(x, (torch.zeros(2, 3, 5), h))
+    with pytest.raises(ValueError, match=r"c0 must have shape"):
+        lstm_nm(x, (h, torch.zeros(1, 2, 5)))
+    with pytest.raises(ValueError, match=r"\(h0, c0\)"):
+        lstm_nm(x, h)
+    gru = sn.from_module(make_rnn("gru", 3, 5, 1, False, True, True, 0))
+    with pytest.raises(ValueError, match="not a tuple"):
+        gru(x, (h, h))
+
+
+def test_bad_lengths(lstm_nm):
+    x = torch.randn(3, 4, 3)
+    for bad in ([0, 1, 2], [1, 5, 2]):
+        with pytest.raises(ValueError, match="out of range"):
+            lstm_nm(x, lengths=torch.tensor(bad))
+    with pytest.raises(ValueError, match=r"lengths must have shape \[3\]"):
+        lstm_nm(x, lengths=torch.tensor([1, 2]))
+    with pytest.raises(TypeError, match="integer"):
+        lstm_nm(x, lengths=torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_bad_tokens():
+    nm = sn.from_module(_model("names"))
+    with pytest.raises(ValueError, match="out of range"):
+        nm(torch.tensor([[1, 2, 500]]))
+    with pytest.raises(ValueError, match="out of range"):
+        nm(torch.tensor([[1, -1, 2]]))
+    with pytest.raises(TypeError, match="integer"):
+        nm(torch.randn(1, 3))
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        nm(torch.tensor([1, 2, 3]))
+
+
+def test_unsupported_module_options():
+    with pytest.raises(ValueError, match="proj_size"):
+        sn.from_module(torch.nn.LSTM(3, 8, proj_size=4))
+    with pytest.raises(ValueError, match="unsupported module Linear"):
+        sn.from_module(torch.nn.Linear(3, 4))
+    with pytest.raises(TypeError, match="nn.Module"):
+        sn.from_module("lstm")
+    with pytest.raises(ValueError, match="kernel set"):
+        sn.from_module(torch.nn.GRU(3, 4), isa="sse9")
