@@ -300,4 +300,6 @@ PYBIND11_MODULE(_C, m) {
              m.forward(a);
            })
       .def("stream", &seqfuse::Model::stream, py::arg("batch") = 1);
+  void seqfuse_register_cuda(py::module_&);  // csrc/python/cuda_bindings.cpp
+  seqfuse_register_cuda(m);
 }

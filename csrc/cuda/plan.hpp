@@ -1,0 +1,121 @@
+// Tile plan of the CUDA recurrent loop: how one layer's hidden units, gates, batch and
+// reduction dimension are split over a thread-block cluster. Plain host C++ (no CUDA
+// headers), so the same code drives the kernels (cuda/recurrent.cu) and is checked on any
+// machine by tests/test_cuda_tiling.py (through seqfuse._C.cuda_plan): every (unit, gate,
+// k) is covered exactly once, resources fit, and the fallback is chosen when nothing fits.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+
+namespace seqfuse {
+namespace cuda {
+
+// Register-resident variants of the persistent kernel: each thread keeps `kr` recurrent
+// weights of one gate row in registers for the whole sequence; at most `max_threads` per
+// block. The register file is 64K 32-bit registers per SM: 512 threads x 128 registers holds
+// 64 weights per thread with no spill (checked with -Xptxas -v); a 768 x 32 variant spilled
+// at its 80-register cap and held fewer weights per block, so it was dropped.
+struct KernelVariant {
+  int kr;           // weights per thread (compile-time register array length)
+  int max_threads;  // block size cap (the kernel's __launch_bounds__)
+};
+constexpr int kNumVariants = 1;
+constexpr KernelVariant kVariants[kNumVariants] = {{64, 512}};
+constexpr int kMaxBatchTile = 8;  // per-thread accumulators (compile-time array)
+
+struct PlanInput {
+  int H = 1;                      // hidden size
+  int G = 1;                      // gates: rnn 1, gru 3, lstm 4
+  int B = 1;                      // batch
+  int dirs = 1;                   // directions (each gets its own cluster)
+  int max_cluster = 1;            // 1 without thread-block clusters (sm_80/sm_89), 8 portable, 16
+  size_t smem_limit = 48 * 1024;  // dynamic shared memory a block may use (opt-in limit)
+};
+
+// Block `rank` of a cluster owns hidden units [rank*units, min(H, (rank+1)*units)) and the
+// G gate rows of each (rows g*units + jl locally, g*H + j globally). Thread t < rows*ks
+// computes the partial dot product of local row t % rows over k in [ (t/rows)*kc,
+// (t/rows+1)*kc ) ∩ [0, H); thread t < batch_tile*units then finishes unit t % units of
+// batch row t / units (sums the ks partials of its G rows, applies the cell, sends h to
+// every block of the cluster through distributed shared memory).
+struct Plan {
+  bool persistent = false;  // false: the per-step fallback (weights read from global/L2)
+  int variant = -1;         // index into kVariants
+  int kr = 0;               // weights per thread
+  int ks = 1;               // k-splits per row
+  int kc = 0;               // k per split, a multiple of 4, <= kr
+  int hpad = 0;             // ks*kc >= H: row stride of h in shared memory (zero padded)
+  int cluster = 1;          // blocks per cluster (one cluster per direction and batch tile)
+  int units = 0;            // hidden units per block
+  int rows = 0;             // G*units
+  int threads = 0;          // block size, a multiple of 32
+  int batch_tile = 1;       // batch rows per cluster
+  int batch_tiles = 1;      // ceil(B / batch_tile)
+  size_t smem = 0;          // dynamic shared memory bytes per block
+  std::string reason;       // why the fallback was chosen (empty when persistent)
+};
+
+inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Shared memory of one block: h double buffer [2][bt][hpad], partials [ks][bt][rows],
+// lengths [bt] (ints). The cell state lives in the registers of the phase-2 threads.
+inline size_t plan_smem(int hpad, int ks, int rows, int bt) {
+  return sizeof(float) * (size_t(2) * bt * hpad + size_t(ks) * bt * rows) +
+         sizeof(int) * size_t(bt);
+}
+
+// Picks the smallest cluster (fewest blocks to synchronize each step) that holds the layer's
+// recurrent weights in registers (the first variant on ties).
+inline Plan make_plan(const PlanInput& in) {
+  Plan best;
+  if (in.H < 1 || in.G < 1 || in.B < 1 || in.dirs < 1) {
+    best.reason = "empty problem";
+    return best;
+  }
+  const int max_c = std::max(1, std::min(in.max_cluster, 16));
+  for (int v = 0; v < kNumVariants; ++v) {
+    const KernelVariant kv = kVariants[v];
+    const int ks = ceil_div(in.H, kv.kr);
+    const int kc = ceil_div(ceil_div(in.H, ks), 4) * 4;
+    const int hpad = ks * kc;
+    for (int c = 1; c <= max_c; ++c) {
+      const int units = ceil_div(in.H, c);
+      if (ceil_div(in.H, units) != c) continue;  // some block would own no unit
+      const int rows = in.G * units;
+      if (rows * ks > kv.max_threads) continue;
+      int bt = std::min(in.B, kMaxBatchTile);
+      auto threads_for = [&](int b) { return ceil_div(std::max(rows * ks, b * units), 32) * 32; };
+      while (bt > 1 &&
+             (threads_for(bt) > kv.max_threads || plan_smem(hpad, ks, rows, bt) > in.smem_limit))
+        --bt;
+      const int threads = threads_for(bt);
+      const size_t smem = plan_smem(hpad, ks, rows, bt);
+      if (threads > kv.max_threads || smem > in.smem_limit) continue;
+      if (best.persistent && c >= best.cluster) break;
+      best.persistent = true;
+      best.variant = v;
+      best.kr = kv.kr;
+      best.ks = ks;
+      best.kc = kc;
+      best.hpad = hpad;
+      best.cluster = c;
+      best.units = units;
+      best.rows = rows;
+      best.threads = threads;
+      best.batch_tile = bt;
+      best.batch_tiles = ceil_div(in.B, bt);
+      best.smem = smem;
+      break;
+    }
+  }
+  if (!best.persistent)
+    best.reason = "recurrent weights (" + std::to_string(in.G) + "x" + std::to_string(in.H) + "x" +
+                  std::to_string(in.H) + ") do not fit the registers of a cluster of " +
+                  std::to_string(max_c) + " block(s)";
+  return best;
+}
+
+}  // namespace cuda
+}  // namespace seqfuse

@@ -1,0 +1,86 @@
+// seqfuse CUDA backend: the public entry points. Framework-free; the header needs no CUDA
+// headers (device pointers are plain pointers, the stream is a cudaStream_t passed as void*).
+// The library defines these only when it was built with CUDA: then SEQFUSE_WITH_CUDA is
+// defined for the library and for every target linking it (CMake package). Checked by
+// tests/test_native_cuda.py (parity with the CPU loop and eager PyTorch; skips without a GPU) and
+// tests/test_cuda_tiling.py (the tile plan, on any machine).
+//
+// Shapes as in seqfuse.hpp: B batch, T steps, D input features, H hidden, G gates
+// (rnn 1, gru 3, lstm 4), L layers, dirs 1 or 2, O head outputs. Every array is dense,
+// row-major, fp32 (token ids and lengths int64) and lives in the memory of the model's GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "seqfuse/seqfuse.hpp"
+
+namespace seqfuse {
+namespace cuda {
+
+// Number of usable CUDA devices (0 without a driver or a GPU). Never throws.
+int device_count();
+
+// Which recurrent path a call takes. automatic: the persistent kernel when the layer's
+// recurrent weights fit on chip (registers of one block, or of a thread-block cluster on
+// sm_90), else the per-step kernel; persistent: fail (Unsupported) where it cannot run;
+// step: always the per-step fallback (weights read from global memory / L2 each step).
+enum class Path { automatic = 0, persistent = 1, step = 2 };
+
+// Arguments of one forward call. Device pointers are the caller's; null = absent.
+struct ForwardArgs {
+  int batch = 1;                     // B >= 1
+  int steps = 1;                     // T >= 1
+  bool batch_first = true;           // true: [B, T, ...] arrays; false: [T, B, ...]
+  const float* x = nullptr;          // [B, T, D] (or [T, B, D]) float features (vocab_size == 0)
+  const int64_t* tokens = nullptr;   // [B, T] (or [T, B]) token ids (vocab_size > 0). Ids out of
+                                     // [0, vocab) are not read: their outputs become NaN.
+  const int64_t* lengths = nullptr;  // [B] valid lengths in [1, T], any order, ON THE DEVICE
+                                     // (not checked here: the caller validates them)
+  const float* h0 = nullptr;         // [L*dirs, B, H] initial hidden state (zeros if null)
+  const float* c0 = nullptr;         // [L*dirs, B, H] initial LSTM cell state (zeros if null)
+  float* y = nullptr;                // required. head none: [B, T, dirs*H] (or [T, B, dirs*H]);
+                                     // step: [B, T, O] (or [T, B, O]); last_*: [B, O]
+  float* h_n = nullptr;              // [L*dirs, B, H] final hidden state, or null
+  float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
+  // h_n may alias h0 and c_n may alias c0 (a streaming session keeps its state this way):
+  // every kernel reads a layer's initial state before it writes that layer's final state.
+  void* workspace = nullptr;  // device scratch of at least workspace_bytes(B, T) bytes
+  size_t workspace_bytes = 0;
+  void* stream = nullptr;  // cudaStream_t the work is enqueued on (null: default)
+  Path path = Path::automatic;
+};
+
+// A model on one GPU: weights uploaded and repacked once at construction (for an Embedding,
+// layer 0's input projection is folded into a [vocab, dirs*G*H] table there).
+// forward() only enqueues work on the given stream (no allocation, no synchronization), so
+// it can be captured into a CUDA graph after one warm-up call with the same shapes.
+class Model {
+ public:
+  // config and weights as for seqfuse::Model (names from Config::weight_shapes()).
+  // device < 0: the current device. Throws InvalidArgument / Unsupported / std::runtime_error.
+  Model(const Config& config, const std::map<std::string, Tensor>& weights, int device = -1);
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const Config& config() const;
+  int device() const;
+  // Scratch bytes forward() needs for B sequences of T steps.
+  size_t workspace_bytes(int batch, int steps) const;
+  // Enqueue a forward pass. Validates shapes and pointers (not device values); throws
+  // InvalidArgument on bad arguments and std::runtime_error on a CUDA error.
+  void forward(const ForwardArgs& args) const;
+  // One line per layer: the path and tile plan a call with this batch size would use.
+  std::string describe(int batch, Path path = Path::automatic) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cuda
+}  // namespace seqfuse

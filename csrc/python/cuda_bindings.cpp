@@ -1,0 +1,204 @@
+// seqfuse._C's CUDA part: registered by seqfuse_register_cuda(m) from module.cpp. Thin: it
+// converts arguments and exceptions and forwards to seqfuse::cuda (python/seqfuse/native_cuda.py
+// validates tensors and passes device pointers plus torch's current stream).
+// cuda_plan (the tile planner, plain C++) exists in every build so that
+// tests/test_cuda_tiling.py checks it anywhere; the rest needs a CUDA build and is checked by
+// tests/test_native_cuda.py on a GPU.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "../cuda/plan.hpp"
+#include "seqfuse/seqfuse.hpp"
+#ifdef SEQFUSE_WITH_CUDA
+#include "seqfuse/cuda.hpp"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+py::dict plan_dict(const seqfuse::cuda::Plan& p) {
+  py::dict d;
+  d["persistent"] = p.persistent;
+  d["variant"] = p.variant;
+  d["kr"] = p.kr;
+  d["ks"] = p.ks;
+  d["kc"] = p.kc;
+  d["hpad"] = p.hpad;
+  d["cluster"] = p.cluster;
+  d["units"] = p.units;
+  d["rows"] = p.rows;
+  d["threads"] = p.threads;
+  d["batch_tile"] = p.batch_tile;
+  d["batch_tiles"] = p.batch_tiles;
+  d["smem"] = p.smem;
+  d["reason"] = p.reason;
+  return d;
+}
+
+#ifdef SEQFUSE_WITH_CUDA
+py::object g_invalid, g_format;
+
+bool addr_of(PyObject* o, uintptr_t& out) {
+  if (o == Py_None) {
+    out = 0;
+    return true;
+  }
+  out = uintptr_t(PyLong_AsUnsignedLongLong(o));
+  return !PyErr_Occurred();
+}
+
+bool long_of(PyObject* o, long long& out) {
+  out = PyLong_AsLongLong(o);
+  return !(out == -1 && PyErr_Occurred());
+}
+
+// cuda_run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n,
+//          workspace, workspace_bytes, stream, path): CudaModel::forward through
+// METH_FASTCALL (batch-1 and streaming calls are dominated by per-call overhead).
+PyObject* fast_cuda_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  if (n != 16) {
+    PyErr_SetString(PyExc_TypeError, "cuda_run() takes 16 arguments");
+    return nullptr;
+  }
+  uintptr_t model, p[9], stream;
+  long long B, T, bf, ws_bytes, path;
+  if (!addr_of(args[0], model) || !long_of(args[1], B) || !long_of(args[2], T) ||
+      !long_of(args[3], bf) || !long_of(args[13], ws_bytes) || !addr_of(args[14], stream) ||
+      !long_of(args[15], path))
+    return nullptr;
+  for (int i = 0; i < 9; ++i)
+    if (!addr_of(args[4 + i], p[i])) return nullptr;
+  if (B < 1 || T < 1 || B > (1LL << 30) || T > (1LL << 30) || ws_bytes < 0 || path < 0 ||
+      path > 2) {
+    PyErr_SetString(g_invalid.ptr(), "cuda_run: batch, steps, workspace or path out of range");
+    return nullptr;
+  }
+  seqfuse::cuda::ForwardArgs a;
+  a.batch = int(B);
+  a.steps = int(T);
+  a.batch_first = bf != 0;
+  a.x = reinterpret_cast<const float*>(p[0]);
+  a.tokens = reinterpret_cast<const int64_t*>(p[1]);
+  a.lengths = reinterpret_cast<const int64_t*>(p[2]);
+  a.h0 = reinterpret_cast<const float*>(p[3]);
+  a.c0 = reinterpret_cast<const float*>(p[4]);
+  a.y = reinterpret_cast<float*>(p[5]);
+  a.h_n = reinterpret_cast<float*>(p[6]);
+  a.c_n = reinterpret_cast<float*>(p[7]);
+  a.workspace = reinterpret_cast<void*>(p[8]);
+  a.workspace_bytes = size_t(ws_bytes);
+  a.stream = reinterpret_cast<void*>(stream);
+  a.path = static_cast<seqfuse::cuda::Path>(path);
+  const auto* m = reinterpret_cast<const seqfuse::cuda::Model*>(model);
+  try {
+    {
+      py::gil_scoped_release release;
+      m->forward(a);
+    }
+    Py_RETURN_NONE;
+  } catch (const seqfuse::InvalidArgument& e) {
+    PyErr_SetString(g_invalid.ptr(), e.what());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyMethodDef cuda_methods[] = {
+    {"cuda_run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_cuda_run)),
+     METH_FASTCALL,
+     "cuda_run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n, "
+     "workspace, workspace_bytes, stream, path)"},
+    {nullptr, nullptr, 0, nullptr}};
+
+seqfuse::cuda::Path path_of(const std::string& s) {
+  if (s == "auto") return seqfuse::cuda::Path::automatic;
+  if (s == "persistent") return seqfuse::cuda::Path::persistent;
+  if (s == "step") return seqfuse::cuda::Path::step;
+  throw seqfuse::InvalidArgument("unknown CUDA path '" + s +
+                                 "' (expected auto, persistent or step)");
+}
+#endif
+
+}  // namespace
+
+void seqfuse_register_cuda(py::module_& m) {
+#ifdef SEQFUSE_WITH_CUDA
+  m.attr("cuda_built") = true;
+#else
+  m.attr("cuda_built") = false;
+#endif
+  // The tile planner of the persistent kernel (host arithmetic; any build, any machine).
+  m.def(
+      "cuda_plan",
+      [](int H, int G, int B, int dirs, int max_cluster, size_t smem_limit) {
+        seqfuse::cuda::PlanInput in;
+        in.H = H;
+        in.G = G;
+        in.B = B;
+        in.dirs = dirs;
+        in.max_cluster = max_cluster;
+        in.smem_limit = smem_limit;
+        return plan_dict(seqfuse::cuda::make_plan(in));
+      },
+      py::arg("H"), py::arg("G"), py::arg("B"), py::arg("dirs") = 1, py::arg("max_cluster") = 16,
+      py::arg("smem_limit") = size_t(227 * 1024));
+  m.attr("cuda_max_batch_tile") = seqfuse::cuda::kMaxBatchTile;
+  py::list variants;
+  for (const auto& v : seqfuse::cuda::kVariants)
+    variants.append(py::make_tuple(v.kr, v.max_threads));
+  m.attr("cuda_kernel_variants") = variants;
+
+#ifdef SEQFUSE_WITH_CUDA
+  g_invalid = m.attr("InvalidArgumentError");
+  g_format = m.attr("WeightFileError");
+  m.def("cuda_device_count", [] { return seqfuse::cuda::device_count(); });
+  if (PyModule_AddFunctions(m.ptr(), cuda_methods) != 0) throw py::error_already_set();
+  py::class_<seqfuse::cuda::Model>(m, "CudaModel")
+      .def(
+          py::init([](const std::string& config_json,
+                      const std::map<std::string,
+                                     py::array_t<float, py::array::c_style | py::array::forcecast>>&
+                          weights,
+                      int device) {
+            seqfuse::Config cfg;
+            try {
+              cfg = seqfuse::Config::from_json(config_json);
+            } catch (const seqfuse::FormatError& e) {
+              throw seqfuse::InvalidArgument(e.what());
+            }
+            std::map<std::string, seqfuse::Tensor> w;
+            for (const auto& kv : weights) {
+              seqfuse::Tensor t;
+              for (py::ssize_t d = 0; d < kv.second.ndim(); ++d)
+                t.shape.push_back(kv.second.shape(d));
+              t.data.assign(kv.second.data(), kv.second.data() + kv.second.size());
+              w.emplace(kv.first, std::move(t));
+            }
+            py::gil_scoped_release release;
+            return seqfuse::cuda::Model(cfg, w, device);
+          }),
+          py::arg("config_json"), py::arg("weights"), py::arg("device") = -1)
+      .def_property_readonly("device", &seqfuse::cuda::Model::device)
+      // The C++ object's address, for cuda_run(); valid while this object lives.
+      .def_property_readonly(
+          "address",
+          [](const seqfuse::cuda::Model& mm) { return reinterpret_cast<uintptr_t>(&mm); })
+      .def("workspace_bytes", &seqfuse::cuda::Model::workspace_bytes, py::arg("batch"),
+           py::arg("steps"))
+      .def(
+          "describe",
+          [](const seqfuse::cuda::Model& mm, int batch, const std::string& path) {
+            return mm.describe(batch, path_of(path));
+          },
+          py::arg("batch") = 1, py::arg("path") = "auto");
+#else
+  m.def("cuda_device_count", [] { return 0; });
+#endif
+}

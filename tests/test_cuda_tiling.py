@@ -1,0 +1,197 @@
+"""The CUDA persistent kernel's tile plan, checked on the CPU (no GPU needed).
+
+seqfuse._C.cuda_plan is the same C++ planner the kernels launch with (csrc/cuda/plan.hpp).
+For many hidden sizes, gate counts, batches, cluster limits and shared-memory limits the plan
+must cover every (gate row, unit, k) of the recurrent product exactly once and every
+(sequence, unit) cell update exactly once, fit its resources, be the smallest cluster that
+fits, and fall back exactly when nothing fits. A NumPy emulation of the kernel's index
+arithmetic (weights to registers, partial sums, reduction, h exchange) reproduces W_hh @ h.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import numpy as np
+import pytest
+from seqfuse import _C
+
+VARIANTS = list(_C.cuda_kernel_variants)  # (weights per thread, max threads)
+MAX_BT = _C.cuda_max_batch_tile
+H100_SMEM = 227 * 1024
+A100_SMEM = 163 * 1024
+ADA_SMEM = 99 * 1024
+
+
+def smem_of(p: dict) -> int:
+    return (
+        4 * (2 * p["batch_tile"] * p["hpad"] + p["ks"] * p["batch_tile"] * p["rows"])
+        + 4 * p["batch_tile"]
+    )
+
+
+def fits_somehow(H: int, G: int, max_cluster: int, smem_limit: int) -> bool:
+    """Independent brute force: does any cluster size hold the weights (batch tile 1)?"""
+    for kr, max_threads in VARIANTS:
+        ks = math.ceil(H / kr)
+        kc = math.ceil(math.ceil(H / ks) / 4) * 4
+        for c in range(1, max_cluster + 1):
+            units = math.ceil(H / c)
+            rows = G * units
+            threads = math.ceil(max(rows * ks, units) / 32) * 32
+            smem = 4 * (2 * ks * kc + ks * rows) + 4
+            if threads <= max_threads and smem <= smem_limit:
+                return True
+    return False
+
+
+def check_plan(H: int, G: int, B: int, max_cluster: int, smem_limit: int) -> dict:
+    p = _C.cuda_plan(H, G, B, 1, max_cluster, smem_limit)
+    if not p["persistent"]:
+        assert p["reason"], "a fallback must say why"
+        assert not fits_somehow(H, G, max_cluster, smem_limit), (H, G, max_cluster, p)
+        return p
+    kr, max_threads = VARIANTS[p["variant"]]
+    C, units, rows, ks, kc = p["cluster"], p["units"], p["rows"], p["ks"], p["kc"]
+    bt, threads = p["batch_tile"], p["threads"]
+    assert p["reason"] == ""
+    assert 1 <= C <= max(1, min(max_cluster, 16))
+    assert rows == G * units
+    # every block owns at least one unit; together they own all H
+    assert C * units >= H and (C - 1) * units < H
+    # k splits: multiples of 4 (float4 reads of h), within the register array, covering H
+    assert kc % 4 == 0 and 0 < kc <= kr and p["kr"] == kr
+    assert p["hpad"] == ks * kc >= H and (ks - 1) * kc < H
+    # block size and batch tile
+    assert threads % 32 == 0 and threads <= max_threads
+    assert threads >= rows * ks and threads >= bt * units
+    assert 1 <= bt <= min(B, MAX_BT)
+    assert p["batch_tiles"] == math.ceil(B / bt)
+    # shared memory: exactly the kernel's layout, within the limit
+    assert p["smem"] == smem_of(p) <= smem_limit
+    # minimality: one block fewer per cluster would not fit
+    if C > 1:
+        assert not _C.cuda_plan(H, G, B, 1, C - 1, smem_limit)["persistent"]
+    return p
+
+
+def coverage(p: dict, H: int, G: int) -> None:
+    """Each (gate, unit, k) multiplied exactly once; each (b, unit) updated exactly once."""
+    C, units, rows, ks, kc, bt = (
+        p[k] for k in ("cluster", "units", "rows", "ks", "kc", "batch_tile")
+    )
+    mul = np.zeros((G, H, H), np.int32)
+    upd = np.zeros((bt, H), np.int32)
+    for rank in range(C):
+        j0 = rank * units
+        nu = min(units, H - j0)
+        tid = np.arange(p["threads"])
+        ph1 = tid[tid < rows * ks]
+        prow, pks = ph1 % rows, ph1 // rows
+        g, jl = prow // units, prow % units
+        ok = jl < nu
+        for gg, jj, kk in zip(g[ok], (j0 + jl)[ok], pks[ok]):
+            k0 = kk * kc
+            mul[gg, jj, k0 : min(H, k0 + kc)] += 1
+        qb, qj = tid // units, tid % units
+        ok2 = (qb < bt) & (qj < nu)
+        np.add.at(upd, (qb[ok2], (j0 + qj)[ok2]), 1)
+    assert (mul == 1).all(), "a weight is used more or less than once"
+    assert (upd == 1).all(), "a cell update is done more or less than once"
+
+
+CASES = []
+_rng = random.Random(42)
+for _ in range(150):
+    CASES.append(
+        (
+            _rng.choice([1, 3, 5, 16, 31, 32, 33, 37, 64, 100, 127, 128, 129, 200, 255, 256, 300]),
+            _rng.choice([1, 3, 4]),
+            _rng.choice([1, 2, 3, 7, 8, 9, 64, 256]),
+            _rng.choice([1, 2, 8, 16]),
+            _rng.choice([ADA_SMEM, A100_SMEM, H100_SMEM, 8 * 1024]),
+        )
+    )
+
+
+@pytest.mark.parametrize("H,G,B,max_cluster,smem", CASES)
+def test_cuda_plan_is_valid(H, G, B, max_cluster, smem):
+    check_plan(H, G, B, max_cluster, smem)
+
+
+@pytest.mark.parametrize(
+    "H,G,B,max_cluster",
+    [
+        (h, g, b, c)
+        for h, g, b, c in itertools.product(
+            [1, 7, 37, 64, 100, 128, 256], [1, 3, 4], [1, 5, 9], [1, 8, 16]
+        )
+    ],
+)
+def test_cuda_plan_covers_every_weight_once(H, G, B, max_cluster):
+    p = check_plan(H, G, B, max_cluster, H100_SMEM)
+    if p["persistent"]:
+        coverage(p, H, G)
+
+
+def test_cuda_plan_seed_models():
+    # The seed models on an H100 (clusters up to 16) and on sm_80/sm_89 (no clusters).
+    lstm256 = _C.cuda_plan(256, 4, 1, 1, 16, H100_SMEM)  # Shakespeare char-LSTM
+    assert lstm256["persistent"] and lstm256["cluster"] == 8 and lstm256["threads"] == 512
+    assert not _C.cuda_plan(256, 4, 1, 1, 1, A100_SMEM)["persistent"]  # fallback there
+    mnist = _C.cuda_plan(128, 4, 1, 2, 16, H100_SMEM)
+    assert mnist["persistent"] and mnist["cluster"] == 2
+    names = _C.cuda_plan(100, 3, 1, 1, 16, H100_SMEM)
+    assert names["persistent"] and names["cluster"] == 2 and names["units"] == 50
+    sine = _C.cuda_plan(32, 1, 1, 1, 1, ADA_SMEM)
+    assert sine["persistent"] and sine["cluster"] == 1
+    big = _C.cuda_plan(1024, 4, 1, 1, 16, H100_SMEM)
+    assert not big["persistent"] and "do not fit" in big["reason"]
+
+
+def emulate_matvec(p: dict, W: np.ndarray, h: np.ndarray, G: int, H: int) -> np.ndarray:
+    """The kernel's recurrent product W_hh @ h, index by index (one cluster, batch rows)."""
+    C, units, rows, ks, kc, kr, hpad = (
+        p[k] for k in ("cluster", "units", "rows", "ks", "kc", "kr", "hpad")
+    )
+    nb = h.shape[0]
+    hbuf = np.zeros((nb, hpad), np.float64)  # zero padded, like the shared buffer
+    hbuf[:, :H] = h
+    out = np.full((nb, G * H), np.nan)
+    for rank in range(C):
+        j0 = rank * units
+        nu = min(units, H - j0)
+        part = np.zeros((ks, nb, rows))
+        for tid in range(rows * ks):
+            prow, pks = tid % rows, tid // rows
+            g, jl = prow // units, prow % units
+            w = np.zeros(kr)
+            if jl < nu:
+                for i in range(kr):
+                    k = pks * kc + i
+                    if i < kc and k < H:
+                        w[i] = W[g * H + j0 + jl, k]
+            for bb in range(nb):
+                part[pks, bb, prow] = sum(w[i] * hbuf[bb, pks * kc + i] for i in range(kc))
+        for tid in range(p["threads"]):
+            qb, qj = tid // units, tid % units
+            if qb < nb and qj < nu:
+                for g in range(G):
+                    out[qb, g * H + j0 + qj] = part[:, qb, g * units + qj].sum()
+    return out
+
+
+@pytest.mark.parametrize(
+    "H,G,max_cluster", [(37, 4, 16), (100, 3, 16), (64, 1, 1), (130, 4, 16), (5, 3, 2)]
+)
+def test_cuda_plan_emulated_product_matches_numpy(H, G, max_cluster):
+    rng = np.random.default_rng(H * 10 + G)
+    B = 3
+    p = check_plan(H, G, B, max_cluster, H100_SMEM)
+    assert p["persistent"]
+    W = rng.standard_normal((G * H, H))
+    h = rng.standard_normal((min(B, p["batch_tile"]), H))
+    got = emulate_matvec(p, W, h, G, H)
+    np.testing.assert_allclose(got, h @ W.T, rtol=1e-12, atol=1e-12)
