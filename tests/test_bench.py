@@ -176,11 +176,17 @@ def test_cli_quick_writes_files_and_readme(tmp_path, capsys):
     readme.write_text("# title\n\nbefore\n<!-- bench:start -->\nold\n<!-- bench:end -->\nafter\n")
     argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager,torchscript"]
     argv += ["--out", str(tmp_path / "o"), "--budget", "0.01", "--no-progress"]
+    argv += ["--grid", "sweep", "--grid-cells", "gru", "--grid-batches", "1,2"]
+    argv += ["--grid-seqs", "4", "--grid-hiddens", "8", "--grid-backends", "eager"]
     assert main([*argv, "--update-readme", str(readme)]) == 0
     out = capsys.readouterr().out
     assert "hihell/b1" in out and "targets" in out
     assert (tmp_path / "o" / "bench.json").is_file()
     assert (tmp_path / "o" / "bench.png").is_file()
+    assert (tmp_path / "o" / "bench_grid.png").is_file()
+    data = json.loads((tmp_path / "o" / "bench.json").read_text())
+    grid_rows = [r for r in data["results"] if r["workload"].startswith("grid/gru/")]
+    assert {r["backend"] for r in grid_rows} == {"eager"} and len(grid_rows) == 3
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n<!-- bench:start -->\n")
     assert text.endswith("<!-- bench:end -->\nafter\n") and "old" not in text

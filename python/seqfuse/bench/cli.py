@@ -85,6 +85,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="grid workloads: 'sweep' varies batch, length and hidden size one at a time "
         "around B=1 T=128 H=128; 'full' is their product (hours) (default: %(default)s)",
     )
+    g.add_argument(
+        "--grid-backends",
+        default=None,
+        help="backends for the grid workloads (default: those of --backends); the grid "
+        "runs at the first --threads count only",
+    )
     g.add_argument("--grid-cells", type=_names, default=list(GRID_CELLS), help="rnn_tanh,gru,lstm")
     g.add_argument("--grid-batches", type=_ints, default=GRID_BATCHES, help="1,8,64,256")
     g.add_argument("--grid-seqs", type=_ints, default=GRID_SEQS, help="16,128,1024")
@@ -155,7 +161,7 @@ def _rel_for_readme(readme: Path, target: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from seqfuse.bench import report
-    from seqfuse.bench.harness import run_benchmarks
+    from seqfuse.bench.harness import merge_results, run_benchmarks
     from seqfuse.bench.plots import plot_grid, plot_summary
 
     argv = getattr(args, "_argv", None)
@@ -191,12 +197,12 @@ def run(args: argparse.Namespace) -> int:
         if args.warmup < 0 or args.min_reps < 1 or args.max_reps < args.min_reps:
             raise SeqfuseError("need --warmup >= 0 and 1 <= --min-reps <= --max-reps")
         try:
-            workloads = []
+            seeds, grid = [], []
             if models != "none":
                 names = None if models == "all" else _names(models)
-                workloads += seed_workloads(names, batches=tuple(batches))
+                seeds = seed_workloads(names, batches=tuple(batches))
             if args.grid != "none":
-                workloads += grid_workloads(
+                grid = grid_workloads(
                     args.grid,
                     tuple(args.grid_cells),
                     tuple(args.grid_batches),
@@ -205,12 +211,9 @@ def run(args: argparse.Namespace) -> int:
                 )
         except ValueError as e:
             raise SeqfuseError(str(e)) from None
-        if not workloads:
+        if not seeds and not grid:
             raise SeqfuseError("nothing to run: --models none and --grid none")
-        results = run_benchmarks(
-            workloads,
-            _resolve_backends(backends),
-            threads=threads,
+        common = dict(
             budget_s=budget,
             warmup=args.warmup,
             min_reps=args.min_reps,
@@ -218,6 +221,15 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             command=command,
         )
+        parts = []
+        if seeds:
+            parts.append(
+                run_benchmarks(seeds, _resolve_backends(backends), threads=threads, **common)
+            )
+        if grid:
+            gb = _resolve_backends(args.grid_backends or backends)
+            parts.append(run_benchmarks(grid, gb, threads=threads[:1], **common))
+        results = merge_results(parts)
         report.write_json(results, json_path)
 
     print(report.format_table(results, show_skipped=not args.hide_skipped))

@@ -324,3 +324,28 @@ def run_benchmarks(
     add_roofline(results)
     results["targets"] = check_targets(results)
     return results
+
+
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from runs of disjoint workloads (e.g. the seed models on every
+    backend and the grid on a few): the first run's header, the union of the rest."""
+    from seqfuse.bench.report import check_targets
+
+    if not parts:
+        raise ValueError("nothing to merge")
+    out = dict(parts[0])
+    out["settings"] = dict(out["settings"])
+    for p in parts[1:]:
+        ids = {w["id"] for w in out["workloads"]}
+        if ids & {w["id"] for w in p["workloads"]}:
+            raise ValueError("merged runs must have disjoint workloads")
+        out["workloads"] = out["workloads"] + p["workloads"]
+        out["results"] = out["results"] + p["results"]
+        out["duration_s"] = round(out["duration_s"] + p["duration_s"], 1)
+        s = out["settings"]
+        s["backends"] = s["backends"] + [
+            b for b in p["settings"]["backends"] if b not in s["backends"]
+        ]
+        s["threads"] = sorted(set(s["threads"]) | set(p["settings"]["threads"]))
+    out["targets"] = check_targets(out)
+    return out
