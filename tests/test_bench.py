@@ -186,7 +186,7 @@ def test_cli_quick_writes_files_and_readme(tmp_path, capsys):
     assert (tmp_path / "o" / "bench_grid.png").is_file()
     data = json.loads((tmp_path / "o" / "bench.json").read_text())
     grid_rows = [r for r in data["results"] if r["workload"].startswith("grid/gru/")]
-    assert {r["backend"] for r in grid_rows} == {"eager"} and len(grid_rows) == 3
+    assert {r["backend"] for r in grid_rows} == {"eager"} and len(grid_rows) == 4
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n<!-- bench:start -->\n")
     assert text.endswith("<!-- bench:end -->\nafter\n") and "old" not in text
