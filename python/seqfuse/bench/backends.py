@@ -434,7 +434,11 @@ class _CudaMixin:
 
 
 class NativeCUDA(_CudaMixin, Native):
+    """seqfuse's CUDA kernels (seqfuse.native_cuda.CudaNativeModel); inputs live on the GPU,
+    work goes on torch's current stream, the harness synchronizes after each call."""
+
     name, label = "native-cuda", "seqfuse native CUDA"
+    graph = False
 
     def available(self):
         ok, why = _cuda_ok()
@@ -443,20 +447,42 @@ class NativeCUDA(_CudaMixin, Native):
         ok, why = Native.available(self)
         if not ok:
             return ok, why
-        import seqfuse
-
-        if not seqfuse.build_info().get("cuda"):
-            return False, "seqfuse built without CUDA"
-        return True, ""
+        try:
+            nc = importlib.import_module("seqfuse.native_cuda")
+        except ImportError as e:
+            return False, f"seqfuse.native_cuda not importable ({e})"
+        why = nc.unavailable_reason()
+        return (False, why) if why else (True, "")
 
     def _convert(self, model, threads):
-        return _native().from_module(model, threads=threads, device="cuda")
+        nc = importlib.import_module("seqfuse.native_cuda")
+        return nc.CudaNativeModel(_native().from_module(model, threads=threads), device="cuda")
 
     def prepare(self, model, inputs):
         inputs = copy.copy(inputs)
         inputs.x = inputs.x.cuda()
         inputs.steps = [s.cuda() for s in inputs.steps]
         super().prepare(model, inputs)
+        if self.graph and inputs.mode == "batch":
+            self._g = self.nm.graphed(inputs.x.shape[0], inputs.x.shape[1])
+
+    def reset(self):
+        Backend.reset(self)
+        if self.inputs is not None and self.inputs.mode == "stream" and hasattr(self, "nm"):
+            self.sess = self.nm.stream(batch=self.inputs.x.shape[0], graph=self.graph)
+
+    def run(self):
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            if self.graph:
+                return self._g(self._x)
+            return self.nm(self._x, **self._kw)
+        return self.sess(self._next_step())
+
+
+class NativeCUDAGraphs(NativeCUDA):
+    name, label = "native-cuda-graphs", "seqfuse native CUDA, graph replay"
+    graph = True
 
 
 class EagerCUDA(_CudaMixin, _TorchFn):
@@ -542,6 +568,7 @@ BACKENDS: dict[str, type[Backend]] = {
         CudaGraphs,
         OnnxRuntimeCUDA,
         NativeCUDA,
+        NativeCUDAGraphs,
     )
 }
 # The default set: every CPU peer that prepares in seconds, seqfuse's paths, all CUDA ones.
@@ -557,6 +584,7 @@ DEFAULT_BACKENDS = [
     "cuda-graphs",
     "ort-cuda",
     "native-cuda",
+    "native-cuda-graphs",
 ]
 
 

@@ -202,7 +202,7 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
                     if show_skipped or r["status"] != "skipped":
                         lines.append(f"  {name:<16}{r['status'].upper()}: {r['reason']}")
                     continue
-                roof = r.get("roofline") if not r["peer"] else None
+                roof = r.get("roofline") if r["backend"].startswith("native") else None
                 roof_s = (
                     f"{roof['gbps']:>6.1f}{roof['gflops']:>8.1f}{roof['pct_peak_bw']:>5.0f}%"
                     if roof
@@ -282,6 +282,7 @@ PIVOT_ORDER = [
     "cuda-graphs",
     "ort-cuda",
     "native-cuda",
+    "native-cuda-graphs",
 ]
 
 
