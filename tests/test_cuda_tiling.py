@@ -195,3 +195,40 @@ def test_cuda_plan_emulated_product_matches_numpy(H, G, max_cluster):
     h = rng.standard_normal((min(B, p["batch_tile"]), H))
     got = emulate_matvec(p, W, h, G, H)
     np.testing.assert_allclose(got, h @ W.T, rtol=1e-12, atol=1e-12)
+
+
+FUSED_CASES = [
+    (h, g, layers, d, b, c)
+    for h, g, layers, d, b, c in itertools.product(
+        [1, 5, 17, 37, 100, 256, 1000], [1, 3, 4], [1, 2, 3], [0, 1, 28], [1, 3, 9], [1, 8, 16]
+    )
+]
+
+
+@pytest.mark.parametrize("H,G,L,D,B,max_cluster", FUSED_CASES)
+def test_cuda_fused_plan_owns_every_unit_and_head_row_once(H, G, L, D, B, max_cluster):
+    p = _C.cuda_fused_plan(H, G, L, D, B, max_cluster, H100_SMEM)
+    assert p["ok"], p["reason"]
+    C, units, bt = p["cluster"], p["units"], p["batch_tile"]
+    assert 1 <= C <= max_cluster
+    assert C * units >= H and (C - 1) * units < H  # every block owns >= 1 unit, all H owned
+    assert p["rows"] == G * units
+    assert p["hp"] >= H and p["hp"] % 4 == 0 and p["dp"] >= D and p["dp"] % 4 == 0
+    assert 1 <= bt <= min(B, MAX_BT) and p["batch_tiles"] == math.ceil(B / bt)
+    smem = 4 * (2 * L * bt * p["hp"] + bt * p["dp"] + 2 * bt * p["rows"] + L * bt * units)
+    assert p["smem"] == smem <= H100_SMEM
+    # head rows split as in the kernel: block r owns [r*per, min(outs, (r+1)*per))
+    for outs in (1, 2, 65, 100):
+        per = math.ceil(outs / C)
+        owned = [o for r in range(C) for o in range(r * per, min(outs, (r + 1) * per))]
+        assert sorted(owned) == list(range(outs))
+
+
+def test_cuda_fused_plan_limits():
+    assert not _C.cuda_fused_plan(64, 4, 9, 1, 1, 16, H100_SMEM)["ok"]  # > 8 layers
+    assert not _C.cuda_fused_plan(64, 4, 2, 5000, 1, 16, H100_SMEM)["ok"]  # wide float input
+    tiny = _C.cuda_fused_plan(4096, 4, 8, 0, 8, 1, 8 * 1024)
+    assert not tiny["ok"] and "shared memory" in tiny["reason"]
+    # The Shakespeare char-LSTM's streaming step: one cluster of 16 blocks, 16 units each.
+    p = _C.cuda_fused_plan(256, 4, 2, 0, 1, 16, H100_SMEM)
+    assert p["ok"] and p["cluster"] == 16 and p["units"] == 16

@@ -2,10 +2,11 @@
 
 A seeded randomized grid (every cell, 1-3 layers, both directions, odd sizes, batch 1..65,
 T 1..200, initial states, unsorted lengths with length 1, batch_first both ways, bias on
-and off), run through the persistent kernel (path "auto") and the per-step fallback (path
-"step"); cluster sizes up to 16 blocks; every seed preset; a CUDA-graph replay; a streaming
-session (plain and graphed) against the whole-sequence call; a non-default stream; bad
-inputs. fp32 tolerance 1e-5 (max abs error), the bar of the CPU engine.
+and off), run through every kernel path: "auto", the per-step fallback "step", the
+one-launch "fused" kernel (an error where it does not apply) and "persistent" where it
+fits; cluster sizes up to 16 blocks; every seed preset; a CUDA-graph replay; streaming
+sessions (plain and graphed, every path) against the CPU engine's session; a non-default
+stream; bad inputs. fp32 tolerance 1e-5 (max abs error), the bar of the CPU engine.
 
 Every test needing a GPU skips with the reason when torch sees no CUDA device or seqfuse was
 built without CUDA; test_cuda_unavailable_is_a_clear_error runs exactly then.
@@ -107,7 +108,7 @@ def test_cuda_unavailable_is_a_clear_error():
 
 
 @needs_gpu
-@pytest.mark.parametrize("path", ["auto", "step"])
+@pytest.mark.parametrize("path", ["auto", "step", "fused"])
 @pytest.mark.parametrize("case", GRID, ids=[f"g{i}" for i in range(len(GRID))])
 def test_cuda_grid_vs_eager_and_cpu_loop(case, path):
     m = module_of(case)
@@ -116,6 +117,10 @@ def test_cuda_grid_vs_eager_and_cpu_loop(case, path):
     nm = sn.from_module(m)
     cpu_loop = nm(x, hx, lengths=lengths)
     gm = snc.CudaNativeModel(nm, "cuda", path=path)
+    if path == "fused" and (case["bidir"] or lengths is not None):
+        with pytest.raises(sn.InvalidArgumentError, match="fused"):
+            gm(cuda(x), cuda(hx), lengths=lengths)
+        return
     got = cpu(gm(cuda(x), cuda(hx), lengths=lengths))
     assert max_err(got, want) <= TOL, f"{case} {path}: vs eager {max_err(got, want):.3g}"
     assert max_err(got, cpu_loop) <= TOL, f"{case} {path}: vs CPU loop"
@@ -172,7 +177,7 @@ def _preset_case(name: str, seed: int, B: int, T: int, extra: bool):
 
 
 @needs_gpu
-@pytest.mark.parametrize("path", ["auto", "step"])
+@pytest.mark.parametrize("path", ["auto", "step", "fused"])
 @pytest.mark.parametrize("variant", ["plain", "lengths_hx"])
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_cuda_presets_vs_eager_and_cpu_loop(name, variant, path):
@@ -181,6 +186,10 @@ def test_cuda_presets_vs_eager_and_cpu_loop(name, variant, path):
         want = m(x) if name == "linear" else m(x, h, ln)
     nm = sn.from_module(m)
     gm = snc.CudaNativeModel(nm, "cuda", path=path)
+    if path == "fused" and name != "linear" and (ln is not None or nm.config["bidirectional"]):
+        with pytest.raises(sn.InvalidArgumentError, match="fused"):
+            gm(cuda(x), cuda(h), ln)
+        return
     if name == "linear":
         got, ref = cpu(gm(x.cuda())), nm(x)
     else:
@@ -205,12 +214,15 @@ def test_cuda_graph_replay_matches_plain_calls():
 
 
 @needs_gpu
+@pytest.mark.parametrize("path", ["auto", "fused", "persistent", "step"])
 @pytest.mark.parametrize("graph", [False, True])
 @pytest.mark.parametrize("name", ["shakespeare", "sine", "hihell"])
-def test_cuda_streaming_matches_whole_sequence(name, graph):
+def test_cuda_streaming_matches_cpu_session(name, graph, path):
     m, x, _, _ = _preset_case(name, 2, B=2, T=10, extra=False)
     nm = sn.from_module(m)
-    gm = snc.CudaNativeModel(nm, "cuda")
+    if path == "persistent" and torch.cuda.get_device_capability()[0] < 9 and name == "shakespeare":
+        pytest.skip("H=256 LSTM needs a thread-block cluster (sm_90) for the persistent path")
+    gm = snc.CudaNativeModel(nm, "cuda", path=path)
     sess = gm.stream(batch=2, graph=graph)
     outs = [cpu(sess(cuda(x[:, t : t + 1]))).clone() for t in range(x.shape[1])]
     # The session's chunks against the CPU engine's session on the same chunks.

@@ -68,5 +68,32 @@ void run_persistent(const LayerArgs& a, const Plan& p, cudaStream_t s);
 // The fallback: one launch per step; scratch: 2*dirs*B*H (h ping-pong) + dirs*B*H (c) floats.
 void run_stepwise(const LayerArgs& a, float* scratch, cudaStream_t s);
 
+// The fused small-T kernel (cuda/fused.cu): all layers and the head of a unidirectional model
+// in one launch. Per-layer weights as in the persistent path (biases folded, GRU b_hn apart).
+struct FusedArgs {
+  int B = 1, T = 1, H = 1, G = 1, L = 1, D = 0, cell = 0;
+  int head = 0;  // 0 none (y = top h, [rows, H]), 1 step, 2 last_step, 3 last_hidden
+  int O = 0;
+  bool batch_first = true;
+  const float* x = nullptr;         // [rows, D] when D > 0
+  const int64_t* tokens = nullptr;  // [rows] when an Embedding table feeds layer 0
+  const float* table = nullptr;     // [vocab, ldt]
+  int vocab = 0, ldt = 0;
+  const float* wih[kFusedMaxLayers] = {};   // [G*H, layer input]
+  const float* whh[kFusedMaxLayers] = {};   // [G*H, H]
+  const float* bias[kFusedMaxLayers] = {};  // [G*H] or null
+  const float* bhn[kFusedMaxLayers] = {};   // [H] or null
+  const float* h0 = nullptr;                // [L, B, H] or null
+  const float* c0 = nullptr;                // [L, B, H] or null
+  float* hn = nullptr;                      // [L, B, H] or null (may alias h0)
+  float* cn = nullptr;                      // [L, B, H] or null (may alias c0)
+  float* y = nullptr;
+  const float* head_w = nullptr;  // [O, H]
+  const float* head_b = nullptr;  // [O]
+};
+void prepare_fused_kernel(const DeviceInfo& dev);
+bool fused_fits(const FusedPlan& p, const DeviceInfo& dev);
+void run_fused(const FusedArgs& a, const FusedPlan& p, cudaStream_t s);
+
 }  // namespace cuda
 }  // namespace seqfuse

@@ -48,6 +48,9 @@ class DeviceGuard {
 
 size_t align_up(size_t n) { return (n + 63) / 64 * 64; }  // in floats: 256-byte alignment
 
+constexpr int kFusedAutoSteps = 8;                // automatic path: fused kernel up to T = 8
+constexpr double kFusedAutoWeights = 128 * 1024;  // floats per block and step (512 KB of L2)
+
 }  // namespace
 
 struct Model::Impl {
@@ -67,7 +70,8 @@ struct Model::Impl {
   float* head_b = nullptr;
   std::vector<void*> allocs;
   mutable std::mutex mu;
-  mutable std::map<std::tuple<int, int, int, size_t>, bool> fits;  // persistent_fits cache
+  // (kernel: 0 persistent / 1 fused, cluster, threads, shared memory) -> can be resident
+  mutable std::map<std::tuple<int, int, int, size_t>, bool> fits;
 
   ~Impl() {
     int prev = 0;
@@ -92,12 +96,49 @@ struct Model::Impl {
 
   bool fits_cached(const Plan& p) const {
     std::lock_guard<std::mutex> lk(mu);
-    auto key = std::make_tuple(p.variant, p.cluster, p.threads, p.smem);
+    auto key = std::make_tuple(0, p.cluster, p.threads, p.smem);
     auto it = fits.find(key);
     if (it != fits.end()) return it->second;
     const bool ok = persistent_fits(p, info);
     fits.emplace(key, ok);
     return ok;
+  }
+  bool fits_cached(const FusedPlan& p) const {
+    std::lock_guard<std::mutex> lk(mu);
+    auto key = std::make_tuple(1, p.cluster, kFusedThreads, p.smem);
+    auto it = fits.find(key);
+    if (it != fits.end()) return it->second;
+    const bool ok = fused_fits(p, info);
+    fits.emplace(key, ok);
+    return ok;
+  }
+
+  // The fused kernel's plan for B sequences, or !ok with the reason.
+  FusedPlan fused_plan(int B) const {
+    FusedPlan p;
+    const int H = cfg.hidden_size, G = cfg.gates(), L = cfg.num_layers;
+    const int D = cfg.vocab_size > 0 ? 0 : cfg.input_size;
+    if (cfg.bidirectional) {
+      p.reason = "the fused kernel runs unidirectional models only";
+      return p;
+    }
+    for (int max_c : {16, 8}) {
+      p = make_fused_plan(H, G, L, D, B, info.clusters ? max_c : 1, info.smem_optin);
+      if (!p.ok) return p;
+      if (fits_cached(p)) return p;
+      p.ok = false;
+      p.reason = "a cluster of " + std::to_string(p.cluster) +
+                 " fused blocks cannot be resident on this GPU";
+    }
+    return p;
+  }
+  // Weights one block streams from L2 per step: the automatic choice takes the fused kernel
+  // only while that stays around a microsecond.
+  bool fused_worth_it(const FusedPlan& p) const {
+    const int H = cfg.hidden_size, L = cfg.num_layers;
+    const int D = cfg.vocab_size > 0 ? 0 : cfg.input_size;
+    const double per_block = double(p.rows) * (double(H) * (2 * L - 1) + D);
+    return per_block <= kFusedAutoWeights;
   }
 
   // The plan a layer runs with: the smallest cluster that holds its weights and can be
@@ -144,6 +185,7 @@ Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
   m.info.smem_optin = size_t(attr(cudaDevAttrMaxSharedMemoryPerBlockOptin));
   m.info.clusters = m.info.major >= 9 && attr(cudaDevAttrClusterLaunch) != 0;
   prepare_recurrent_kernels(m.info);
+  prepare_fused_kernel(m.info);
 
   auto get = [&](const std::string& name) -> const std::vector<float>* {
     auto it = weights.find(name);
@@ -226,6 +268,18 @@ std::string Model::describe(int batch, Path path) const {
   std::ostringstream o;
   const Config& c = impl_->cfg;
   DeviceGuard guard(impl_->dev);
+  if (c.num_layers > 0 && (path == Path::automatic || path == Path::fused)) {
+    const FusedPlan fp = impl_->fused_plan(std::max(batch, 1));
+    o << "fused (T <= " << kFusedAutoSteps << ", no lengths): ";
+    if (fp.ok)
+      o << "cluster " << fp.cluster << " x " << kFusedThreads << " threads, " << fp.units
+        << " units/block, batch tile " << fp.batch_tile << ", " << fp.smem << " B shared"
+        << (path == Path::fused || impl_->fused_worth_it(fp) ? "" : " (not chosen automatically)");
+    else
+      o << "not available (" << fp.reason << ")";
+    o << "\n";
+    if (path == Path::fused) return o.str();
+  }
   for (int l = 0; l < c.num_layers; ++l) {
     std::string why;
     const Plan p = impl_->plan_for(layer_shape(c, std::max(batch, 1), 1), path, &why);
@@ -272,6 +326,53 @@ void Model::forward(const ForwardArgs& a) const {
     gemm_bt(int(N), O, c.input_size, a.x, c.input_size, m.head_w, c.input_size, m.head_b, a.y, O,
             s);
     return;
+  }
+  if (a.path == Path::fused || (a.path == Path::automatic && dirs == 1 && !a.lengths &&
+                                T <= kFusedAutoSteps && L <= kFusedMaxLayers)) {
+    std::string why;
+    FusedPlan fp;
+    if (a.lengths)
+      why = "the fused kernel takes no lengths";
+    else if (L > kFusedMaxLayers)
+      why = "the fused kernel runs at most " + std::to_string(kFusedMaxLayers) + " layers";
+    else
+      fp = m.fused_plan(B);
+    if (fp.ok && (a.path == Path::fused || m.fused_worth_it(fp))) {
+      FusedArgs fa;
+      fa.B = B;
+      fa.T = T;
+      fa.H = H;
+      fa.G = G;
+      fa.L = L;
+      fa.D = c.vocab_size > 0 ? 0 : c.input_size;
+      fa.cell = int(c.cell);
+      fa.head = int(c.head);
+      fa.O = O;
+      fa.batch_first = a.batch_first;
+      fa.x = a.x;
+      fa.tokens = a.tokens;
+      fa.table = m.table;
+      fa.vocab = c.vocab_size;
+      fa.ldt = G * H;
+      for (int l = 0; l < L; ++l) {
+        fa.wih[l] = m.layers[l].wih;
+        fa.whh[l] = m.layers[l].whh;
+        fa.bias[l] = m.layers[l].bias;
+        fa.bhn[l] = m.layers[l].bhn;
+      }
+      fa.h0 = a.h0;
+      fa.c0 = a.c0;
+      fa.hn = a.h_n;
+      fa.cn = a.c_n;
+      fa.y = a.y;
+      fa.head_w = m.head_w;
+      fa.head_b = m.head_b;
+      run_fused(fa, fp, s);
+      return;
+    }
+    if (a.path == Path::fused)
+      throw Unsupported("the fused CUDA kernel cannot run this call: " +
+                        (why.empty() ? fp.reason : why));
   }
   float* ws = static_cast<float*>(a.workspace);
   float* gx = ws;

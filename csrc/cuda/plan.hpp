@@ -117,5 +117,65 @@ inline Plan make_plan(const PlanInput& in) {
   return best;
 }
 
+// ---- the fused small-T kernel (cuda/fused.cu) ----------------------------------------------
+// All layers of a unidirectional model and its head, for a few steps, in ONE launch: the
+// streaming path. Weights are read from global memory (L2-resident between calls); one
+// cluster per batch tile; block `rank` owns hidden units [rank*units, min(H, (rank+1)*units))
+// of every layer; h of every layer is exchanged through distributed shared memory.
+constexpr int kFusedMaxLayers = 8;    // per-layer pointers travel in the kernel parameters
+constexpr int kFusedThreads = 512;    // 16 warps: warp-per-gate-row products
+constexpr int kFusedMaxInput = 4096;  // float input features staged in shared memory
+constexpr int kFusedMinUnits = 8;     // below this, a bigger cluster only adds barriers
+
+struct FusedPlan {
+  bool ok = false;
+  int cluster = 1, units = 0, rows = 0, batch_tile = 1, batch_tiles = 1, hp = 0, dp = 0;
+  size_t smem = 0;
+  std::string reason;
+};
+
+// Shared memory: h [2][L][bt][hp], staged input [bt][dp], gate pre-activations (input and
+// recurrent parts) [2][bt][rows], cell state [L][bt][units].
+inline size_t fused_smem(int L, int bt, int hp, int dp, int rows, int units) {
+  return sizeof(float) * (size_t(2) * L * bt * hp + size_t(bt) * dp + size_t(2) * bt * rows +
+                          size_t(L) * bt * units);
+}
+
+// D: float input features of layer 0 (0 when an Embedding table feeds it).
+inline FusedPlan make_fused_plan(int H, int G, int L, int D, int B, int max_cluster,
+                                 size_t smem_limit) {
+  FusedPlan p;
+  if (H < 1 || G < 1 || L < 1 || B < 1 || D < 0) {
+    p.reason = "empty problem";
+    return p;
+  }
+  if (L > kFusedMaxLayers) {
+    p.reason = "more than " + std::to_string(kFusedMaxLayers) + " layers";
+    return p;
+  }
+  if (D > kFusedMaxInput) {
+    p.reason = "more than " + std::to_string(kFusedMaxInput) + " input features";
+    return p;
+  }
+  const int max_c = std::max(1, std::min(max_cluster, 16));
+  p.units = std::min(H, std::max(kFusedMinUnits, ceil_div(H, max_c)));
+  p.cluster = ceil_div(H, p.units);
+  p.units = ceil_div(H, p.cluster);  // balance: every block owns at least one unit
+  p.rows = G * p.units;
+  p.hp = ceil_div(H, 4) * 4;
+  p.dp = ceil_div(D, 4) * 4;
+  int bt = std::min(B, kMaxBatchTile);
+  while (bt > 1 && fused_smem(L, bt, p.hp, p.dp, p.rows, p.units) > smem_limit) --bt;
+  p.batch_tile = bt;
+  p.batch_tiles = ceil_div(B, bt);
+  p.smem = fused_smem(L, bt, p.hp, p.dp, p.rows, p.units);
+  if (p.smem > smem_limit) {
+    p.reason = "the fused kernel's state does not fit in shared memory";
+    return p;
+  }
+  p.ok = true;
+  return p;
+}
+
 }  // namespace cuda
 }  // namespace seqfuse

@@ -4,52 +4,14 @@
 // from global memory / L2, one launch per step). Exact PyTorch cell formulas with accurate
 // expf/tanhf (no fast-math intrinsics). Tile plan: cuda/plan.hpp. Checked against the CPU
 // loop and eager PyTorch by tests/test_native_cuda.py, which runs both paths on a GPU.
-#include <cooperative_groups.h>
-
 #include <cmath>
 
+#include "cuda/cell.cuh"
 #include "cuda/kernels.cuh"
-
-namespace cg = cooperative_groups;
 
 namespace seqfuse {
 namespace cuda {
 namespace {
-
-__device__ __forceinline__ float sigm(float x) { return 1.f / (1.f + expf(-x)); }
-
-// cell as seqfuse::Cell: 0 rnn_tanh, 1 rnn_relu, 2 gru (r,z,n), 3 lstm (i,f,g,o).
-// gx: input projections with biases (GRU n: b_in only); gh: recurrent products without
-// bias; bhn: GRU's b_hn, applied inside r * (W_hn h + b_hn).
-__device__ __forceinline__ float cell_update(int cell, const float* gx, const float* gh, float bhn,
-                                             float hprev, float& c) {
-  switch (cell) {
-    case 0:
-      return tanhf(gx[0] + gh[0]);
-    case 1: {
-      const float v = gx[0] + gh[0];
-      return v < 0.f ? 0.f : v;  // keeps a NaN (bad token) visible, like torch.relu
-    }
-    case 2: {
-      const float r = sigm(gx[0] + gh[0]);
-      const float z = sigm(gx[1] + gh[1]);
-      const float n = tanhf(gx[2] + r * (gh[2] + bhn));
-      return (1.f - z) * n + z * hprev;
-    }
-    default: {
-      const float i = sigm(gx[0] + gh[0]);
-      const float f = sigm(gx[1] + gh[1]);
-      const float g = tanhf(gx[2] + gh[2]);
-      const float o = sigm(gx[3] + gh[3]);
-      c = f * c + i * g;
-      return o * tanhf(c);
-    }
-  }
-}
-
-__device__ __forceinline__ long long row_of(bool batch_first, int t, int b, int T, int B) {
-  return batch_first ? (long long)b * T + t : (long long)t * B + b;
-}
 
 // The G input-projection values of unit j of sequence b at its step s (direction d).
 __device__ __forceinline__ void load_gx(const LayerArgs& a, int d, int b, int j, int s, int len,
@@ -79,16 +41,6 @@ struct PArgs {
   LayerArgs a;
   int units, ks, kc, rows, bt, hpad;
 };
-
-__device__ __forceinline__ void cluster_barrier(int C) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (C > 1) {
-    cg::this_cluster().sync();  // release/acquire: remote h writes are visible after it
-    return;
-  }
-#endif
-  __syncthreads();
-}
 
 // grid (cluster, dirs, batch tiles), cluster (cluster, 1, 1), block = plan.threads.
 // Shared memory: h [2][bt][hpad] (double buffer, zero padded), partial sums
@@ -193,16 +145,7 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
         const int t = d == 0 ? s : len - 1 - s;
         a.y[row_of(a.batch_first, t, b, a.T, B) * a.ldy + (long long)d * H + j] = hnew;
       }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      if (C > 1) {
-        cg::cluster_group cl = cg::this_cluster();
-        for (int q = 0; q < C; ++q) cl.map_shared_rank(hnext, q)[qb * p.hpad + j] = hnew;
-      } else {
-        hnext[qb * p.hpad + j] = hnew;
-      }
-#else
-      hnext[qb * p.hpad + j] = hnew;
-#endif
+      store_all_blocks(hnext + qb * p.hpad + j, hnew, C);
     }
     cluster_barrier(C);
 #pragma unroll

@@ -75,7 +75,7 @@ PyObject* fast_cuda_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
   for (int i = 0; i < 9; ++i)
     if (!addr_of(args[4 + i], p[i])) return nullptr;
   if (B < 1 || T < 1 || B > (1LL << 30) || T > (1LL << 30) || ws_bytes < 0 || path < 0 ||
-      path > 2) {
+      path > 3) {
     PyErr_SetString(g_invalid.ptr(), "cuda_run: batch, steps, workspace or path out of range");
     return nullptr;
   }
@@ -121,8 +121,9 @@ seqfuse::cuda::Path path_of(const std::string& s) {
   if (s == "auto") return seqfuse::cuda::Path::automatic;
   if (s == "persistent") return seqfuse::cuda::Path::persistent;
   if (s == "step") return seqfuse::cuda::Path::step;
+  if (s == "fused") return seqfuse::cuda::Path::fused;
   throw seqfuse::InvalidArgument("unknown CUDA path '" + s +
-                                 "' (expected auto, persistent or step)");
+                                 "' (expected auto, persistent, step or fused)");
 }
 #endif
 
@@ -149,6 +150,26 @@ void seqfuse_register_cuda(py::module_& m) {
       },
       py::arg("H"), py::arg("G"), py::arg("B"), py::arg("dirs") = 1, py::arg("max_cluster") = 16,
       py::arg("smem_limit") = size_t(227 * 1024));
+  // The fused small-T kernel's plan (D = float input features of layer 0, 0 for tokens).
+  m.def(
+      "cuda_fused_plan",
+      [](int H, int G, int L, int D, int B, int max_cluster, size_t smem_limit) {
+        const auto p = seqfuse::cuda::make_fused_plan(H, G, L, D, B, max_cluster, smem_limit);
+        py::dict d;
+        d["ok"] = p.ok;
+        d["cluster"] = p.cluster;
+        d["units"] = p.units;
+        d["rows"] = p.rows;
+        d["batch_tile"] = p.batch_tile;
+        d["batch_tiles"] = p.batch_tiles;
+        d["hp"] = p.hp;
+        d["dp"] = p.dp;
+        d["smem"] = p.smem;
+        d["reason"] = p.reason;
+        return d;
+      },
+      py::arg("H"), py::arg("G"), py::arg("L"), py::arg("D"), py::arg("B"),
+      py::arg("max_cluster") = 16, py::arg("smem_limit") = size_t(227 * 1024));
   m.attr("cuda_max_batch_tile") = seqfuse::cuda::kMaxBatchTile;
   py::list variants;
   for (const auto& v : seqfuse::cuda::kVariants)

@@ -31,7 +31,7 @@ __all__ = [
     "unavailable_reason",
 ]
 
-_PATHS = {"auto": 0, "persistent": 1, "step": 2}
+_PATHS = {"auto": 0, "persistent": 1, "step": 2, "fused": 3}
 _f32 = torch.float32
 _i64 = torch.int64
 
@@ -59,8 +59,10 @@ def _shape_str(s: Any) -> str:
 class CudaNativeModel:
     """A NativeModel's weights on a GPU; call it like the source module (see module doc).
 
-    ``path``: "auto" (persistent kernel where the recurrent weights fit on chip, else the
-    per-step kernel), "persistent" (error where it cannot run) or "step" (always per-step).
+    ``path``: "auto" (for a few steps of a unidirectional model without lengths, the fused
+    one-launch kernel; otherwise per layer the persistent kernel where the recurrent weights
+    fit on chip, else the per-step kernel), or one of "persistent", "step", "fused" to force
+    that kernel (InvalidArgumentError where it cannot run).
     """
 
     def __init__(self, native: NativeModel, device: Any = "cuda", path: str = "auto") -> None:

@@ -24,11 +24,16 @@ namespace cuda {
 // Number of usable CUDA devices (0 without a driver or a GPU). Never throws.
 int device_count();
 
-// Which recurrent path a call takes. automatic: the persistent kernel when the layer's
-// recurrent weights fit on chip (registers of one block, or of a thread-block cluster on
-// sm_90), else the per-step kernel; persistent: fail (Unsupported) where it cannot run;
-// step: always the per-step fallback (weights read from global memory / L2 each step).
-enum class Path { automatic = 0, persistent = 1, step = 2 };
+// Which kernels a call uses.
+//   automatic: for a unidirectional model, a few steps (<= 8) and no lengths, the fused
+//     kernel when its weights per block are small enough; otherwise, per layer, the
+//     persistent kernel when the recurrent weights fit on chip (registers of one block, or
+//     of a thread-block cluster on sm_90), else the per-step kernel;
+//   persistent: per layer the persistent kernel; Unsupported where it cannot run;
+//   step: per layer the per-step fallback (weights read from global memory / L2 each step);
+//   fused: all layers and the head in one launch, weights read from L2 each step (the
+//     streaming path); Unsupported for bidirectional models, lengths or > 8 layers.
+enum class Path { automatic = 0, persistent = 1, step = 2, fused = 3 };
 
 // Arguments of one forward call. Device pointers are the caller's; null = absent.
 struct ForwardArgs {
