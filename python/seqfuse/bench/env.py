@@ -81,7 +81,15 @@ def _gpu() -> dict[str, Any] | None:
     return gpu
 
 
-def fingerprint(threads_used: int = 1) -> dict[str, Any]:
+def load_average() -> float | None:
+    """1-minute load average (None where the OS has none): a busy machine's timings lie."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def fingerprint(threads_used: int = 1, load_before: float | None = None) -> dict[str, Any]:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     try:
@@ -105,7 +113,23 @@ def fingerprint(threads_used: int = 1) -> dict[str, Any]:
         "versions": _versions(),
         "seqfuse_build": build,
         "gpu": _gpu(),
+        # 1-minute load average when the run started and ended; above the core count,
+        # other work competed for the CPU and the timings are unreliable
+        "load_avg_start": load_before,
+        "load_avg_end": load_average(),
     }
+
+
+def busy_warning(env: dict[str, Any]) -> str | None:
+    cores = env.get("usable_cpus") or 1
+    loads = [v for v in (env.get("load_avg_start"), env.get("load_avg_end")) if v is not None]
+    if loads and max(loads) > 0.75 * cores + 0.5:
+        return (
+            f"WARNING: the machine was busy (load average up to {max(loads):.1f} on {cores} "
+            "cores): other work competed for the CPU; rerun on a quiet machine before "
+            "trusting these numbers"
+        )
+    return None
 
 
 def summary_line(env: dict[str, Any]) -> str:

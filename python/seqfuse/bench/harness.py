@@ -256,7 +256,7 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Benchmark ``workloads`` on ``backends`` at each thread count; the results dict
     follows docs/BENCHMARKS.md (schema ``seqfuse.bench`` version :data:`SCHEMA_VERSION`)."""
-    from seqfuse.bench.env import fingerprint
+    from seqfuse.bench.env import fingerprint, load_average
     from seqfuse.bench.report import check_targets, roofline_peak
 
     if not workloads:
@@ -278,6 +278,7 @@ def run_benchmarks(
         raise ValueError("the eager backend is the reference and must be included")
     settings = Settings(threads, budget_s, warmup, min_reps, max_reps)
     started = time.time()
+    load_before = load_average()
     rows: list[dict[str, Any]] = []
     bar = None
     if progress:
@@ -299,7 +300,7 @@ def run_benchmarks(
     finally:
         if bar is not None:
             bar.close()
-    env = fingerprint(max(threads))
+    env = fingerprint(max(threads), load_before)
     results = {
         "schema": "seqfuse.bench",
         "schema_version": SCHEMA_VERSION,

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from seqfuse.bench.env import summary_line
+from seqfuse.bench.env import busy_warning, summary_line
 
 # Register-blocked AVX-512 matvec streaming weights from L1/L2, measured on this project's
 # dev machine kind (docs/BENCHMARKS.md): the per-core ceiling a batch-1 step can reach.
@@ -182,6 +182,9 @@ def _workload_title(w: dict[str, Any]) -> str:
 def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
     """The terminal table: per thread count and workload, one line per backend."""
     lines = [f"seqfuse bench: {summary_line(results['environment'])}"]
+    warn = busy_warning(results["environment"])
+    if warn:
+        lines.append(warn)
     wls = {w["id"]: w for w in results["workloads"]}
     hdr = (
         f"  {'backend':<16}{'median us':>10}{'p99 us':>9}{'seq/s':>8}{'steps/s':>8}"
@@ -226,6 +229,8 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
         f"median; %peak of the weight-streaming ceiling: {results['peak']['assumption']}"
     )
     lines += ["", format_targets(results)]
+    if warn:
+        lines += ["", warn]
     return "\n".join(lines)
 
 
@@ -305,6 +310,9 @@ def markdown_section(
         f"Machine: {summary_line(results['environment'])}.",
         "",
     ]
+    warn = busy_warning(results["environment"])
+    if warn:
+        out += [f"**{warn}.**", ""]
     head = ["model", "threads"] + cols + ["native ÷ eager", "native ÷ ORT", "native ÷ best peer"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
