@@ -275,3 +275,12 @@ def test_cuda_bad_inputs_give_clear_errors():
     assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
     with pytest.raises(sn.InvalidArgumentError, match="unidirectional"):
         snc.CudaNativeModel(sn.from_module(make_rnn("gru", 3, 5, 1, True, True, True, 0))).stream()
+
+
+@needs_gpu
+def test_cuda_time_per_step_reports_positive_finite_numbers():
+    nm = sn.from_module(make_rnn("lstm", 8, 64, 1, False, True, True, 3))
+    gm = snc.CudaNativeModel(nm, "cuda")
+    t = snc.time_per_step(gm, batch=1, short=4, long=36, repeats=3)
+    assert set(t) == {"per_step", "short_call", "long_call"}
+    assert 0 < t["short_call"] < t["long_call"] < 1e6

@@ -28,6 +28,7 @@ __all__ = [
     "CudaStreamSession",
     "GraphedForward",
     "available",
+    "time_per_step",
     "unavailable_reason",
 ]
 
@@ -513,3 +514,42 @@ class GraphedForward:
             self._len_dev.copy_(m._lengths_arg(lengths, self.batch, self.steps))
         self._g.replay()
         return self._out
+
+
+def time_per_step(
+    model: CudaNativeModel,
+    batch: int = 1,
+    short: int = 64,
+    long: int = 1024,
+    repeats: int = 20,
+    path: str | None = None,
+) -> dict[str, float]:
+    """Per-timestep cost of the sequence loop, free of launch overhead: the median time of a
+    ``long``-step call minus that of a ``short``-step call, over the step difference (CUDA
+    events, after a warm-up). Returns microseconds: per_step, short_call, long_call."""
+    m = model
+    dev = m.device
+    times: dict[int, float] = {}
+    for steps in (short, long):
+        if m._tokens:
+            x = torch.randint(0, m._V, (batch, steps), device=dev)
+        else:
+            x = torch.randn(batch, steps, m._D, device=dev)
+        if not m._batch_first:
+            x = x.transpose(0, 1).contiguous()
+        for _ in range(3):
+            m.forward(x, validate=False, path=path)
+        samples = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            m.forward(x, validate=False, path=path)
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) * 1000.0)
+        times[steps] = sorted(samples)[len(samples) // 2]
+    return {
+        "per_step": (times[long] - times[short]) / (long - short),
+        "short_call": times[short],
+        "long_call": times[long],
+    }
