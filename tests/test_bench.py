@@ -178,6 +178,9 @@ def test_cli_quick_writes_files_and_readme(tmp_path, capsys):
     argv += ["--out", str(tmp_path / "o"), "--budget", "0.01", "--no-progress"]
     argv += ["--grid", "sweep", "--grid-cells", "gru", "--grid-batches", "1,2"]
     argv += ["--grid-seqs", "4", "--grid-hiddens", "8", "--grid-backends", "eager"]
+    assert main([*argv, "--update-readme", str(readme)]) == 2  # no --png: a clear error
+    assert "--update-readme needs --png" in capsys.readouterr().err
+    argv += ["--png", str(tmp_path / "o" / "bench.png")]
     assert main([*argv, "--update-readme", str(readme)]) == 0
     out = capsys.readouterr().out
     assert "hihell/b1" in out and "targets" in out
@@ -201,6 +204,7 @@ def test_cli_bad_input(tmp_path, capsys):
     readme = tmp_path / "R.md"
     readme.write_text("no markers\n")
     argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager", "--no-progress"]
+    argv += ["--png", str(tmp_path / "b.png")]
     assert main([*argv, "--out", str(tmp_path), "--update-readme", str(readme)]) == 2
     assert "no <!-- bench:start -->" in capsys.readouterr().err
     assert main(["bench", "--backends", "eager,bogus", "--out", str(tmp_path)]) == 2

@@ -173,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
     grid_png = png_path.with_name(png_path.stem + "_grid" + png_path.suffix)
     command = "seqfuse bench" + (" " + shlex.join(argv) if argv else "")
 
+    if args.update_readme:  # fail before measuring, not after minutes of it
+        if args.png is None:
+            raise SeqfuseError(
+                "--update-readme needs --png (e.g. docs/bench.png): the README links the plot, "
+                "so it must be a file that is committed, not under the default --out"
+            )
+        report.update_readme(args.update_readme, None)
     if args.from_json:
         results = report.load_json(args.from_json)
         command = results.get("command") or command
@@ -243,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {p}")
     if args.update_readme:
         readme = Path(args.update_readme)
+
         section = report.markdown_section(
             results,
             command,

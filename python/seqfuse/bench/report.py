@@ -21,6 +21,7 @@ CACHE_BYTES_PER_CYCLE = 62.0
 FLOPS_PER_CYCLE = {"avx512": 64.0, "avx2": 32.0, "portable": 8.0}
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+UNSTEADY = 0.25  # drift above which a row is marked unsteady
 
 # (id, workload, threads, backend, vs, max ratio); vs is a backend name or "fastest peer".
 TARGETS: list[tuple[str, str, int, str, str, float]] = [
@@ -34,6 +35,7 @@ TARGETS: list[tuple[str, str, int, str, str, float]] = [
     ("names b64 vs fastest peer", "names/b64", 1, "native", "fastest peer", 1.0),
     ("mnist b64 vs fastest peer", "mnist/b64", 1, "native", "fastest peer", 1.0),
     ("hihell b64 vs fastest peer", "hihell/b64", 1, "native", "fastest peer", 1.0),
+    ("linear b64 vs fastest peer", "linear/b64", 1, "native", "fastest peer", 1.0),
     ("shakespeare stream 1 thread vs ORT", "shakespeare/stream", 1, "native", "ort", 0.5),
     ("shakespeare stream 2 threads vs ORT", "shakespeare/stream", 2, "native", "ort", 0.3),
 ]
@@ -212,8 +214,9 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
                     else ""
                 )
                 mark = "*" if r["backend"] == r.get("fastest_peer") else " "
+                steady = "~" if (r.get("drift") or 0) > UNSTEADY else " "
                 lines.append(
-                    f"  {name:<15}{mark}{fmt_us(r['median_us']):>10}{fmt_us(r['p99_us']):>9}"
+                    f"  {name:<15}{mark}{fmt_us(r['median_us']):>9}{steady}{fmt_us(r['p99_us']):>9}"
                     f"{fmt_rate(r['seqs_per_s']):>8}{fmt_rate(r['steps_per_s']):>8}"
                     f"{fmt_ratio(r.get('ratio_to_eager')):>9}"
                     f"{fmt_ratio(r.get('ratio_to_fastest_peer')):>9}"
@@ -223,6 +226,10 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
     lines.append(
         "x eager / x peer: median latency over eager's / over the fastest peer's (* marks it;"
         " peers are the non-seqfuse backends) in the same run, workload and thread count."
+    )
+    lines.append(
+        f"~ after a median: unsteady run (the medians of its two halves differ by more than "
+        f"{UNSTEADY:.0%}): noise, rerun on a quiet machine."
     )
     lines.append(
         "GB/s, GFLOP/s, %peak: weights read and FLOPs of the minimal work per call, over the "
@@ -356,8 +363,9 @@ def markdown_section(
     return "\n".join(out)
 
 
-def update_readme(path: str | Path, section: str) -> None:
-    """Replace the text between the bench markers of ``path`` with ``section``."""
+def update_readme(path: str | Path, section: str | None) -> None:
+    """Replace the text between the bench markers of ``path`` with ``section`` (None: only
+    check that the file has the markers)."""
     from seqfuse import SeqfuseError
 
     path = Path(path)
@@ -368,5 +376,7 @@ def update_readme(path: str | Path, section: str) -> None:
     i, j = text.find(START), text.find(END)
     if i < 0 or j < 0 or j < i:
         raise SeqfuseError(f"{path} has no {START} ... {END} section to update")
+    if section is None:
+        return
     new = text[: i + len(START)] + "\n" + section.strip() + "\n" + text[j:]
     path.write_text(new, encoding="utf-8")
