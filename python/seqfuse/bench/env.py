@@ -40,6 +40,31 @@ def cpu_mhz_estimate(info: dict[str, str] | None = None) -> float | None:
     return None
 
 
+def _caches() -> dict[str, str]:
+    """Data/unified cache sizes of CPU 0 by level (Linux sysfs), e.g. {"L1d": "48K"}."""
+    out: dict[str, str] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for e in entries:
+        if not e.startswith("index"):
+            continue
+        try:
+            with open(f"{base}/{e}/level") as f:
+                level = f.read().strip()
+            with open(f"{base}/{e}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{e}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if kind != "Instruction":
+            out[f"L{level}" + ("d" if kind == "Data" else "")] = size
+    return out
+
+
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for mod in ("torch", "onnxruntime", "onnx", "numpy"):
@@ -104,6 +129,10 @@ def fingerprint(threads_used: int = 1, load_before: float | None = None) -> dict
         affinity = os.cpu_count()
     return {
         "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_id": " ".join(
+            f"{k.split()[-1]} {info[k]}" for k in ("vendor_id", "cpu family", "model") if k in info
+        ),
+        "cpu_caches": _caches(),
         "cpu_flags": [f for f in SIMD_FLAGS if f in flags],
         "cpu_mhz_estimate": cpu_mhz_estimate(info),
         "logical_cpus": os.cpu_count(),
@@ -138,8 +167,12 @@ def summary_line(env: dict[str, Any]) -> str:
     flags = "/".join(f for f in env["cpu_flags"] if f in ("avx512f", "avx2")) or "no AVX2"
     gpu = env.get("gpu")
     gpu_s = f"{gpu['name']} (driver {gpu.get('driver')})" if gpu else "no GPU"
+    ident = "; ".join(
+        x for x in (env.get("cpu_id", ""), "L2 " + env.get("cpu_caches", {}).get("L2", "?")) if x
+    )
     return (
-        f"{env['cpu']}, {env['usable_cpus']} cores ({flags}); {gpu_s}; torch {v['torch']}, "
+        f"{env['cpu']} ({ident}), {env['usable_cpus']} cores ({flags}); {gpu_s}; "
+        f"torch {v['torch']}, "
         f"onnxruntime {v['onnxruntime']}, seqfuse {v['seqfuse']} "
         f"(SIMD {b.get('simd', '?')}, CUDA {'on' if b.get('cuda') else 'off'})"
     )
