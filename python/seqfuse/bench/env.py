@@ -130,7 +130,9 @@ def fingerprint(threads_used: int = 1, load_before: float | None = None) -> dict
     return {
         "cpu": info.get("model name") or platform.processor() or platform.machine(),
         "cpu_id": " ".join(
-            f"{k.split()[-1]} {info[k]}" for k in ("vendor_id", "cpu family", "model") if k in info
+            f"{label}{info[k]}"
+            for k, label in (("vendor_id", ""), ("cpu family", "family "), ("model", "model "))
+            if k in info
         ),
         "cpu_caches": _caches(),
         "cpu_flags": [f for f in SIMD_FLAGS if f in flags],
