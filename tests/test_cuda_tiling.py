@@ -215,7 +215,7 @@ def test_cuda_fused_plan_owns_every_unit_and_head_row_once(H, G, L, D, B, max_cl
     assert p["rows"] == G * units
     assert p["hp"] >= H and p["hp"] % 4 == 0 and p["dp"] >= D and p["dp"] % 4 == 0
     assert 1 <= bt <= min(B, MAX_BT) and p["batch_tiles"] == math.ceil(B / bt)
-    smem = 4 * (2 * L * bt * p["hp"] + bt * p["dp"] + 2 * bt * p["rows"] + L * bt * units)
+    smem = 4 * (2 * L * bt * p["hp"] + bt * p["dp"] + 2 * L * bt * p["rows"] + L * bt * units)
     assert p["smem"] == smem <= H100_SMEM
     # head rows split as in the kernel: block r owns [r*per, min(outs, (r+1)*per))
     for outs in (1, 2, 65, 100):

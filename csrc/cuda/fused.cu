@@ -1,8 +1,9 @@
 // The fused small-T kernel: every layer of a unidirectional model and its head, for a few
-// steps, in ONE launch (the streaming path: one char of a char-LSTM is one launch). Weights
-// are read from global memory (they stay in L2 between calls), each warp computing whole
-// gate rows with coalesced loads; h of every layer is exchanged each layer-step through
-// distributed shared memory of a thread-block cluster (sm_90; one block elsewhere). Plan:
+// steps, in ONE launch (the streaming path: one char of a char-LSTM is one launch), layers
+// as a wavefront (layer l+1 on step t-1 while layer l is on step t). Weights are read from
+// global memory (they stay in L2 between calls), each warp computing whole gate rows with
+// coalesced loads; h of every layer is exchanged each tick through distributed shared
+// memory of a thread-block cluster (sm_90; one block elsewhere). Plan:
 // cuda/plan.hpp (make_fused_plan). Checked against the CPU loop and eager PyTorch by
 // tests/test_native_cuda.py (path "fused", streaming sessions).
 #include "cuda/cell.cuh"
@@ -24,10 +25,11 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // grid (cluster, 1, batch tiles), cluster (cluster, 1, 1), kFusedThreads threads.
-// Per step t and layer l: (1) warp-per-row products of the block's G*units gate rows with
-// layer l's input (x_t, the Embedding table row, or layer l-1's new h) and with h_l; (2) a
-// thread per (sequence, unit) applies the cell and stores h into every block; (3) a cluster
-// barrier. Then the head rows the block owns. h buffers alternate by step parity.
+// Per tick, for every layer l in flight (step t = tick - l): (1) warp-per-row products of
+// the block's G*units gate rows with layer l's input (x_t, the Embedding table row, or layer
+// l-1's h at t) and with h_l at t-1; (2) a thread per (sequence, unit) applies the cell and
+// stores h into every block; (3) one cluster barrier; then the head rows the block owns for
+// the top layer's step. h buffers alternate by step parity.
 __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) {
   constexpr int NT = kFusedThreads, NW = kFusedThreads / 32;
   extern __shared__ float4 smem4[];
@@ -59,16 +61,23 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
   }
   cluster_barrier(C);  // every block's buffers are initialised before remote stores
 
-  for (int t = 0; t < T; ++t) {
-    const int par = t & 1;
-    if (!a.tokens) {  // stage x_t
+  // Wavefront: at tick tau, layer l works on step t = tau - l, so every layer in flight
+  // shares one cluster barrier per tick (T + L - 1 barriers instead of T * L). Double
+  // buffers by step parity keep it race-free: layer l reads its state hb(t&1, l) and its
+  // input hb((t&1)^1, l-1), written in the previous tick, and writes hb((t&1)^1, l), which
+  // no layer reads in this tick.
+  for (int tick = 0; tick < T + L - 1; ++tick) {
+    const int l_lo = max(0, tick - (T - 1)), l_hi = min(L - 1, tick);
+    if (!a.tokens && tick < T) {  // stage x_t for layer 0 (t = tick)
       for (int i = tid; i < nb * a.D; i += NT) {
         const int bb = i / a.D, kk = i - bb * a.D;
-        xin[bb * k.dp + kk] = a.x[row_of(a.batch_first, t, b0 + bb, T, B) * a.D + kk];
+        xin[bb * k.dp + kk] = a.x[row_of(a.batch_first, tick, b0 + bb, T, B) * a.D + kk];
       }
       __syncthreads();
     }
-    for (int l = 0; l < L; ++l) {
+    // (1) gate rows of every layer in flight: warp per row, lanes over k (coalesced)
+    for (int l = l_lo; l <= l_hi; ++l) {
+      const int t = tick - l, par = t & 1;
       const float* hprev = hb(par, l);
       const bool table = l == 0 && a.tokens;
       const float* in = l == 0 ? xin : hb(par ^ 1, l - 1);
@@ -76,7 +85,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
       const float* wih = a.wih[l];
       const float* whh = a.whh[l];
       const float* bias = a.bias[l];
-      // (1) gate rows: warp per row, lanes over k (coalesced), all sequences of the tile
+      float* gx_l = gxs + l * k.bt * k.rows;
+      float* gh_l = ghs + l * k.bt * k.rows;
       for (int r = warp; r < k.rows; r += NW) {
         const int g = r / k.units, jl = r - g * k.units;
         if (jl >= nu) continue;
@@ -110,15 +120,21 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
               } else {
                 gx = sx + (bias ? bias[grow] : 0.f);
               }
-              gxs[bb * k.rows + r] = gx;
-              ghs[bb * k.rows + r] = sh;
+              gx_l[bb * k.rows + r] = gx;
+              gh_l[bb * k.rows + r] = sh;
             }
           }
         }
       }
-      __syncthreads();
-      // (2) cell update of the block's units; h to every block of the cluster
+    }
+    __syncthreads();
+    // (2) cell updates of the block's units, every layer in flight; h to every block
+    for (int l = l_lo; l <= l_hi; ++l) {
+      const int t = tick - l, par = t & 1;
+      const float* hprev = hb(par, l);
       float* hnew_buf = hb(par ^ 1, l);
+      const float* gx_l = gxs + l * k.bt * k.rows;
+      const float* gh_l = ghs + l * k.bt * k.rows;
       for (int i = tid; i < nb * k.units; i += NT) {
         const int bb = i / k.units, jl = i - bb * k.units;
         if (jl >= nu) continue;
@@ -127,8 +143,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
 #pragma unroll
         for (int g = 0; g < 4; ++g) {
           if (g < G) {
-            gx[g] = gxs[bb * k.rows + g * k.units + jl];
-            gh[g] = ghs[bb * k.rows + g * k.units + jl];
+            gx[g] = gx_l[bb * k.rows + g * k.units + jl];
+            gh[g] = gh_l[bb * k.rows + g * k.units + jl];
           }
         }
         float& c = cst[(l * k.bt + bb) * k.units + jl];
@@ -137,12 +153,13 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
         store_all_blocks(hnew_buf + bb * k.hp + j, h, C);
         if (l == L - 1 && a.head == 0) a.y[row_of(a.batch_first, t, b0 + bb, T, B) * H + j] = h;
       }
-      cluster_barrier(C);
     }
-    // (3) the head rows this block owns, on the top layer's new h
-    const bool head_now = a.head == 1 || (a.head >= 2 && t == T - 1);
+    cluster_barrier(C);
+    // (3) the head rows this block owns, on the top layer's h of step t = tick - (L - 1)
+    const int t = tick - (L - 1);
+    const bool head_now = t >= 0 && (a.head == 1 || (a.head >= 2 && t == T - 1));
     if (head_now) {
-      const float* f = hb(par ^ 1, L - 1);
+      const float* f = hb((t & 1) ^ 1, L - 1);
       const int per = (a.O + C - 1) / C, o0 = rank * per, o1 = min(a.O, o0 + per);
       for (int o = o0 + warp; o < o1; o += NW) {
         float acc[kMaxBatchTile];
@@ -157,11 +174,11 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
 #pragma unroll
         for (int bb = 0; bb < kMaxBatchTile; ++bb) {
           if (bb < nb) {
-            const float s = warp_sum(acc[bb]);
+            const float sum = warp_sum(acc[bb]);
             if (lane == 0) {
               const long long row =
                   a.head == 1 ? row_of(a.batch_first, t, b0 + bb, T, B) : (long long)(b0 + bb);
-              a.y[row * a.O + o] = s + a.head_b[o];
+              a.y[row * a.O + o] = sum + a.head_b[o];
             }
           }
         }

@@ -119,9 +119,10 @@ inline Plan make_plan(const PlanInput& in) {
 
 // ---- the fused small-T kernel (cuda/fused.cu) ----------------------------------------------
 // All layers of a unidirectional model and its head, for a few steps, in ONE launch: the
-// streaming path. Weights are read from global memory (L2-resident between calls); one
-// cluster per batch tile; block `rank` owns hidden units [rank*units, min(H, (rank+1)*units))
-// of every layer; h of every layer is exchanged through distributed shared memory.
+// streaming path. Layers run as a wavefront (one cluster barrier per tick of T + L - 1). Weights
+// are read from global memory (L2-resident between calls); one cluster per batch tile; block `rank`
+// owns hidden units [rank*units, min(H, (rank+1)*units)) of every layer; h of every layer is
+// exchanged through distributed shared memory.
 constexpr int kFusedMaxLayers = 8;    // per-layer pointers travel in the kernel parameters
 constexpr int kFusedThreads = 512;    // 16 warps: warp-per-gate-row products
 constexpr int kFusedMaxInput = 4096;  // float input features staged in shared memory
@@ -135,9 +136,9 @@ struct FusedPlan {
 };
 
 // Shared memory: h [2][L][bt][hp], staged input [bt][dp], gate pre-activations (input and
-// recurrent parts) [2][bt][rows], cell state [L][bt][units].
+// recurrent parts) of every layer in flight [2][L][bt][rows], cell state [L][bt][units].
 inline size_t fused_smem(int L, int bt, int hp, int dp, int rows, int units) {
-  return sizeof(float) * (size_t(2) * L * bt * hp + size_t(bt) * dp + size_t(2) * bt * rows +
+  return sizeof(float) * (size_t(2) * L * bt * hp + size_t(bt) * dp + size_t(2) * L * bt * rows +
                           size_t(L) * bt * units);
 }
 
