@@ -131,6 +131,7 @@ class Eager(_TorchFn):
 
 class TorchCompile(_TorchFn):
     name, label = "compile", "torch.compile"
+    note = "Dynamo graph-breaks at nn.RNN/GRU/LSTM (allow_rnn=False): the RNN runs eagerly"
     mode: str | None = None
     tolerance = 1e-4  # Inductor may reorder fp32 reductions of the head
 
@@ -152,6 +153,7 @@ class TorchCompileRO(TorchCompile):
 class SeqfuseCompile(_TorchFn):
     name, label = "seqfuse.compile", "seqfuse.compile (fused op)"
     peer = False
+    note = "its fused op runs the native engine at its default of 1 thread at every count"
 
     def available(self):
         try:
@@ -223,6 +225,7 @@ class _ArtifactCache:
 
 class AOTInductor(_TorchFn):
     name, label = "aoti", "AOTInductor (.pt2)"
+    note = "seqfuse.export's package: dynamic batch, sequence length fixed at export"
     tolerance = 1e-4
 
     def __init__(self) -> None:

@@ -316,6 +316,7 @@ def run_benchmarks(
             "min_reps": min_reps,
             "max_reps": max_reps,
         },
+        "backend_notes": {b.name: b.note for b in objs if b.note},
         "peak": roofline_peak(env),
         "workloads": [w.to_dict() for w in workloads],
         "results": rows,
@@ -343,6 +344,7 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
         out["workloads"] = out["workloads"] + p["workloads"]
         out["results"] = out["results"] + p["results"]
         out["duration_s"] = round(out["duration_s"] + p["duration_s"], 1)
+        out["backend_notes"] = {**out.get("backend_notes", {}), **p.get("backend_notes", {})}
         s = out["settings"]
         s["backends"] = s["backends"] + [
             b for b in p["settings"]["backends"] if b not in s["backends"]

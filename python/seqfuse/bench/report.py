@@ -227,6 +227,10 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
         "x eager / x peer: median latency over eager's / over the fastest peer's (* marks it;"
         " peers are the non-seqfuse backends) in the same run, workload and thread count."
     )
+    ran = {r["backend"] for r in results["results"] if r["status"] == "ok"}
+    for b, note in results.get("backend_notes", {}).items():
+        if b in ran:
+            lines.append(f"{b}: {note}.")
     lines.append(
         f"~ after a median: unsteady run (the medians of its two halves differ by more than "
         f"{UNSTEADY:.0%}): noise, rerun on a quiet machine."
@@ -354,6 +358,10 @@ def markdown_section(
     ]
     for t in results.get("targets", []):
         out.append(f"- **{t['status']}**: {t['id']} at {t['threads']} thread(s): {t['detail']}")
+    ran = {r["backend"] for r in res if r["status"] == "ok"}
+    notes = [f"{b}: {n}" for b, n in results.get("backend_notes", {}).items() if b in ran]
+    if notes:
+        out += ["", "Notes: " + "; ".join(notes) + "."]
     if skipped:
         out += ["", "Skipped or failed: " + "; ".join(f"{b} ({why})" for b, why in skipped) + "."]
     if png:
