@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #if SEQFUSE_KSET >= 2
@@ -39,7 +40,11 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 template <Cell C>
 struct CellT {
   static constexpr int G = C == Cell::lstm ? 4 : C == Cell::gru ? 3 : 1;
-  static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;    // groups / panel
+  // Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
+  static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;
+  // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
+  static constexpr int MAXACC = S::W == 16 ? 24 : 12;
+  static constexpr int MAXNG = C == Cell::lstm || C == Cell::gru ? MAXACC / G : MAXACC * 2 / 3;
   static constexpr int BNG = C == Cell::lstm ? 1 : C == Cell::gru ? 1 : 4;  // batched groups
 };
 
@@ -85,7 +90,7 @@ template <int MR, int NV>
 inline void gemm_mk(int K, const float* A, size_t lda, const float* wp, size_t wst,
                     const float* bias, float* C, size_t ldc, int ncols) {
   V acc[MR][NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int v = 0; v < NV; ++v) {
     V b = bias ? S::load(bias + v * W) : S::zero();
 #pragma GCC unroll 8
@@ -95,23 +100,23 @@ inline void gemm_mk(int K, const float* A, size_t lda, const float* wp, size_t w
     const float* w = wp + size_t(k) * wst;
     if (MR == 1) {
       V a = S::set1(A[k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[0][v] = S::fma(a, S::load(w + v * W), acc[0][v]);
     } else {
       V wv[NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         V a = S::set1(A[size_t(r) * lda + k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
         for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, wv[v], acc[r][v]);
       }
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) {
       const int n = ncols - v * W;
       if (n >= W)
@@ -210,34 +215,61 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
   V acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v)
       acc[r][v] = C == Cell::gru ? (bh ? S::load(bh + (vec0 + v) * W) : S::zero())
                                  : S::load(rows[r].x + (vec0 + v) * W);
   const float* h[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
-  for (int k = 0; k < K; ++k) {
+  int k = 0;
+  if (MR == 1 && NV < 8) {
+    // Few accumulators: split k over KS independent partial sums so the FMA latency chain
+    // does not bound the step (small hidden sizes, e.g. the sine RNN).
+    constexpr int KS = NV >= 4 ? 2 : NV >= 2 ? 4 : 8;
+    V part[KS - 1][NV];
+#pragma GCC unroll 8
+    for (int q = 0; q < KS - 1; ++q)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; ++v) part[q][v] = S::zero();
+    for (; k + KS <= K; k += KS) {
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; ++v)
+        acc[0][v] = S::fma(S::set1(h[0][k]), S::load(wp + size_t(k) * wst + v * W), acc[0][v]);
+#pragma GCC unroll 8
+      for (int q = 0; q < KS - 1; ++q) {
+        const float* w = wp + size_t(k + 1 + q) * wst;
+#pragma GCC unroll 32
+        for (int v = 0; v < NV; ++v)
+          part[q][v] = S::fma(S::set1(h[0][k + 1 + q]), S::load(w + v * W), part[q][v]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < KS - 1; ++q)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; ++v) acc[0][v] = S::add(acc[0][v], part[q][v]);
+  }
+  for (; k < K; ++k) {
     const float* w = wp + size_t(k) * wst;
     if (MR == 1) {
       V a = S::set1(h[0][k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[0][v] = S::fma(a, S::load(w + v * W), acc[0][v]);
     } else {
       V wv[NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         V a = S::set1(h[r][k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
         for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, wv[v], acc[r][v]);
       }
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int u = 0; u < NG; ++u) {
       const int uo = unit0 + u * W;
       float* ho = rows[r].hout + uo;
@@ -267,10 +299,10 @@ template <Cell C, int MR>
 inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp0, const float* wp,
                     size_t wst) {
   switch (ng) {
-#define SEQFUSE_NG(n)                                           \
-  case n:                                                       \
-    if constexpr (n <= (MR == 1 ? CellT<C>::U : CellT<C>::BNG)) \
-      step_mk<C, n, MR>(K, rows, bh, grp0, wp, wst);            \
+#define SEQFUSE_NG(n)                                               \
+  case n:                                                           \
+    if constexpr (n <= (MR == 1 ? CellT<C>::MAXNG : CellT<C>::BNG)) \
+      step_mk<C, n, MR>(K, rows, bh, grp0, wp, wst);                \
     break;
     SEQFUSE_NG(1)
     SEQFUSE_NG(2)
@@ -280,6 +312,14 @@ inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp
     SEQFUSE_NG(6)
     SEQFUSE_NG(7)
     SEQFUSE_NG(8)
+    SEQFUSE_NG(9)
+    SEQFUSE_NG(10)
+    SEQFUSE_NG(11)
+    SEQFUSE_NG(12)
+    SEQFUSE_NG(13)
+    SEQFUSE_NG(14)
+    SEQFUSE_NG(15)
+    SEQFUSE_NG(16)
 #undef SEQFUSE_NG
     default:
       break;
@@ -319,14 +359,26 @@ class FastBackend final : public Backend {
     H_ = c.hidden_size;
     Hp_ = round_up(H_, W);
     Np_ = G_ * Hp_;
-    U_ = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
+    // Recurrent panels: as many groups as the registers hold as accumulators, balanced
+    // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
+    {
+      const int maxng = c.cell == Cell::lstm  ? CellT<Cell::lstm>::MAXNG
+                        : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
+                                              : CellT<Cell::rnn_tanh>::MAXNG;
+      int mng = maxng;
+      if (const char* e = std::getenv("SEQFUSE_TUNE_MAXNG"))
+        mng = std::max(1, std::min(maxng, std::atoi(e)));
+      const int ngrp = Hp_ / W, np = (ngrp + mng - 1) / mng;
+      U_ = (ngrp + np - 1) / np;
+    }
+    const int ux = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
     const int L = c.num_layers, dirs = c.dirs();
     ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
     for (int l = 0; l < L; ++l)
       for (int d = 0; d < dirs; ++d) {
         LayerDir& x = ld_[size_t(l * dirs + d)];
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
-        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), U_);
+        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), ux);
         pack(x.whh, get("rnn.weight_hh" + sfx), G_, H_, H_, U_);
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
@@ -521,7 +573,14 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
 inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const {
   const int B = a.batch, T = a.steps, L = c_.num_layers, dirs = c_.dirs(), H = H_;
   const int F = c_.feature_size(), O = c_.output_size, rows = B * T;
-  const int nt = pool ? std::min(a.threads, pool->size()) : 1;
+  int nt = pool ? std::min(a.threads, pool->size()) : 1;
+  if (nt > 1 && L > 0) {
+    // Splitting one direction's step across threads costs a barrier per step: worth it only
+    // when a step streams enough weights (or rows). Directions always get their own thread.
+    const double step_bytes = 4.0 * G_ * Hp_ * H_ * ((B + 3) / 4);
+    const int team_max = step_bytes >= 384.0 * 1024 ? nt : 1;
+    nt = std::min(nt, dirs * team_max);
+  }
   Call k;
   k.a = &a;
   k.B = B;

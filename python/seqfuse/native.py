@@ -262,6 +262,8 @@ class NativeModel:
         self._F = self._dirs * self._H if self._L > 0 else self._D
         self._batch_first = module.get("batch_first", True)
         self._addr = self._core.address
+        # The fast path of forward(): batch-first float-feature sequence models.
+        self._fast = self._kind in ("seq", "rnn") and self._batch_first and not self._tokens
 
     # -- info
     @property
@@ -273,9 +275,6 @@ class NativeModel:
         return f"NativeModel({self.module_info.get('kind')}, {self.config}, isa={self.isa})"
 
     # -- calls
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
-
     def forward(
         self,
         x: Any,
@@ -286,6 +285,43 @@ class NativeModel:
         need_state: bool = True,
     ) -> Any:
         """Same arguments and results as the source module's forward (see module doc)."""
+        # Fast path (batch-1 latency is mostly this function): a contiguous float32 CPU
+        # tensor [B, T, D], batch-first, no state in, no lengths.
+        if (
+            hx is None
+            and lengths is None
+            and self._fast
+            and type(x) is _Tensor
+            and x.dtype is _f32
+            and x.is_cpu
+            and not x.requires_grad
+            and x.is_contiguous()
+            and x.dim() == 3
+        ):
+            B, T, D = x.shape
+            if B and T and D == self._D:
+                head = self._head
+                if head == "step":
+                    y = _empty_torch(B, T, self._O)
+                elif head == "none":
+                    y = _empty_torch(B, T, self._F)
+                else:
+                    y = _empty_torch(B, self._O)
+                if y.dtype is _f32:
+                    if need_state:
+                        hn = _empty_torch(self._S, B, self._H)
+                        if self._lstm:
+                            cn = _empty_torch(self._S, B, self._H)
+                            _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None,
+                                 y.data_ptr(), hn.data_ptr(), cn.data_ptr(),
+                                 threads or self.threads, 0)  # fmt: skip
+                            return y, (hn, cn)
+                        _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None,
+                             y.data_ptr(), hn.data_ptr(), None, threads or self.threads, 0)  # fmt: skip
+                        return y, hn
+                    _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None, y.data_ptr(),
+                         None, None, threads or self.threads, 1)  # fmt: skip
+                    return y, None
         kind = self._kind
         if kind == "linear":
             if hx is not None or lengths is not None:
@@ -436,6 +472,8 @@ class NativeModel:
         if not need_state:
             return y, None
         return y, ((hn, cn) if self._lstm else hn)
+
+    __call__ = forward
 
     # -- streaming
     def stream(self, batch: int = 1, threads: int | None = None) -> StreamSession:
