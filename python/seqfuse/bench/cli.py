@@ -112,10 +112,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--min-reps", type=int, default=10, help="fewest timed calls (default 10)")
     m.add_argument("--max-reps", type=int, default=20000, help="most timed calls (default 20000)")
     m.add_argument(
+        "--onnx-exporter",
+        choices=("seqfuse", "torch"),
+        default=None,
+        help="ONNX file for ONNX Runtime: seqfuse.export.to_onnx's verified file (default; "
+        "seconds per model) or torch.onnx.export(dynamo=False) directly (--quick's choice)",
+    )
+    m.add_argument(
         "--quick",
         action="store_true",
         help="seconds: sine, names and the shakespeare step at batch 1, 1 thread, "
-        f"{','.join(QUICK_BACKENDS)}, a 0.05 s budget (explicit options still win)",
+        f"{','.join(QUICK_BACKENDS)}, a 0.05 s budget, the direct ONNX exporter "
+        "(explicit options still win)",
     )
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/bench", help="output folder (default: %(default)s)")
@@ -185,13 +193,14 @@ def run(args: argparse.Namespace) -> int:
         command = results.get("command") or command
     else:
         backends, models, batches = args.backends, args.models, args.batches
-        threads, budget = args.threads, args.budget
+        threads, budget, exporter = args.threads, args.budget, args.onnx_exporter
         if args.quick:  # options given explicitly still win
             backends = ",".join(QUICK_BACKENDS) if backends is None else backends
             models = ",".join(QUICK_MODELS) if models is None else models
             batches = (1,) if batches is None else batches
             budget = 0.05 if budget is None else budget
             threads = (1,) if threads is None else threads
+            exporter = "torch" if exporter is None else exporter
         backends = "default" if backends is None else backends
         models = "all" if models is None else models
         batches = SEED_BATCHES if batches is None else batches
@@ -227,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
             max_reps=args.max_reps,
             progress=not args.no_progress,
             command=command,
+            onnx_exporter=exporter or "seqfuse",
         )
         parts = []
         if seeds:

@@ -253,6 +253,7 @@ def run_benchmarks(
     max_reps: int = 20000,
     progress: bool = True,
     command: str = "",
+    onnx_exporter: str = "seqfuse",
 ) -> dict[str, Any]:
     """Benchmark ``workloads`` on ``backends`` at each thread count; the results dict
     follows docs/BENCHMARKS.md (schema ``seqfuse.bench`` version :data:`SCHEMA_VERSION`)."""
@@ -270,7 +271,7 @@ def run_benchmarks(
         backends = list(DEFAULT_BACKENDS)
     objs = [b if isinstance(b, Backend) else None for b in backends]
     if any(o is None for o in objs):
-        objs = make_backends([b for b in backends if isinstance(b, str)]) + [
+        objs = make_backends([b for b in backends if isinstance(b, str)], onnx_exporter) + [
             b for b in backends if isinstance(b, Backend)
         ]
     names = [b.name for b in objs]
@@ -315,6 +316,7 @@ def run_benchmarks(
             "warmup": warmup,
             "min_reps": min_reps,
             "max_reps": max_reps,
+            "onnx_exporter": onnx_exporter,
         },
         "backend_notes": {b.name: b.note for b in objs if b.note},
         "peak": roofline_peak(env),
