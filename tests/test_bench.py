@@ -264,3 +264,20 @@ def test_docs_describe_every_json_field(tmp_path):
     keys |= set(res["results"][0]["roofline"])
     missing = sorted(k for k in keys if f'"{k}"' not in doc)
     assert not missing, f"docs/BENCHMARKS.md does not describe {missing}"
+
+
+def test_bench_model_uses_the_given_weights():
+    from seqfuse.bench import bench_model, model_workloads
+    from seqfuse.models import build_model, preset
+
+    model = build_model(preset("hihell")).eval()
+    with torch.no_grad():
+        model.head.bias.fill_(3.0)  # weights no seed would give: the model itself is timed
+    res = bench_model(model, "mine", batches=(1, 2), seq_len=5, backends=["eager"], budget_s=0.01)
+    assert [w["id"] for w in res["workloads"]] == ["mine/b1", "mine/b2"]
+    assert all(r["status"] == "ok" for r in res["results"])
+    w = res["workloads"][0]
+    assert w["seq_len"] == 5 and w["config"] == preset("hihell")
+    timed = model_workloads(model, "mine")[0].build_model()
+    assert torch.equal(timed.head.bias, torch.full_like(timed.head.bias, 3.0))
+    assert timed is not model  # a frozen copy: later training does not change the timing
