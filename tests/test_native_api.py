@@ -226,3 +226,12 @@ def test_unsupported_module_options():
         sn.from_module("lstm")
     with pytest.raises(ValueError, match="kernel set"):
         sn.from_module(torch.nn.GRU(3, 4), isa="sse9")
+
+
+def test_device_seam():
+    m = torch.nn.GRU(3, 4)
+    with pytest.raises(TypeError, match="device must be"):
+        sn.from_module(m, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TypeError, match="CUDA"):
+            sn.from_module(m, device="cuda")

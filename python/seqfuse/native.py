@@ -577,16 +577,32 @@ class StreamSession:
 
 
 # ---- public functions ---------------------------------------------------------------------
-def from_module(
-    m: nn.Module, threads: int = 1, isa: str = "auto", device: str = "cpu"
-) -> NativeModel:
+def from_module(m: nn.Module, threads: int = 1, isa: str = "auto", device: Any = "cpu") -> Any:
     """Convert a module (weights are copied and packed now). ``isa`` forces a kernel set
-    (auto, reference, portable, avx2, avx512); the env var SEQFUSE_ISA does the same."""
+    (auto, reference, portable, avx2, avx512); the env var SEQFUSE_ISA does the same.
+    ``device="cuda"`` returns the CUDA backend's model (seqfuse.native_cuda) instead."""
     if not isinstance(m, nn.Module):
         raise NativeTypeError(f"from_module expects an nn.Module, got {type(m).__name__}")
     cfg, weights, info = _convert(m)
     core = _C.Model(json.dumps(cfg), weights, isa)
-    return NativeModel(core, info, threads=threads, device=device)
+    return _on_device(NativeModel(core, info, threads=threads), device)
+
+
+def _on_device(nm: NativeModel, device: Any) -> Any:
+    """The backend seam: CPU models stay here; a CUDA device hands the same weights to the
+    CUDA backend (seqfuse.native_cuda.CudaNativeModel, same call contract)."""
+    dev = str(device)
+    if dev == "cpu":
+        return nm
+    if dev.startswith("cuda"):
+        try:
+            from seqfuse.native_cuda import CudaNativeModel
+        except ImportError as e:
+            raise NativeTypeError(
+                f"device {dev!r}: the CUDA backend is not available ({e})"
+            ) from None
+        return CudaNativeModel(nm, device=dev)
+    raise NativeTypeError(f"device must be 'cpu' or 'cuda[:N]', got {dev!r}")
 
 
 def save(model: NativeModel, path: str | os.PathLike) -> Path:
@@ -628,9 +644,7 @@ def _read_module_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def load(
-    path: str | os.PathLike, threads: int = 1, isa: str = "auto", device: str = "cpu"
-) -> NativeModel:
+def load(path: str | os.PathLike, threads: int = 1, isa: str = "auto", device: Any = "cpu") -> Any:
     """Load a weight file written by :func:`save` (validated fully before use)."""
     path = Path(path)
     if not path.is_file():
@@ -639,7 +653,7 @@ def load(
     info = _read_module_info(path)
     if info["kind"] == "engine":
         info = {"kind": "rnn" if json.loads(core.config_json)["head"] == "none" else "seq"}
-    return NativeModel(core, info, threads=threads, device=device)
+    return _on_device(NativeModel(core, info, threads=threads), device)
 
 
 def to_module(model: NativeModel) -> nn.Module:
