@@ -16,6 +16,7 @@ import pytest
 import torch
 from seqfuse.bench import make_backends, run_benchmarks
 from seqfuse.bench.backends import Backend, Eager, TorchScript
+from seqfuse.bench.env import fingerprint
 from seqfuse.bench.harness import compare
 from seqfuse.bench.plots import plot_grid, plot_summary
 from seqfuse.bench.report import check_targets, format_table, update_readme, write_json
@@ -281,3 +282,30 @@ def test_bench_model_uses_the_given_weights():
     timed = model_workloads(model, "mine")[0].build_model()
     assert torch.equal(timed.head.bias, torch.full_like(timed.head.bias, 3.0))
     assert timed is not model  # a frozen copy: later training does not change the timing
+
+
+def test_gpu_rows_compare_with_gpu_peers():
+    from seqfuse.bench.harness import add_ratios
+    from seqfuse.bench.report import markdown_section
+
+    rows = []
+    for b, dev, med in (("eager", "cpu", 100.0), ("ort", "cpu", 20.0), ("native", "cpu", 5.0),
+                        ("eager-cuda", "cuda", 300.0), ("native-cuda", "cuda", 30.0)):  # fmt: skip
+        rows.append(
+            {"workload": "sine/b1", "threads": 1, "backend": b, "device": dev,
+             "peer": not b.startswith("native"), "status": "ok", "reason": "", "median_us": med}
+        )  # fmt: skip
+    add_ratios(rows)
+    by = {r["backend"]: r for r in rows}
+    assert by["native-cuda"]["fastest_peer"] == "eager-cuda"
+    assert by["native-cuda"]["ratio_to_eager"] == pytest.approx(0.1)
+    assert by["native"]["fastest_peer"] == "ort"
+    (wl,) = seed_workloads(["sine"], batches=(1,))
+    res = {
+        "results": rows, "workloads": [wl.to_dict()], "settings": {"threads": [1]},
+        "created_utc": "t", "environment": fingerprint(1), "targets": check_targets({"results": rows}),
+    }  # fmt: skip
+    md = markdown_section(res, "seqfuse bench", "docs/bench.png")
+    line = next(x for x in md.splitlines() if x.startswith("| sine/b1 | 1 |"))
+    assert line.endswith("| 0.250x (ort) | 0.100x (eager-cuda) |")
+    assert "![benchmark results](docs/bench.png)" in md

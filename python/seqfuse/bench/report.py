@@ -325,6 +325,9 @@ def markdown_section(
     if warn:
         out += [f"**{warn}.**", ""]
     head = ["model", "threads"] + cols + ["native ÷ eager", "native ÷ ORT", "native ÷ best peer"]
+    gpu = "native-cuda" in cols  # GPU rows compare with the GPU peers (eager-cuda, graphs)
+    if gpu:
+        head.append("native-cuda ÷ best GPU peer")
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for th in results["settings"]["threads"]:
@@ -346,6 +349,13 @@ def markdown_section(
                 if nat and nat.get("fastest_peer")
                 else "—"
             )
+            if gpu:
+                nc = by.get("native-cuda")
+                cells.append(
+                    f"{fmt_ratio(nc['ratio_to_fastest_peer'])} ({nc['fastest_peer']})"
+                    if nc and nc.get("fastest_peer")
+                    else "—"
+                )
             out.append("| " + " | ".join(cells) + " |")
     out += [
         "",
