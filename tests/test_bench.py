@@ -309,3 +309,22 @@ def test_gpu_rows_compare_with_gpu_peers():
     line = next(x for x in md.splitlines() if x.startswith("| sine/b1 | 1 |"))
     assert line.endswith("| 0.250x (ort) | 0.100x (eager-cuda) |")
     assert "![benchmark results](docs/bench.png)" in md
+
+
+class Flaky(Eager):
+    """Validates, then raises while being timed: one error row, the run goes on."""
+
+    name = "flaky"
+
+    def run(self):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls > 3:
+            raise RuntimeError("device lost")
+        return super().run()
+
+
+def test_a_backend_that_raises_while_timed_is_an_error_row():
+    res = run_benchmarks(seed_workloads(["hihell"], batches=(1,)), ["eager", Flaky()], **FAST)
+    by = {r["backend"]: r for r in res["results"]}
+    assert by["eager"]["status"] == "ok"
+    assert by["flaky"]["status"] == "error" and "device lost" in by["flaky"]["reason"]

@@ -199,14 +199,18 @@ def bench_workload(
                             _row(wl, b, t, "failed", reason, max_abs_err=err, tolerance=tol)
                         )
                         continue
-                    samples = time_calls(
-                        b.run,
-                        b.sync,
-                        settings.budget_s,
-                        settings.warmup,
-                        settings.min_reps,
-                        settings.max_reps,
-                    )
+                    try:
+                        samples = time_calls(
+                            b.run,
+                            b.sync,
+                            settings.budget_s,
+                            settings.warmup,
+                            settings.min_reps,
+                            settings.max_reps,
+                        )
+                    except Exception as e:  # e.g. out of memory at a big grid point
+                        rows.append(_row(wl, b, t, "error", f"timing failed: {_err_text(e)}"))
+                        continue
                     rows.append(
                         _row(
                             wl,
