@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from seqfuse import _C
 
-VARIANTS = list(_C.cuda_kernel_variants)  # (weights per thread, max threads)
+VARIANTS = list(_C.cuda_kernel_variants)  # (weights per thread, max threads, bf16)
 MAX_BT = _C.cuda_max_batch_tile
 H100_SMEM = 227 * 1024
 A100_SMEM = 163 * 1024
@@ -32,9 +32,11 @@ def smem_of(p: dict) -> int:
     )
 
 
-def fits_somehow(H: int, G: int, max_cluster: int, smem_limit: int) -> bool:
+def fits_somehow(H: int, G: int, max_cluster: int, smem_limit: int, bf16: bool = False) -> bool:
     """Independent brute force: does any cluster size hold the weights (batch tile 1)?"""
-    for kr, max_threads in VARIANTS:
+    for kr, max_threads, is_bf16 in VARIANTS:
+        if is_bf16 != bf16:
+            continue
         ks = math.ceil(H / kr)
         kc = math.ceil(math.ceil(H / ks) / 4) * 4
         for c in range(1, max_cluster + 1):
@@ -47,13 +49,16 @@ def fits_somehow(H: int, G: int, max_cluster: int, smem_limit: int) -> bool:
     return False
 
 
-def check_plan(H: int, G: int, B: int, max_cluster: int, smem_limit: int) -> dict:
-    p = _C.cuda_plan(H, G, B, 1, max_cluster, smem_limit)
+def check_plan(
+    H: int, G: int, B: int, max_cluster: int, smem_limit: int, bf16: bool = False
+) -> dict:
+    p = _C.cuda_plan(H, G, B, 1, max_cluster, smem_limit, bf16)
     if not p["persistent"]:
         assert p["reason"], "a fallback must say why"
-        assert not fits_somehow(H, G, max_cluster, smem_limit), (H, G, max_cluster, p)
+        assert not fits_somehow(H, G, max_cluster, smem_limit, bf16), (H, G, max_cluster, p)
         return p
-    kr, max_threads = VARIANTS[p["variant"]]
+    kr, max_threads, is_bf16 = VARIANTS[p["variant"]]
+    assert is_bf16 == bf16
     C, units, rows, ks, kc = p["cluster"], p["units"], p["rows"], p["ks"], p["kc"]
     bt, threads = p["batch_tile"], p["threads"]
     assert p["reason"] == ""
@@ -73,7 +78,7 @@ def check_plan(H: int, G: int, B: int, max_cluster: int, smem_limit: int) -> dic
     assert p["smem"] == smem_of(p) <= smem_limit
     # minimality: one block fewer per cluster would not fit
     if C > 1:
-        assert not _C.cuda_plan(H, G, B, 1, C - 1, smem_limit)["persistent"]
+        assert not _C.cuda_plan(H, G, B, 1, C - 1, smem_limit, bf16)["persistent"]
     return p
 
 
@@ -116,9 +121,10 @@ for _ in range(150):
     )
 
 
+@pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize("H,G,B,max_cluster,smem", CASES)
-def test_cuda_plan_is_valid(H, G, B, max_cluster, smem):
-    check_plan(H, G, B, max_cluster, smem)
+def test_cuda_plan_is_valid(H, G, B, max_cluster, smem, bf16):
+    check_plan(H, G, B, max_cluster, smem, bf16)
 
 
 @pytest.mark.parametrize(
@@ -131,9 +137,10 @@ def test_cuda_plan_is_valid(H, G, B, max_cluster, smem):
     ],
 )
 def test_cuda_plan_covers_every_weight_once(H, G, B, max_cluster):
-    p = check_plan(H, G, B, max_cluster, H100_SMEM)
-    if p["persistent"]:
-        coverage(p, H, G)
+    for bf16 in (False, True):
+        p = check_plan(H, G, B, max_cluster, H100_SMEM, bf16)
+        if p["persistent"]:
+            coverage(p, H, G)
 
 
 def test_cuda_plan_seed_models():
@@ -149,13 +156,39 @@ def test_cuda_plan_seed_models():
     assert sine["persistent"] and sine["cluster"] == 1
     big = _C.cuda_plan(1024, 4, 1, 1, 16, H100_SMEM)
     assert not big["persistent"] and "do not fit" in big["reason"]
+    # bf16 weights: two per register, so an H=512 LSTM fits a cluster of 16 and H=256 one of 4
+    assert not _C.cuda_plan(512, 4, 1, 1, 16, H100_SMEM)["persistent"]
+    lstm512 = _C.cuda_plan(512, 4, 1, 1, 16, H100_SMEM, True)
+    assert lstm512["persistent"] and lstm512["cluster"] == 16 and lstm512["kr"] == 128
+    assert _C.cuda_plan(256, 4, 1, 1, 16, H100_SMEM, True)["cluster"] == 4
+    # bf16 pairs: every k-split starts at an even k (the kernel loads pair k0 / 2 + i)
+    assert lstm512["kc"] % 4 == 0
+
+
+def round_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 -> float32, round to nearest even (finite values)."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32)
+
+
+def pack_bf16_pairs(W: np.ndarray) -> np.ndarray:
+    """The host packing of model.cu: pair q of a row holds weight 2q (low half) and 2q + 1
+    (high half), zero padded."""
+    rows, H = W.shape
+    u = np.zeros((rows, (H + 1) // 2 * 2), np.uint32)
+    u[:, :H] = round_bf16(W).view(np.uint32)
+    return (u[:, 0::2] >> 16) | (u[:, 1::2] & 0xFFFF0000)
 
 
 def emulate_matvec(p: dict, W: np.ndarray, h: np.ndarray, G: int, H: int) -> np.ndarray:
-    """The kernel's recurrent product W_hh @ h, index by index (one cluster, batch rows)."""
+    """The kernel's recurrent product W_hh @ h, index by index (one cluster, batch rows);
+    for a bf16 plan through the packed pairs and the kernel's unpacking."""
     C, units, rows, ks, kc, kr, hpad = (
         p[k] for k in ("cluster", "units", "rows", "ks", "kc", "kr", "hpad")
     )
+    bf16 = VARIANTS[p["variant"]][2]
+    packed = pack_bf16_pairs(W) if bf16 else None
     nb = h.shape[0]
     hbuf = np.zeros((nb, hpad), np.float64)  # zero padded, like the shared buffer
     hbuf[:, :H] = h
@@ -168,7 +201,14 @@ def emulate_matvec(p: dict, W: np.ndarray, h: np.ndarray, G: int, H: int) -> np.
             prow, pks = tid % rows, tid // rows
             g, jl = prow // units, prow % units
             w = np.zeros(kr)
-            if jl < nu:
+            if jl < nu and bf16:
+                for i in range(kr // 2):  # register i: pair (k0 + 2i, k0 + 2i + 1)
+                    k = pks * kc + 2 * i
+                    if 2 * i < kc and k < H:
+                        reg = int(packed[g * H + j0 + jl, k // 2])
+                        w[2 * i] = np.uint32((reg << 16) & 0xFFFFFFFF).view(np.float32)
+                        w[2 * i + 1] = np.uint32(reg & 0xFFFF0000).view(np.float32)
+            elif jl < nu:
                 for i in range(kr):
                     k = pks * kc + i
                     if i < kc and k < H:
@@ -183,18 +223,33 @@ def emulate_matvec(p: dict, W: np.ndarray, h: np.ndarray, G: int, H: int) -> np.
     return out
 
 
+@pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize(
     "H,G,max_cluster", [(37, 4, 16), (100, 3, 16), (64, 1, 1), (130, 4, 16), (5, 3, 2)]
 )
-def test_cuda_plan_emulated_product_matches_numpy(H, G, max_cluster):
+def test_cuda_plan_emulated_product_matches_numpy(H, G, max_cluster, bf16):
     rng = np.random.default_rng(H * 10 + G)
     B = 3
-    p = check_plan(H, G, B, max_cluster, H100_SMEM)
+    p = check_plan(H, G, B, max_cluster, H100_SMEM, bf16)
     assert p["persistent"]
-    W = rng.standard_normal((G * H, H))
+    W = rng.standard_normal((G * H, H)).astype(np.float32)
     h = rng.standard_normal((min(B, p["batch_tile"]), H))
     got = emulate_matvec(p, W, h, G, H)
-    np.testing.assert_allclose(got, h @ W.T, rtol=1e-12, atol=1e-12)
+    want = h @ (round_bf16(W) if bf16 else W).astype(np.float64).T
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_cuda_bf16_rounding_and_packing_match_torch():
+    # The C++ host code the bf16 mode uploads with, against torch's .bfloat16().
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((37, 41)).astype(np.float32) * 100
+    x[0, :4] = [0.0, -0.0, 1e-40, 3.0e38]  # zero, negative zero, a denormal, near the top
+    want = torch.from_numpy(x).bfloat16().float().numpy()
+    rounded, packed = _C.cuda_pack_bf16(x)
+    np.testing.assert_array_equal(rounded, want)
+    np.testing.assert_array_equal(round_bf16(x), want)
+    np.testing.assert_array_equal(packed, pack_bf16_pairs(x))
+    assert packed.shape == (37, 21) and (packed[:, -1] & 0xFFFF0000 == 0).all()  # odd H pad
 
 
 FUSED_CASES = [

@@ -284,3 +284,23 @@ def test_cuda_time_per_step_reports_positive_finite_numbers():
     t = snc.time_per_step(gm, batch=1, short=4, long=36, repeats=3)
     assert set(t) == {"per_step", "short_call", "long_call"}
     assert 0 < t["short_call"] < t["long_call"] < 1e6
+
+
+@needs_gpu
+@pytest.mark.parametrize("path", ["auto", "step", "fused"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_cuda_bf16_weights_equal_fp32_on_bf16_rounded_module(cell, path):
+    # An exact oracle for the bf16 mode: eager PyTorch on the same module with its recurrent
+    # weight matrices rounded to bf16 (rounding is idempotent, so the mode rounds nothing more).
+    hidden = 512 if cell == "lstm" else 300  # bf16 lets the LSTM's 512 fit a cluster of 16
+    m = make_rnn(cell, 16, hidden, 2, False, True, True, 5)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.startswith("weight_"):
+                p.copy_(p.bfloat16().float())
+    x = torch.randn(2, 20, 16)
+    want = eager_rnn(m, x)
+    gm = snc.CudaNativeModel(sn.from_module(m), "cuda", path=path, precision="bf16")
+    if cell == "lstm" and path == "auto" and torch.cuda.get_device_capability()[0] >= 9:
+        assert "persistent, cluster 16" in gm.describe(2)
+    assert max_err(cpu(gm(x.cuda())), want) <= TOL

@@ -40,7 +40,11 @@ struct LayerArgs {
   int ldg = 0;
   const int64_t* tokens = nullptr;
   int vocab = 0;
-  const float* whh = nullptr;        // [dirs, G*H, H] recurrent weights
+  const float* whh = nullptr;  // [dirs, G*H, H] recurrent weights
+  // bf16 mode: [dirs, G*H, ldw2] the same weights as bf16 pairs (weight 2q in the low half,
+  // 2q + 1 in the high half, a zero pad when H is odd); ldw2 = ceil(H / 2). Else null.
+  const uint32_t* whh_bf16 = nullptr;
+  int ldw2 = 0;
   const float* bhn = nullptr;        // [dirs, H] GRU b_hn, or null
   const int64_t* lengths = nullptr;  // [B] on the device, or null (all T)
   const float* h0 = nullptr;         // [dirs, B, H] or null (zeros)

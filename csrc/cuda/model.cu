@@ -56,13 +56,15 @@ constexpr double kFusedAutoWeights = 128 * 1024;  // floats per block and step (
 struct Model::Impl {
   Config cfg;
   int dev = 0;
+  Precision precision = Precision::fp32;
   DeviceInfo info;
   struct Layer {
     int din = 0;
-    float* wih = nullptr;   // [dirs*G*H, din]: both directions' W_ih stacked
-    float* bias = nullptr;  // [dirs*G*H]: b_ih + b_hh (GRU n gate: b_in only), or null
-    float* whh = nullptr;   // [dirs, G*H, H]
-    float* bhn = nullptr;   // [dirs, H] GRU b_hn, or null
+    float* wih = nullptr;          // [dirs*G*H, din]: both directions' W_ih stacked
+    float* bias = nullptr;         // [dirs*G*H]: b_ih + b_hh (GRU n gate: b_in only), or null
+    float* whh = nullptr;          // [dirs, G*H, H]
+    float* bhn = nullptr;          // [dirs, H] GRU b_hn, or null
+    uint32_t* whh_bf16 = nullptr;  // bf16 mode: [dirs, G*H, ceil(H/2)] packed pairs
   };
   std::vector<Layer> layers;
   float* table = nullptr;  // [vocab, dirs*G*H] Embedding folded into layer 0's projection
@@ -70,7 +72,8 @@ struct Model::Impl {
   float* head_b = nullptr;
   std::vector<void*> allocs;
   mutable std::mutex mu;
-  // (kernel: 0 persistent / 1 fused, cluster, threads, shared memory) -> can be resident
+  // (persistent variant, or -1 for the fused kernel, cluster, threads, shared memory) ->
+  // can be resident
   mutable std::map<std::tuple<int, int, int, size_t>, bool> fits;
 
   ~Impl() {
@@ -93,10 +96,16 @@ struct Model::Impl {
           "uploading weights");
     return p;
   }
+  uint32_t* upload_u32(const std::vector<uint32_t>& v) {
+    float* p = alloc(v.size());  // same size as a float
+    check(cudaMemcpy(p, v.data(), v.size() * sizeof(uint32_t), cudaMemcpyHostToDevice),
+          "uploading weights");
+    return reinterpret_cast<uint32_t*>(p);
+  }
 
   bool fits_cached(const Plan& p) const {
     std::lock_guard<std::mutex> lk(mu);
-    auto key = std::make_tuple(0, p.cluster, p.threads, p.smem);
+    auto key = std::make_tuple(p.variant, p.cluster, p.threads, p.smem);
     auto it = fits.find(key);
     if (it != fits.end()) return it->second;
     const bool ok = persistent_fits(p, info);
@@ -105,7 +114,7 @@ struct Model::Impl {
   }
   bool fits_cached(const FusedPlan& p) const {
     std::lock_guard<std::mutex> lk(mu);
-    auto key = std::make_tuple(1, p.cluster, kFusedThreads, p.smem);
+    auto key = std::make_tuple(-1, p.cluster, kFusedThreads, p.smem);
     auto it = fits.find(key);
     if (it != fits.end()) return it->second;
     const bool ok = fused_fits(p, info);
@@ -150,7 +159,9 @@ struct Model::Impl {
       return p;
     }
     for (int max_c : {16, 8}) {
-      p = make_plan(plan_input(a, info, max_c));
+      PlanInput in = plan_input(a, info, max_c);
+      in.bf16 = precision == Precision::bf16;
+      p = make_plan(in);
       if (!p.persistent) break;
       if (fits_cached(p)) return p;
       p.persistent = false;
@@ -162,7 +173,8 @@ struct Model::Impl {
   }
 };
 
-Model::Model(const Config& config, const std::map<std::string, Tensor>& weights, int device)
+Model::Model(const Config& config, const std::map<std::string, Tensor>& weights, int device,
+             Precision precision)
     : impl_(std::make_unique<Impl>()) {
   config.validate();
   check_weights(config, weights);
@@ -170,6 +182,7 @@ Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
     throw Unsupported("the CUDA backend needs a recurrent layer after an Embedding");
   Impl& m = *impl_;
   m.cfg = config;
+  m.precision = precision;
   if (device_count() == 0) throw Unsupported("no CUDA device is available");
   if (device < 0) check(cudaGetDevice(&device), "cudaGetDevice");
   m.dev = device;
@@ -213,6 +226,11 @@ Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
         }
       }
     }
+    if (precision == Precision::bf16) {
+      for (float& v : wih) v = round_bf16(v);
+      for (float& v : whh) v = round_bf16(v);
+      L.whh_bf16 = m.upload_u32(pack_bf16_pairs(whh.data(), size_t(dirs) * GH, H));
+    }
     L.wih = m.upload(wih);
     L.whh = m.upload(whh);
     if (!bias.empty()) L.bias = m.upload(bias);
@@ -239,6 +257,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 const Config& Model::config() const { return impl_->cfg; }
+Precision Model::precision() const { return impl_->precision; }
 int Model::device() const { return impl_->dev; }
 
 // Workspace layout (floats, each part 256-byte aligned): gx [B*T, dirs*G*H]; two layer
@@ -404,6 +423,8 @@ void Model::forward(const ForwardArgs& a) const {
       la.gx = gx;
     }
     la.whh = ly.whh;
+    la.whh_bf16 = ly.whh_bf16;
+    la.ldw2 = (H + 1) / 2;
     la.bhn = ly.bhn;
     la.lengths = a.lengths;
     la.h0 = a.h0 ? a.h0 + l * slot : nullptr;

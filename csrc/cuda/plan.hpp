@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 namespace seqfuse {
 namespace cuda {
@@ -15,14 +18,17 @@ namespace cuda {
 // Register-resident variants of the persistent kernel: each thread keeps `kr` recurrent
 // weights of one gate row in registers for the whole sequence; at most `max_threads` per
 // block. The register file is 64K 32-bit registers per SM: 512 threads x 128 registers holds
-// 64 weights per thread with no spill (checked with -Xptxas -v); a 768 x 32 variant spilled
-// at its 80-register cap and held fewer weights per block, so it was dropped.
+// 64 fp32 weights per thread with no spill (checked with -Xptxas -v); a 768 x 32 variant
+// spilled at its 80-register cap and held fewer weights per block, so it was dropped. The
+// bf16 variant packs two bf16 weights per register: 128 weights per thread, twice the
+// capacity per cluster (fp32 accumulation; a separate precision mode).
 struct KernelVariant {
   int kr;           // weights per thread (compile-time register array length)
   int max_threads;  // block size cap (the kernel's __launch_bounds__)
+  bool bf16;        // weights held as bf16 pairs
 };
-constexpr int kNumVariants = 1;
-constexpr KernelVariant kVariants[kNumVariants] = {{64, 512}};
+constexpr int kNumVariants = 2;
+constexpr KernelVariant kVariants[kNumVariants] = {{64, 512, false}, {128, 512, true}};
 constexpr int kMaxBatchTile = 8;  // per-thread accumulators (compile-time array)
 
 struct PlanInput {
@@ -32,6 +38,7 @@ struct PlanInput {
   int dirs = 1;                   // directions (each gets its own cluster)
   int max_cluster = 1;            // 1 without thread-block clusters (sm_80/sm_89), 8 portable, 16
   size_t smem_limit = 48 * 1024;  // dynamic shared memory a block may use (opt-in limit)
+  bool bf16 = false;              // recurrent weights held as bf16 (the bf16 precision mode)
 };
 
 // Block `rank` of a cluster owns hidden units [rank*units, min(H, (rank+1)*units)) and the
@@ -77,6 +84,7 @@ inline Plan make_plan(const PlanInput& in) {
   const int max_c = std::max(1, std::min(in.max_cluster, 16));
   for (int v = 0; v < kNumVariants; ++v) {
     const KernelVariant kv = kVariants[v];
+    if (kv.bf16 != in.bf16) continue;
     const int ks = ceil_div(in.H, kv.kr);
     const int kc = ceil_div(ceil_div(in.H, ks), 4) * 4;
     const int hpad = ks * kc;
@@ -176,6 +184,36 @@ inline FusedPlan make_fused_plan(int H, int G, int L, int D, int B, int max_clus
   }
   p.ok = true;
   return p;
+}
+
+// ---- bf16 weights (Precision::bf16) -------------------------------------------------------
+// fp32 -> bf16 -> fp32, round to nearest even (torch's .bfloat16()); NaN stays NaN.
+inline float round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7f800000u) == 0x7f800000u) {
+    if (u & 0x007fffffu) u |= 0x00400000u;  // quiet NaN: still NaN after truncation
+  } else {
+    u += 0x7fffu + ((u >> 16) & 1u);
+  }
+  u &= 0xffff0000u;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// The persistent kernel's bf16 weights: row r of w [rows, H] (already rounded) becomes
+// ceil(H/2) words, word q holding weight 2q in its low half and 2q + 1 in its high half
+// (zero when 2q + 1 == H).
+inline std::vector<uint32_t> pack_bf16_pairs(const float* w, size_t rows, int H) {
+  const size_t ld = (size_t(H) + 1) / 2;
+  std::vector<uint32_t> out(rows * ld, 0u);
+  for (size_t r = 0; r < rows; ++r)
+    for (int k = 0; k < H; ++k) {
+      uint32_t u;
+      std::memcpy(&u, &w[r * size_t(H) + size_t(k)], sizeof u);
+      out[r * ld + size_t(k / 2)] |= (k % 2 == 0) ? (u >> 16) : (u & 0xffff0000u);
+    }
+  return out;
 }
 
 }  // namespace cuda

@@ -37,6 +37,19 @@ __device__ __forceinline__ void load_gx(const LayerArgs& a, int d, int b, int j,
 }
 
 // ---- the persistent kernel -------------------------------------------------------------
+// The two halves of a packed bf16 pair as floats (exact). Volatile asm: the compiler must
+// not hoist the unpacked weights out of the per-sequence loop (all 128 would then live in
+// registers at once and spill).
+__device__ __forceinline__ float bf16_lo(uint32_t p) {
+  float f;
+  asm volatile("shl.b32 %0, %1, 16;" : "=f"(f) : "r"(p));
+  return f;
+}
+__device__ __forceinline__ float bf16_hi(uint32_t p) {
+  float f;
+  asm volatile("and.b32 %0, %1, 0xffff0000;" : "=f"(f) : "r"(p));
+  return f;
+}
 struct PArgs {
   LayerArgs a;
   int units, ks, kc, rows, bt, hpad;
@@ -48,7 +61,7 @@ struct PArgs {
 // weight slice with h (partial dot products), (2) one thread per (sequence, unit) sums the
 // partials, applies the cell and writes the new h into every cluster block's next buffer,
 // (3) one cluster barrier. No grid-wide synchronization anywhere.
-template <int KR, int NT>
+template <int KR, int NT, bool BF16>
 __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
   extern __shared__ float4 smem4[];
   float* sm = reinterpret_cast<float*>(smem4);
@@ -76,16 +89,22 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
   // Phase-1 role: row prow (gate g of local unit jl), k-split pks; weights to registers.
   const bool in1 = tid < p.rows * p.ks;
   const int prow = tid % p.rows, pks = tid / p.rows;
-  float w[KR];
+  // fp32: w[i] is weight k0 + i. bf16: register i holds the pair (k0 + 2i, k0 + 2i + 1),
+  // packed on the host (LayerArgs::whh_bf16; k0 is even since kc is a multiple of 4).
+  constexpr int NR = BF16 ? KR / 2 : KR;
+  uint32_t w[NR];
   {
     const int g = prow / p.units, jl = prow - g * p.units;
     const bool ok = in1 && jl < nu;
-    const float* wr = a.whh + ((long long)d * G * H + (long long)g * H + j0 + jl) * H;
+    const long long row = (long long)d * G * H + (long long)g * H + j0 + jl;
     const int k0 = pks * p.kc;
 #pragma unroll
-    for (int i = 0; i < KR; ++i) {
-      const int k = k0 + i;
-      w[i] = (ok && i < p.kc && k < H) ? __ldg(wr + k) : 0.f;
+    for (int i = 0; i < NR; ++i) {
+      const int k = k0 + (BF16 ? 2 * i : i), ik = BF16 ? 2 * i : i;
+      if (BF16)
+        w[i] = (ok && ik < p.kc && k < H) ? __ldg(a.whh_bf16 + row * a.ldw2 + k / 2) : 0u;
+      else
+        w[i] = (ok && ik < p.kc && k < H) ? __float_as_uint(__ldg(a.whh + row * H + k)) : 0u;
     }
   }
   // Phase-2 role: sequence qb of the tile, local unit qj; owns c in a register.
@@ -118,10 +137,22 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
         for (int i = 0; i < KR; i += 4) {
           if (i < p.kc) {
             const float4 hv = hp[i / 4];
-            a0 = fmaf(w[i], hv.x, a0);
-            a1 = fmaf(w[i + 1], hv.y, a1);
-            a2 = fmaf(w[i + 2], hv.z, a2);
-            a3 = fmaf(w[i + 3], hv.w, a3);
+            float w0, w1, w2, w3;
+            if constexpr (BF16) {
+              w0 = bf16_lo(w[i / 2]);
+              w1 = bf16_hi(w[i / 2]);
+              w2 = bf16_lo(w[i / 2 + 1]);
+              w3 = bf16_hi(w[i / 2 + 1]);
+            } else {
+              w0 = __uint_as_float(w[i]);
+              w1 = __uint_as_float(w[i + 1]);
+              w2 = __uint_as_float(w[i + 2]);
+              w3 = __uint_as_float(w[i + 3]);
+            }
+            a0 = fmaf(w0, hv.x, a0);
+            a1 = fmaf(w1, hv.y, a1);
+            a2 = fmaf(w2, hv.z, a2);
+            a3 = fmaf(w3, hv.w, a3);
           }
         }
         part[(pks * p.bt + bb) * p.rows + prow] = (a0 + a1) + (a2 + a3);
@@ -252,20 +283,27 @@ PlanInput plan_input(const LayerArgs& a, const DeviceInfo& dev, int max_cluster)
   return in;
 }
 
-template <int KR, int NT>
-static void prepare_one(const DeviceInfo& dev) {
-  check(cudaFuncSetAttribute(persistent_kernel<KR, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(dev.smem_optin)),
-        "setting the persistent kernel's shared memory limit");
-  if (dev.clusters)
-    check(cudaFuncSetAttribute(persistent_kernel<KR, NT>,
-                               cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
-          "allowing clusters of up to 16 blocks");
+using KernelFn = void (*)(PArgs);
+
+template <int V>
+constexpr KernelFn variant_kernel() {
+  return persistent_kernel<kVariants[V].kr, kVariants[V].max_threads, kVariants[V].bf16>;
+}
+
+static KernelFn kernel_of(int variant) {
+  static_assert(kNumVariants == 2, "instantiate every variant here");
+  return variant == 1 ? variant_kernel<1>() : variant_kernel<0>();
 }
 
 void prepare_recurrent_kernels(const DeviceInfo& dev) {
-  static_assert(kNumVariants == 1, "instantiate every variant here and in the launchers");
-  prepare_one<kVariants[0].kr, kVariants[0].max_threads>(dev);
+  for (int v = 0; v < kNumVariants; ++v) {
+    check(cudaFuncSetAttribute(kernel_of(v), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               int(dev.smem_optin)),
+          "setting the persistent kernel's shared memory limit");
+    if (dev.clusters)
+      check(cudaFuncSetAttribute(kernel_of(v), cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+            "allowing clusters of up to 16 blocks");
+  }
 }
 
 static cudaLaunchConfig_t launch_config(const Plan& p, int dirs, cudaStream_t s,
@@ -289,7 +327,7 @@ static cudaLaunchConfig_t launch_config(const Plan& p, int dirs, cudaStream_t s,
 
 bool persistent_fits(const Plan& p, const DeviceInfo& dev) {
   if (!p.persistent || (p.cluster > 1 && !dev.clusters)) return false;
-  auto* kernel = persistent_kernel<kVariants[0].kr, kVariants[0].max_threads>;
+  const KernelFn kernel = kernel_of(p.variant);
   int n = 0;
   cudaError_t e;
   if (p.cluster == 1) {
@@ -310,7 +348,7 @@ void run_persistent(const LayerArgs& a, const Plan& p, cudaStream_t s) {
   PArgs pa{a, p.units, p.ks, p.kc, p.rows, p.batch_tile, p.hpad};
   cudaLaunchAttribute attr[1];
   cudaLaunchConfig_t cfg = launch_config(p, a.dirs, s, attr);
-  check(cudaLaunchKernelEx(&cfg, persistent_kernel<kVariants[0].kr, kVariants[0].max_threads>, pa),
+  check(cudaLaunchKernelEx(&cfg, kernel_of(p.variant), pa),
         "launching the persistent recurrent kernel");
 }
 

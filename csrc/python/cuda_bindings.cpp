@@ -8,9 +8,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "../cuda/plan.hpp"
 #include "seqfuse/seqfuse.hpp"
@@ -138,7 +140,7 @@ void seqfuse_register_cuda(py::module_& m) {
   // The tile planner of the persistent kernel (host arithmetic; any build, any machine).
   m.def(
       "cuda_plan",
-      [](int H, int G, int B, int dirs, int max_cluster, size_t smem_limit) {
+      [](int H, int G, int B, int dirs, int max_cluster, size_t smem_limit, bool bf16) {
         seqfuse::cuda::PlanInput in;
         in.H = H;
         in.G = G;
@@ -146,10 +148,11 @@ void seqfuse_register_cuda(py::module_& m) {
         in.dirs = dirs;
         in.max_cluster = max_cluster;
         in.smem_limit = smem_limit;
+        in.bf16 = bf16;
         return plan_dict(seqfuse::cuda::make_plan(in));
       },
       py::arg("H"), py::arg("G"), py::arg("B"), py::arg("dirs") = 1, py::arg("max_cluster") = 16,
-      py::arg("smem_limit") = size_t(227 * 1024));
+      py::arg("smem_limit") = size_t(227 * 1024), py::arg("bf16") = false);
   // The fused small-T kernel's plan (D = float input features of layer 0, 0 for tokens).
   m.def(
       "cuda_fused_plan",
@@ -170,10 +173,24 @@ void seqfuse_register_cuda(py::module_& m) {
       },
       py::arg("H"), py::arg("G"), py::arg("L"), py::arg("D"), py::arg("B"),
       py::arg("max_cluster") = 16, py::arg("smem_limit") = size_t(227 * 1024));
+  // The bf16 mode's host-side rounding and pair packing (test hook, any build).
+  m.def("cuda_pack_bf16", [](py::array_t<float, py::array::c_style | py::array::forcecast> w) {
+    if (w.ndim() != 2) throw seqfuse::InvalidArgument("cuda_pack_bf16 takes a 2-D array");
+    const int H = int(w.shape(1));
+    const size_t rows = size_t(w.shape(0));
+    std::vector<float> rounded(w.data(), w.data() + w.size());
+    for (float& v : rounded) v = seqfuse::cuda::round_bf16(v);
+    const auto packed = seqfuse::cuda::pack_bf16_pairs(rounded.data(), rows, H);
+    py::array_t<uint32_t> out({py::ssize_t(rows), py::ssize_t((H + 1) / 2)});
+    std::copy(packed.begin(), packed.end(), out.mutable_data());
+    py::array_t<float> r({py::ssize_t(rows), py::ssize_t(H)});
+    std::copy(rounded.begin(), rounded.end(), r.mutable_data());
+    return py::make_tuple(r, out);
+  });
   m.attr("cuda_max_batch_tile") = seqfuse::cuda::kMaxBatchTile;
   py::list variants;
   for (const auto& v : seqfuse::cuda::kVariants)
-    variants.append(py::make_tuple(v.kr, v.max_threads));
+    variants.append(py::make_tuple(v.kr, v.max_threads, v.bf16));
   m.attr("cuda_kernel_variants") = variants;
 
 #ifdef SEQFUSE_WITH_CUDA
@@ -187,7 +204,7 @@ void seqfuse_register_cuda(py::module_& m) {
                       const std::map<std::string,
                                      py::array_t<float, py::array::c_style | py::array::forcecast>>&
                           weights,
-                      int device) {
+                      int device, const std::string& precision) {
             seqfuse::Config cfg;
             try {
               cfg = seqfuse::Config::from_json(config_json);
@@ -202,11 +219,22 @@ void seqfuse_register_cuda(py::module_& m) {
               t.data.assign(kv.second.data(), kv.second.data() + kv.second.size());
               w.emplace(kv.first, std::move(t));
             }
+            if (precision != "fp32" && precision != "bf16")
+              throw seqfuse::InvalidArgument("precision must be 'fp32' or 'bf16', got '" +
+                                             precision + "'");
+            const auto prec = precision == "bf16" ? seqfuse::cuda::Precision::bf16
+                                                  : seqfuse::cuda::Precision::fp32;
             py::gil_scoped_release release;
-            return seqfuse::cuda::Model(cfg, w, device);
+            return seqfuse::cuda::Model(cfg, w, device, prec);
           }),
-          py::arg("config_json"), py::arg("weights"), py::arg("device") = -1)
+          py::arg("config_json"), py::arg("weights"), py::arg("device") = -1,
+          py::arg("precision") = "fp32")
       .def_property_readonly("device", &seqfuse::cuda::Model::device)
+      .def_property_readonly("precision",
+                             [](const seqfuse::cuda::Model& mm) {
+                               return mm.precision() == seqfuse::cuda::Precision::bf16 ? "bf16"
+                                                                                       : "fp32";
+                             })
       // The C++ object's address, for cuda_run(); valid while this object lives.
       .def_property_readonly(
           "address",
@@ -215,9 +243,8 @@ void seqfuse_register_cuda(py::module_& m) {
            py::arg("steps"))
       .def(
           "describe",
-          [](const seqfuse::cuda::Model& mm, int batch, const std::string& path) {
-            return mm.describe(batch, path_of(path));
-          },
+          [](const seqfuse::cuda::Model& mm, int batch,
+             const std::string& path) { return mm.describe(batch, path_of(path)); },
           py::arg("batch") = 1, py::arg("path") = "auto");
 #else
   m.def("cuda_device_count", [] { return 0; });

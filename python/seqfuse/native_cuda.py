@@ -64,9 +64,15 @@ class CudaNativeModel:
     one-launch kernel; otherwise per layer the persistent kernel where the recurrent weights
     fit on chip, else the per-step kernel), or one of "persistent", "step", "fused" to force
     that kernel (InvalidArgumentError where it cannot run).
+
+    ``precision``: "fp32" (exact, the default) or "bf16": the recurrent layers' weight
+    matrices rounded to bf16 at load (fp32 accumulation, states, biases, Embedding and head),
+    which lets the persistent kernel hold twice the hidden size on chip.
     """
 
-    def __init__(self, native: NativeModel, device: Any = "cuda", path: str = "auto") -> None:
+    def __init__(
+        self, native: NativeModel, device: Any = "cuda", path: str = "auto", precision: str = "fp32"
+    ) -> None:
         why = unavailable_reason()
         if why is not None:
             raise NativeTypeError(f"the seqfuse CUDA backend is not available: {why}")
@@ -84,7 +90,10 @@ class CudaNativeModel:
         self.config = dict(native.config)
         self.module_info = native.module_info
         c = self.config
-        self._core = _C.CudaModel(native._core.config_json, native.weights(), dev.index)
+        if precision not in ("fp32", "bf16"):
+            raise InvalidArgumentError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+        self._core = _C.CudaModel(native._core.config_json, native.weights(), dev.index, precision)
         self._addr = self._core.address
         self._kind = native.module_info["kind"]
         self._cell = c["cell"]
@@ -104,7 +113,10 @@ class CudaNativeModel:
         self._ws_stream = -1
 
     def __repr__(self) -> str:
-        return f"CudaNativeModel({self._kind}, {self.config}, device={self.device})"
+        return (
+            f"CudaNativeModel({self._kind}, {self.config}, device={self.device}, "
+            f"precision={self.precision})"
+        )
 
     def describe(self, batch: int = 1) -> str:
         """The kernel path and tile plan of each layer for this batch size."""

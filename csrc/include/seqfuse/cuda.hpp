@@ -59,6 +59,13 @@ struct ForwardArgs {
   Path path = Path::automatic;
 };
 
+// Weight precision. fp32: exact (the 1e-5 parity bar). bf16: the recurrent layers' weight
+// matrices (W_ih, W_hh) are rounded to bf16 (round to nearest even, as torch's .bfloat16())
+// at load; accumulation, activations, states, biases, the Embedding and the head stay fp32.
+// The persistent kernel then holds two weights per register: twice the hidden size per
+// cluster. Every path computes with the same rounded weights.
+enum class Precision { fp32 = 0, bf16 = 1 };
+
 // A model on one GPU: weights uploaded and repacked once at construction (for an Embedding,
 // layer 0's input projection is folded into a [vocab, dirs*G*H] table there).
 // forward() only enqueues work on the given stream (no allocation, no synchronization), so
@@ -67,13 +74,15 @@ class Model {
  public:
   // config and weights as for seqfuse::Model (names from Config::weight_shapes()).
   // device < 0: the current device. Throws InvalidArgument / Unsupported / std::runtime_error.
-  Model(const Config& config, const std::map<std::string, Tensor>& weights, int device = -1);
+  Model(const Config& config, const std::map<std::string, Tensor>& weights, int device = -1,
+        Precision precision = Precision::fp32);
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
 
   const Config& config() const;
   int device() const;
+  Precision precision() const;
   // Scratch bytes forward() needs for B sequences of T steps.
   size_t workspace_bytes(int batch, int steps) const;
   // Enqueue a forward pass. Validates shapes and pointers (not device values); throws
