@@ -74,8 +74,12 @@ def check_plan(
     assert threads >= rows * ks and threads >= bt * units
     assert 1 <= bt <= min(B, MAX_BT)
     assert p["batch_tiles"] == math.ceil(B / bt)
-    # shared memory: exactly the kernel's layout, within the limit
+    # shared memory: the kernel's carving (h, partials, lengths) back to back, within the limit
     assert p["smem"] == smem_of(p) <= smem_limit
+    lay = p["layout"]
+    assert lay["part"] == 2 * bt * p["hpad"]
+    assert lay["lens"] - lay["part"] == ks * bt * rows
+    assert 4 * lay["words"] == p["smem"] and lay["words"] - lay["lens"] == bt
     # minimality: one block fewer per cluster would not fit
     if C > 1:
         assert not _C.cuda_plan(H, G, B, 1, C - 1, smem_limit, bf16)["persistent"]
@@ -272,6 +276,20 @@ def test_cuda_fused_plan_owns_every_unit_and_head_row_once(H, G, L, D, B, max_cl
     assert 1 <= bt <= min(B, MAX_BT) and p["batch_tiles"] == math.ceil(B / bt)
     smem = 4 * (2 * L * bt * p["hp"] + bt * p["dp"] + 2 * L * bt * p["rows"] + L * bt * units)
     assert p["smem"] == smem <= H100_SMEM
+    # the kernel's carving: each region as large as its use, back to back, nothing overlaps
+    lay = p["layout"]
+    sizes = {
+        "xin": 2 * L * bt * p["hp"],  # what precedes xin: the h buffers
+        "gxs": bt * p["dp"],
+        "ghs": L * bt * p["rows"],
+        "cst": L * bt * p["rows"],
+        "words": L * bt * units,
+    }
+    prev = 0
+    for name in ("xin", "gxs", "ghs", "cst", "words"):
+        assert lay[name] - prev == sizes[name], name
+        prev = lay[name]
+    assert 4 * lay["words"] == p["smem"]
     # head rows split as in the kernel: block r owns [r*per, min(outs, (r+1)*per))
     for outs in (1, 2, 65, 100):
         per = math.ceil(outs / C)

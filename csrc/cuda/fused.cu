@@ -40,11 +40,12 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) 
   const int b0 = blockIdx.z * k.bt, nb = min(k.bt, B - b0);
   const int j0 = rank * k.units, nu = min(k.units, H - j0);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  float* hbuf = sm;                         // [2][L][bt][hp]
-  float* xin = hbuf + 2 * L * k.bt * k.hp;  // [bt][dp]
-  float* gxs = xin + k.bt * k.dp;           // [bt][rows]
-  float* ghs = gxs + k.bt * k.rows;         // [bt][rows]
-  float* cst = ghs + k.bt * k.rows;         // [L][bt][units]
+  const FusedLayout lay = fused_layout(L, k.bt, k.hp, k.dp, k.rows, k.units);
+  float* hbuf = sm;           // [2][L][bt][hp]
+  float* xin = sm + lay.xin;  // [bt][dp]
+  float* gxs = sm + lay.gxs;  // [L][bt][rows]
+  float* ghs = sm + lay.ghs;  // [L][bt][rows]
+  float* cst = sm + lay.cst;  // [L][bt][units]
   auto hb = [&](int par, int l) { return hbuf + ((par * L + l) * k.bt) * k.hp; };
 
   for (int i = tid; i < 2 * L * k.bt * k.hp; i += NT) hbuf[i] = 0.f;

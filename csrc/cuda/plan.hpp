@@ -12,6 +12,14 @@
 #include <string>
 #include <vector>
 
+// Layout helpers are shared with device code: the kernels carve their shared memory with the
+// same functions the planner sizes it with (and the CPU test checks).
+#ifdef __CUDACC__
+#define SEQFUSE_HD __host__ __device__
+#else
+#define SEQFUSE_HD
+#endif
+
 namespace seqfuse {
 namespace cuda {
 
@@ -66,11 +74,21 @@ struct Plan {
 
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// Shared memory of one block: h double buffer [2][bt][hpad], partials [ks][bt][rows],
-// lengths [bt] (ints). The cell state lives in the registers of the phase-2 threads.
+// Shared memory of a persistent block, offsets in 4-byte words: h double buffer
+// [2][bt][hpad] at 0, partial sums [ks][bt][rows] at `part`, lengths [bt] (ints) at `lens`.
+// The cell state lives in the registers of the phase-2 threads.
+struct PersistentLayout {
+  size_t part, lens, words;
+};
+SEQFUSE_HD inline PersistentLayout persistent_layout(int hpad, int ks, int rows, int bt) {
+  PersistentLayout o;
+  o.part = size_t(2) * bt * hpad;
+  o.lens = o.part + size_t(ks) * bt * rows;
+  o.words = o.lens + size_t(bt);
+  return o;
+}
 inline size_t plan_smem(int hpad, int ks, int rows, int bt) {
-  return sizeof(float) * (size_t(2) * bt * hpad + size_t(ks) * bt * rows) +
-         sizeof(int) * size_t(bt);
+  return 4 * persistent_layout(hpad, ks, rows, bt).words;
 }
 
 // Picks the smallest cluster (fewest blocks to synchronize each step) that holds the layer's
@@ -143,11 +161,23 @@ struct FusedPlan {
   std::string reason;
 };
 
-// Shared memory: h [2][L][bt][hp], staged input [bt][dp], gate pre-activations (input and
-// recurrent parts) of every layer in flight [2][L][bt][rows], cell state [L][bt][units].
+// Shared memory of a fused block, offsets in 4-byte words: h [2][L][bt][hp] at 0, staged
+// input [bt][dp] at `xin`, gate pre-activations of every layer in flight, input part
+// [L][bt][rows] at `gxs` and recurrent part at `ghs`, cell state [L][bt][units] at `cst`.
+struct FusedLayout {
+  size_t xin, gxs, ghs, cst, words;
+};
+SEQFUSE_HD inline FusedLayout fused_layout(int L, int bt, int hp, int dp, int rows, int units) {
+  FusedLayout o;
+  o.xin = size_t(2) * L * bt * hp;
+  o.gxs = o.xin + size_t(bt) * dp;
+  o.ghs = o.gxs + size_t(L) * bt * rows;
+  o.cst = o.ghs + size_t(L) * bt * rows;
+  o.words = o.cst + size_t(L) * bt * units;
+  return o;
+}
 inline size_t fused_smem(int L, int bt, int hp, int dp, int rows, int units) {
-  return sizeof(float) * (size_t(2) * L * bt * hp + size_t(bt) * dp + size_t(2) * L * bt * rows +
-                          size_t(L) * bt * units);
+  return 4 * fused_layout(L, bt, hp, dp, rows, units).words;
 }
 
 // D: float input features of layer 0 (0 when an Embedding table feeds it).

@@ -72,9 +72,10 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
   const int nb = min(p.bt, B - b0);
   const int j0 = rank * p.units;
   const int nu = min(p.units, H - j0);
+  const PersistentLayout lay = persistent_layout(p.hpad, p.ks, p.rows, p.bt);
   float* hbuf = sm;
-  float* part = hbuf + 2 * p.bt * p.hpad;
-  int* lens = reinterpret_cast<int*>(part + p.ks * p.bt * p.rows);
+  float* part = sm + lay.part;
+  int* lens = reinterpret_cast<int*>(sm + lay.lens);
   const int tid = threadIdx.x;
 
   for (int i = tid; i < 2 * p.bt * p.hpad; i += NT) hbuf[i] = 0.f;

@@ -40,6 +40,11 @@ py::dict plan_dict(const seqfuse::cuda::Plan& p) {
   d["batch_tiles"] = p.batch_tiles;
   d["smem"] = p.smem;
   d["reason"] = p.reason;
+  if (p.persistent) {  // the kernel's shared-memory carving (word offsets)
+    const auto o = seqfuse::cuda::persistent_layout(p.hpad, p.ks, p.rows, p.batch_tile);
+    d["layout"] =
+        py::dict(py::arg("part") = o.part, py::arg("lens") = o.lens, py::arg("words") = o.words);
+  }
   return d;
 }
 
@@ -169,6 +174,12 @@ void seqfuse_register_cuda(py::module_& m) {
         d["dp"] = p.dp;
         d["smem"] = p.smem;
         d["reason"] = p.reason;
+        if (p.ok) {  // the kernel's shared-memory carving (word offsets)
+          const auto o = seqfuse::cuda::fused_layout(L, p.batch_tile, p.hp, p.dp, p.rows, p.units);
+          d["layout"] =
+              py::dict(py::arg("xin") = o.xin, py::arg("gxs") = o.gxs, py::arg("ghs") = o.ghs,
+                       py::arg("cst") = o.cst, py::arg("words") = o.words);
+        }
         return d;
       },
       py::arg("H"), py::arg("G"), py::arg("L"), py::arg("D"), py::arg("B"),
