@@ -102,3 +102,18 @@ def test_predict_and_generate(trained_checkpoint):
     r = seqfuse("generate", ckpt, "--prompt", "KING:", "--length", "30")
     assert r.returncode == 0 and r.stdout.startswith("KING:"), r.stderr
     assert_one_line_error(seqfuse("generate", ckpt, "--prompt", "\u2603"), "outside the model")
+
+
+def test_demo_end_to_end(tmp_path):
+    # The AOTInductor export is left to tests/test_export.py (it compiles for ~20 s a model).
+    r = seqfuse("demo", "--out", tmp_path, "--formats", "torchscript,onnx,native", "--no-progress")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout
+    assert "'hihell' and says 'ihello'" in out
+    mse = float(out.split("MSE on held-out waves ")[1].split()[0])
+    assert mse < 1e-3
+    for task in ("sine", "hihell"):
+        manifest = tmp_path / task / "export" / "manifest.json"
+        assert manifest.is_file(), out
+    assert (tmp_path / "bench" / "bench.json").is_file()
+    assert "native" in out and "x eager" in out

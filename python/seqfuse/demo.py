@@ -52,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"hihell: the RNN now reads 'hihell' and says '{m['predicted']}'")
 
     if not args.skip_export and _has("seqfuse.export"):
-        from seqfuse.export import export_checkpoint
+        from seqfuse.export import export_checkpoint, format_table
 
         print("\n== seqfuse demo: 2/3 export (each artifact reloaded and checked vs eager) ==")
         for task, ckpt in ckpts.items():
-            export_checkpoint(
+            manifest = export_checkpoint(
                 ckpt, args.formats.split(","), out / task / "export", progress=progress
             )
+            print(f"{task}: {out / task / 'export' / 'manifest.json'}")
+            print(format_table(manifest) + "\n")
 
     if not args.skip_bench and _has("seqfuse.bench"):
         from seqfuse.bench import demo_benchmark

@@ -214,10 +214,13 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0,
         }
         history.append(row)
-        log(
-            f"  epoch {epoch + 1:3d}/{hp['epochs']}  train loss {row['train_loss']:.4g}  "
-            f"{task.summary(metrics)}  ({row['seconds']:.1f}s)"
-        )
+        # about ten lines per run: every epoch of short runs, every k-th of long ones
+        every = max(1, hp["epochs"] // 10)
+        if (epoch + 1) % every == 0 or epoch + 1 in (start + 1, hp["epochs"]):
+            log(
+                f"  epoch {epoch + 1:3d}/{hp['epochs']}  train loss {row['train_loss']:.4g}  "
+                f"{task.summary(metrics)}  ({row['seconds']:.1f}s)"
+            )
         save_checkpoint(
             ckpt_path,
             {
