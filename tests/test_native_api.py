@@ -235,3 +235,28 @@ def test_device_seam():
     if not torch.cuda.is_available():
         with pytest.raises(TypeError, match="CUDA"):
             sn.from_module(m, device="cuda")
+
+
+def test_concurrent_calls_from_python_threads():
+    # The GIL is released during compute: calls from several threads run at once, each on its
+    # own workspace and barriers, and give the single-threaded answer.
+    import threading
+
+    m = _model("mnist")
+    nm = sn.from_module(m)
+    x = example_input(m.config.to_dict(), batch=2, seq_len=28)
+    want = nm(x)[0]
+    errors: list[str] = []
+
+    def worker(threads: int) -> None:
+        for _ in range(10):
+            got = nm(x, threads=threads)[0]
+            if not torch.equal(got, want):
+                errors.append(f"threads={threads} differs")
+
+    ts = [threading.Thread(target=worker, args=(1 + i % 2,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors

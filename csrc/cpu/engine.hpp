@@ -433,7 +433,6 @@ class FastBackend final : public Backend {
   std::unique_ptr<LayerDir[]> ld_;
   Packed head_w_;
   Buf head_b_;
-  mutable SpinBarrier bar_all_, bar_team_[2];
 };
 
 struct FastBackend::Call {
@@ -639,9 +638,11 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.out_ld = size_t(dirs) * H;
 
   const bool split = dirs == 2 && nt >= 2;
-  bar_all_.reset(nt);
-  bar_team_[0].reset((nt + 1) / 2);
-  bar_team_[1].reset(nt / 2);
+  // Barriers live on this call's stack: concurrent calls never share one.
+  SpinBarrier bar_all, bar_team[2];
+  bar_all.reset(nt);
+  bar_team[0].reset((nt + 1) / 2);
+  bar_team[1].reset(nt / 2);
   const float* top_out = L > 0 ? k.outbuf[(L - 1) & 1] : a.x;
   auto job = [&](int tid) {
     for (int l = 0; l < L; ++l) {
@@ -654,11 +655,11 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
         kl.out = hd == Head::none ? a.y : k.outbuf[l & 1];
       if (split) {
         const int team = tid & 1;
-        run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team_[team]);
+        run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team[team]);
       } else {
-        for (int d = 0; d < dirs; ++d) run_dir(kl, l, d, tid, nt, bar_all_);
+        for (int d = 0; d < dirs; ++d) run_dir(kl, l, d, tid, nt, bar_all);
       }
-      bar_all_.wait();
+      bar_all.wait();
     }
     if (hd == Head::step) {
       const int r0 = int(int64_t(tid) * rows / nt), r1 = int(int64_t(tid + 1) * rows / nt);
