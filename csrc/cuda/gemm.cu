@@ -83,6 +83,13 @@ __global__ void head_rows_kernel(bool last_step, int B, int T, bool batch_first,
 
 }  // namespace
 
+void prepare_gemm_kernels() {
+  // Load the kernels now, not at a first launch that may fall inside a graph capture.
+  cudaFuncAttributes fa;
+  check(cudaFuncGetAttributes(&fa, gemm_bt_kernel), "loading the GEMM kernel");
+  check(cudaFuncGetAttributes(&fa, head_rows_kernel), "loading the head kernel");
+}
+
 void gemm_bt(int M, int N, int K, const float* A, int lda, const float* W, int ldw,
              const float* bias, float* C, int ldc, cudaStream_t s) {
   if (M <= 0 || N <= 0) return;

@@ -18,6 +18,9 @@ inline void check(cudaError_t e, const char* what) {
     throw std::runtime_error(std::string("seqfuse CUDA: ") + what + ": " + cudaGetErrorString(e));
 }
 
+// Loads the GEMM and head kernels (call once per device, outside any stream capture).
+void prepare_gemm_kernels();
+
 // C[M, N] = A[M, K] · W[N, K]^T (+ bias[N]); row strides lda, ldw, ldc (elements).
 void gemm_bt(int M, int N, int K, const float* A, int lda, const float* W, int ldw,
              const float* bias, float* C, int ldc, cudaStream_t s);

@@ -197,6 +197,7 @@ Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
   m.info.sms = attr(cudaDevAttrMultiProcessorCount);
   m.info.smem_optin = size_t(attr(cudaDevAttrMaxSharedMemoryPerBlockOptin));
   m.info.clusters = m.info.major >= 9 && attr(cudaDevAttrClusterLaunch) != 0;
+  prepare_gemm_kernels();
   prepare_recurrent_kernels(m.info);
   prepare_fused_kernel(m.info);
 

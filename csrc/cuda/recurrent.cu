@@ -297,6 +297,12 @@ static KernelFn kernel_of(int variant) {
 }
 
 void prepare_recurrent_kernels(const DeviceInfo& dev) {
+  // Load every kernel now (lazy module loading would otherwise do it at the first launch,
+  // which may fall inside a CUDA-graph capture).
+  cudaFuncAttributes fa;
+  check(cudaFuncGetAttributes(&fa, step_kernel), "loading the per-step kernel");
+  check(cudaFuncGetAttributes(&fa, init_state_kernel), "loading the state kernels");
+  check(cudaFuncGetAttributes(&fa, final_state_kernel), "loading the state kernels");
   for (int v = 0; v < kNumVariants; ++v) {
     check(cudaFuncSetAttribute(kernel_of(v), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                int(dev.smem_optin)),
