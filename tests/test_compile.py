@@ -7,9 +7,10 @@ is asserted too, so the docs' claim stays true. The oracle is the eager model.
 from __future__ import annotations
 
 import pytest
-import seqfuse.compile as C
 import torch
 from seqfuse import SeqfuseError
+from seqfuse.compile import FusedSeq
+from seqfuse.compile import compile as sf_compile
 from seqfuse.export.wrappers import ModelSpec
 from seqfuse.models import build_model, preset
 from torch.utils._pytree import tree_leaves
@@ -54,9 +55,9 @@ def test_fused_op_has_no_graph_break_and_matches_eager(task, mode):
     model = build_model(preset(task)).eval()
     spec = ModelSpec.of(model)
     x = spec.example(3, 9, seed=1)
-    explain = torch._dynamo.explain(C.FusedSeq(model, mode))(x)
+    explain = torch._dynamo.explain(FusedSeq(model, mode))(x)
     assert explain.graph_count == 1 and explain.graph_break_count == 0, explain.break_reasons
-    compiled = C.compile(model, mode=mode, dynamic=True)
+    compiled = sf_compile(model, mode=mode, dynamic=True)
     for b, t in [(3, 9), (1, 4), (5, 13)]:
         xb = spec.example(b, t, seed=b)
         lengths = torch.tensor([t, *torch.randint(1, t + 1, (b - 1,)).tolist()])
@@ -69,7 +70,7 @@ def test_fused_op_has_no_graph_break_and_matches_eager(task, mode):
 def test_compiled_graph_calls_the_custom_op():
     model = build_model(preset("sine")).eval()
     x = ModelSpec.of(model).example(2, 5)
-    explain = torch._dynamo.explain(C.FusedSeq(model, "reference"))(x)
+    explain = torch._dynamo.explain(FusedSeq(model, "reference"))(x)
     code = "\n".join(g.code for g in explain.graphs)
     assert "seqfuse.seq_forward" in code
     assert not any(isinstance(m, torch.nn.RNNBase) for g in explain.graphs for m in g.modules())
@@ -84,7 +85,7 @@ def test_plain_torch_compile_does_not_capture_the_rnn():
     assert explain.graph_count == 0 or explain.graph_break_count > 0
     with pytest.raises(Exception, match="RNN, GRU, or LSTM"):
         torch.compile(model, fullgraph=True)(x)
-    plain = C.compile(model, mode="torch")  # still runs (eagerly for the RNN) and is right
+    plain = sf_compile(model, mode="torch")  # still runs (eagerly for the RNN) and is right
     with torch.no_grad():
         assert max_err(plain(x), model(x)) <= 1e-5
 
@@ -93,10 +94,10 @@ def test_linear_model_and_bad_arguments():
     lin = build_model(preset("linear")).eval()
     x = torch.randn(4, 1)
     with torch.no_grad():
-        assert max_err(C.compile(lin, mode="reference")(x), lin(x)) <= 1e-5
+        assert max_err(sf_compile(lin, mode="reference")(x), lin(x)) <= 1e-5
     with pytest.raises(SeqfuseError, match="unknown compile mode"):
-        C.compile(lin, mode="fast")
+        sf_compile(lin, mode="fast")
     with pytest.raises(SeqfuseError, match="nn.Module"):
-        C.compile("model")
+        sf_compile("model")
     with pytest.raises(SeqfuseError, match="seqfuse models"):
-        C.FusedSeq(torch.nn.LSTM(2, 3), "reference")
+        FusedSeq(torch.nn.LSTM(2, 3), "reference")

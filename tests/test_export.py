@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from seqfuse.train.checkpoint import model_from_checkpoint, save_checkpoint
 FAST_FORMATS = "torchscript,onnx,native"
 ALL = "torchscript,onnx,aoti,native"
 _CACHE: dict[tuple[str, str], tuple[dict, Path]] = {}
+_CKPTS: dict[str, Path] = {}
 
 
 def native_built() -> bool:
@@ -62,11 +64,13 @@ def synthetic_checkpoint(task: str, path: Path, steps: int = 20) -> Path:
 
 def checkpoint_for(task: str, trained_checkpoint, tmp_path_factory) -> Path:
     """The short-schedule trained checkpoint, or a synthetic one when the data is absent."""
-    try:
-        return Path(trained_checkpoint(task)[0])
-    except pytest.skip.Exception:
-        out = tmp_path_factory.mktemp(f"synthetic_{task}")
-        return synthetic_checkpoint(task, out / "checkpoint.pt")
+    if task not in _CKPTS:
+        try:
+            _CKPTS[task] = Path(trained_checkpoint(task)[0])
+        except pytest.skip.Exception:
+            out = tmp_path_factory.mktemp(f"synthetic_{task}")
+            _CKPTS[task] = synthetic_checkpoint(task, out / "checkpoint.pt")
+    return _CKPTS[task]
 
 
 def export_cached(task: str, formats: str, trained_checkpoint, tmp_path_factory):
@@ -133,6 +137,11 @@ def test_every_preset_exports_and_verifies(task, trained_checkpoint, tmp_path_fa
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("SEQFUSE_TEST_ALL_AOTI"),
+    reason="AOTInductor compiles of every preset take minutes on 2 cores; the regular suite "
+    "compiles sine only. Set SEQFUSE_TEST_ALL_AOTI=1 to check every preset's .pt2",
+)
 @pytest.mark.parametrize("task", [t for t in PRESETS if t != "sine"])
 def test_every_preset_aoti(task, trained_checkpoint, tmp_path_factory):
     manifest, out = export_cached(task, "aoti", trained_checkpoint, tmp_path_factory)

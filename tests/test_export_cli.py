@@ -28,14 +28,6 @@ def seqfuse(*args, timeout=600):
     )
 
 
-def assert_one_line_error(r, pattern):
-    assert r.returncode != 0, r.stdout
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
-    assert pattern in lines[0], lines[0]
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return synthetic_checkpoint("hihell", tmp_path_factory.mktemp("cli") / "checkpoint.pt")
@@ -55,33 +47,57 @@ def test_export_cli_writes_verified_artifacts(ckpt, tmp_path):
     assert (out / "model.ts.pt").is_file() and (out / "model.onnx").is_file()
 
 
-def test_export_cli_help():
-    r = seqfuse("--help")
-    assert r.returncode == 0 and "--formats" in r.stdout and "--out" in r.stdout
+def test_export_cli_help(capsys):
+    from seqfuse.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--formats" in out and "--out" in out
 
 
-def test_missing_checkpoint(tmp_path):
-    r = seqfuse(tmp_path / "missing.pt", "--out", tmp_path / "o")
-    assert_one_line_error(r, "checkpoint not found")
+def cli(capsys, *args):
+    """The CLI in-process (what `seqfuse export ...` runs): (exit status, stdout, stderr)."""
+    from seqfuse.cli import main
+
+    rc = main(["export", *map(str, args)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_corrupt_checkpoint(tmp_path, ckpt):
+def assert_cli_error(result, pattern):
+    rc, out, err = result
+    assert rc == 2, (out, err)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("seqfuse export: error:"), err
+    assert pattern in lines[0], lines[0]
+
+
+def test_missing_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    assert_cli_error(cli(capsys, tmp_path / "missing.pt", "--out", tmp_path / "o"), "not found")
+
+
+def test_corrupt_checkpoint(tmp_path, ckpt, capsys, monkeypatch):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage" * 100)
-    assert_one_line_error(seqfuse(bad, "--out", tmp_path / "o"), "not a readable")
+    assert_cli_error(cli(capsys, bad, "--out", tmp_path / "o"), "not a readable")
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    assert_one_line_error(seqfuse(trunc, "--out", tmp_path / "o"), "not a readable")
+    assert_cli_error(cli(capsys, trunc, "--out", tmp_path / "o"), "not a readable")
 
 
-def test_unknown_format(tmp_path, ckpt):
-    r = seqfuse(ckpt, "--formats", "onnx,coreml", "--out", tmp_path / "o")
-    assert_one_line_error(r, "unknown format 'coreml'")
+def test_unknown_format(tmp_path, ckpt, capsys, monkeypatch):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    r = cli(capsys, ckpt, "--formats", "onnx,coreml", "--out", tmp_path / "o")
+    assert_cli_error(r, "unknown format 'coreml'")
     assert not (tmp_path / "o").exists()
 
 
-def test_unwritable_out_dir(tmp_path, ckpt):
+def test_unwritable_out_dir(tmp_path, ckpt, capsys, monkeypatch):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = seqfuse(ckpt, "--formats", "onnx", "--out", blocker / "out")
-    assert_one_line_error(r, "cannot write to output directory")
+    r = cli(capsys, ckpt, "--formats", "onnx", "--out", blocker / "out")
+    assert_cli_error(r, "cannot write to output directory")

@@ -390,11 +390,14 @@ def aoti_with_info(
         old_level = cpp_log.level
         cpp_log.setLevel(logging.ERROR)
         tmp = path.with_name(f".{path.stem}.tmp.pt2")  # the packager insists on .pt2
-        torch._inductor.aoti_compile_and_package(
-            ep, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": meta}
-        )
-        cpp_log.setLevel(old_level)
-        os.replace(tmp, path)
+        try:
+            torch._inductor.aoti_compile_and_package(
+                ep, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": meta}
+            )
+            os.replace(tmp, path)
+        finally:
+            cpp_log.setLevel(old_level)
+            tmp.unlink(missing_ok=True)
         info["compile_seconds"] = round(time.perf_counter() - t0, 1)
     info["dynamic"] = {"batch": True, "seq": dynamic_seq} if spec.is_seq else {"batch": True}
     if spec.is_seq and not dynamic_seq:
