@@ -304,3 +304,24 @@ def test_cuda_bf16_weights_equal_fp32_on_bf16_rounded_module(cell, path):
     if cell == "lstm" and path == "auto" and torch.cuda.get_device_capability()[0] >= 9:
         assert "persistent, cluster 16" in gm.describe(2)
     assert max_err(cpu(gm(x.cuda())), want) <= TOL
+
+
+def test_cuda_self_check_says_why_it_cannot_run(capsys):
+    if WHY is None:
+        pytest.skip("a CUDA device is available: the self-check runs (see the GPU test)")
+    assert snc.main(["--out", "unused"]) == 2
+    assert "CUDA backend unavailable" in capsys.readouterr().out
+
+
+@needs_gpu
+def test_cuda_self_check_writes_parity_and_timings(tmp_path):
+    import json
+
+    assert snc.main(["--out", str(tmp_path), "--repeats", "3"]) == 0
+    report = json.loads((tmp_path / "cuda_check.json").read_text())
+    assert set(report["models"]) == {"sine", "hihell", "names", "mnist", "shakespeare"}
+    for name, row in report["models"].items():
+        for path in ("auto", "persistent", "step", "fused"):
+            if "max_err" in row.get(path, {}):
+                assert row[path]["max_err"] <= TOL, (name, path)
+        assert "max_err" in row["auto"] and "max_err" in row["step"]

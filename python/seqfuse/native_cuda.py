@@ -565,3 +565,99 @@ def time_per_step(
         "short_call": times[short],
         "long_call": times[long],
     }
+
+
+def _latency_us(fn: Any, repeats: int) -> tuple[float, float]:
+    """Median and p99 wall time of fn() + synchronize, in microseconds, after a warm-up."""
+    import time
+
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        samples.append((time.perf_counter() - t0) * 1e6)
+    samples.sort()
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """GPU self-check of the seed models: parity with eager (CPU), the kernel plan, batch-1
+    latency (plain and graphed, every path), per-step cost and the streaming step. Prints a
+    table and writes cuda_check.json into --out. ``python -m seqfuse.native_cuda --out DIR``."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from seqfuse.models.presets import preset
+    from seqfuse.models.seq import build_model, example_input
+    from seqfuse.native import from_module
+
+    ap = argparse.ArgumentParser(prog="python -m seqfuse.native_cuda", description=main.__doc__)
+    ap.add_argument("--out", default=".", help="directory for cuda_check.json")
+    ap.add_argument("--repeats", type=int, default=200, help="timed calls per measurement")
+    args = ap.parse_args(argv)
+    why = unavailable_reason()
+    if why is not None:
+        print(f"CUDA backend unavailable: {why}")
+        return 2
+    steps = {"sine": 20, "hihell": 6, "names": 12, "mnist": 28, "shakespeare": 100}
+    report: dict[str, Any] = {
+        "gpu": torch.cuda.get_device_name(),
+        "capability": list(torch.cuda.get_device_capability()),
+        "torch": torch.__version__,
+        "models": {},
+    }
+    for name, T in steps.items():
+        cfg = preset(name)
+        torch.manual_seed(0)
+        m = build_model(cfg).eval()
+        x = example_input(cfg, batch=1, seq_len=T, seed=0)
+        nm = from_module(m)
+        with torch.no_grad():
+            want = m(x)[0]
+        row: dict[str, Any] = {"T": T}
+        for path in ("auto", "persistent", "step", "fused"):
+            try:
+                gm = CudaNativeModel(nm, "cuda", path=path)
+                xc = x.cuda()
+                got = gm(xc, validate=False)[0].cpu()
+            except InvalidArgumentError as e:
+                row[path] = {"unsupported": str(e)}
+                continue
+            err = float((got - want).abs().max())
+            med, p99 = _latency_us(lambda gm=gm, xc=xc: gm(xc, validate=False), args.repeats)
+            g = gm.graphed(1, T)
+            gmed, gp99 = _latency_us(lambda g=g, xc=xc: g(xc), args.repeats)
+            row[path] = {
+                "max_err": err,
+                "us": med,
+                "us_p99": p99,
+                "graph_us": gmed,
+                "graph_p99": gp99,
+            }
+            if path == "auto":
+                row["plan"] = gm.describe(1)
+                row["per_step_us"] = time_per_step(gm, 1, 16, 16 + 8 * T, 20)["per_step"]
+        if cfg.get("vocab_size", 0) and not cfg.get("bidirectional", False):
+            gm = CudaNativeModel(nm, "cuda")
+            tok = x[:, :1].cuda()
+            for graph in (False, True):
+                sess = gm.stream(1, graph=graph, validate=False)
+                med, p99 = _latency_us(lambda s=sess, t=tok: s(t), args.repeats)
+                row[f"stream_{'graph' if graph else 'plain'}_us"] = [med, p99]
+        report["models"][name] = row
+        print(name, json.dumps({k: v for k, v in row.items() if k != "plan"}, default=str))
+        print(row.get("plan", ""))
+    out = Path(args.out) / "cuda_check.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
