@@ -325,3 +325,15 @@ def test_cuda_self_check_writes_parity_and_timings(tmp_path):
             if "max_err" in row.get(path, {}):
                 assert row[path]["max_err"] <= TOL, (name, path)
         assert "max_err" in row["auto"] and "max_err" in row["step"]
+
+
+@needs_gpu
+def test_cuda_model_moves_and_saves_like_the_native_model(tmp_path):
+    m = make_rnn("gru", 3, 7, 1, False, True, True, 2)
+    nm = sn.from_module(m)
+    gm = snc.CudaNativeModel(nm, "cuda")
+    assert gm.to("cpu") is nm and gm.to("cuda") is gm
+    path = gm.save(tmp_path / "m.safetensors")
+    again = snc.CudaNativeModel(sn.load(path), "cuda")
+    x = torch.randn(2, 5, 3)
+    assert max_err(cpu(again(x.cuda())), cpu(gm(x.cuda()))) == 0.0

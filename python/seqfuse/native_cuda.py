@@ -122,6 +122,27 @@ class CudaNativeModel:
         """The kernel path and tile plan of each layer for this batch size."""
         return self._core.describe(int(batch), self.path)
 
+    # -- the same model elsewhere, and on disk (the weights are the NativeModel's)
+    def to(self, device: Any) -> Any:
+        """``"cpu"``: the NativeModel these weights came from; a CUDA device: this model
+        there (the same object when it already is)."""
+        dev = torch.device(device)
+        if dev.type == "cpu":
+            return self.native
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        if dev == self.device:
+            return self
+        return CudaNativeModel(self.native, dev, self.path, self.precision)
+
+    def weights(self) -> dict[str, Any]:
+        """The weights by their file names (fp32 as given, also in the bf16 mode)."""
+        return self.native.weights()
+
+    def save(self, path: Any) -> Any:
+        """Write the safetensors weight file (seqfuse.native.save)."""
+        return self.native.save(path)
+
     # -- argument helpers
     def _float(self, a: Any, what: str) -> torch.Tensor:
         if not isinstance(a, torch.Tensor):
