@@ -218,9 +218,9 @@ def test_trained_checkpoint(tmp_path):
     torch.manual_seed(0)
     m = build_model(cfg)
     opt = torch.optim.Adam(m.parameters(), lr=0.01)
-    x = example_input(cfg, batch=16, seq_len=10, seed=1)
-    target = torch.randint(0, cfg["output_size"], (16,))
-    for _ in range(20):
+    x = example_input(cfg, batch=8, seq_len=6, seed=1)
+    target = torch.randint(0, cfg["output_size"], (8,))
+    for _ in range(5):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(m(x)[0], target)
         loss.backward()
@@ -235,3 +235,17 @@ def test_trained_checkpoint(tmp_path):
     with torch.no_grad():
         want = m2(xt)
     assert max_err(sn.from_module(m2)(xt), want) <= TOL
+
+
+@pytest.mark.parametrize("task", ["hihell"])
+def test_checkpoint_from_the_training_cli(trained_checkpoint, task):
+    # Checkpoints written by seqfuse's own training loop (conftest trains them once).
+    from seqfuse.train.checkpoint import model_from_checkpoint
+
+    path, _ = trained_checkpoint(task)
+    m, _ = model_from_checkpoint(path)
+    m.eval()
+    x = example_input(m.config.to_dict(), batch=3, seq_len=15, seed=5)
+    with torch.no_grad():
+        want = m(x)
+    assert max_err(sn.from_module(m)(x), want) <= TOL

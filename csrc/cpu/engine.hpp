@@ -365,9 +365,7 @@ class FastBackend final : public Backend {
       const int maxng = c.cell == Cell::lstm  ? CellT<Cell::lstm>::MAXNG
                         : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
                                               : CellT<Cell::rnn_tanh>::MAXNG;
-      int mng = maxng;
-      if (const char* e = std::getenv("SEQFUSE_TUNE_MAXNG"))
-        mng = std::max(1, std::min(maxng, std::atoi(e)));
+      const int mng = maxng;
       const int ngrp = Hp_ / W, np = (ngrp + mng - 1) / mng;
       U_ = (ngrp + np - 1) / np;
     }
