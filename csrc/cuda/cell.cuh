@@ -6,6 +6,8 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace cg = cooperative_groups;
 
 namespace seqfuse {
@@ -41,6 +43,14 @@ __device__ __forceinline__ float cell_update(int cell, const float* gx, const fl
       return o * tanhf(c);
     }
   }
+}
+
+// Sequence b's length (T without lengths), clamped to [0, T]: a bad device value can never
+// index outside the arrays (the Python layer validates lengths before they get here).
+__device__ __forceinline__ int clamp_len(const int64_t* lengths, int b, int T) {
+  if (!lengths) return T;
+  const long long v = lengths[b];
+  return v < 0 ? 0 : (v > T ? T : int(v));
 }
 
 __device__ __forceinline__ long long row_of(bool batch_first, int t, int b, int T, int B) {

@@ -65,7 +65,8 @@ __global__ void head_rows_kernel(bool last_step, int B, int T, bool batch_first,
   const int b = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float* f = nullptr;
   if (last_step) {
-    const int t = (lengths ? int(lengths[b]) : T) - 1;
+    const long long n = lengths ? lengths[b] : T;  // clamped: never outside feat
+    const int t = int(n < 1 ? 0 : (n > T ? T - 1 : n - 1));
     f = feat + (batch_first ? (long long)b * T + t : (long long)t * B + b) * F;
   }
   for (int o = warp; o < O; o += 4) {

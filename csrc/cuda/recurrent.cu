@@ -79,8 +79,7 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
   const int tid = threadIdx.x;
 
   for (int i = tid; i < 2 * p.bt * p.hpad; i += NT) hbuf[i] = 0.f;
-  for (int i = tid; i < p.bt; i += NT)
-    lens[i] = i < nb ? (a.lengths ? int(a.lengths[b0 + i]) : a.T) : 0;
+  for (int i = tid; i < p.bt; i += NT) lens[i] = i < nb ? clamp_len(a.lengths, b0 + i, a.T) : 0;
   __syncthreads();
   for (int i = tid; i < nb * H; i += NT) {
     const int bb = i / H, k = i - bb * H;
@@ -254,7 +253,7 @@ __global__ void __launch_bounds__(kStepWarps * 32)
       for (int g = 0; g < 4; ++g) gh[g] = acc[g][q];
   const int b = b0 + lane;
   const long long o = ((long long)d * B + b) * H + j;
-  const int len = a.lengths ? int(a.lengths[b]) : a.T;
+  const int len = clamp_len(a.lengths, b, a.T);
   const float hprev = hcur[o];
   float hnew = hprev;
   if (s < len) {

@@ -44,7 +44,9 @@ struct ForwardArgs {
   const int64_t* tokens = nullptr;   // [B, T] (or [T, B]) token ids (vocab_size > 0). Ids out of
                                      // [0, vocab) are not read: their outputs become NaN.
   const int64_t* lengths = nullptr;  // [B] valid lengths in [1, T], any order, ON THE DEVICE
-                                     // (not checked here: the caller validates them)
+                                     // (not checked here: the caller validates them; the
+                                     // kernels clamp them, so a bad value never reads or
+                                     // writes outside the arrays)
   const float* h0 = nullptr;         // [L*dirs, B, H] initial hidden state (zeros if null)
   const float* c0 = nullptr;         // [L*dirs, B, H] initial LSTM cell state (zeros if null)
   float* y = nullptr;                // required. head none: [B, T, dirs*H] (or [T, B, dirs*H]);
