@@ -305,3 +305,51 @@ def test_cuda_fused_plan_limits():
     # The Shakespeare char-LSTM's streaming step: one cluster of 16 blocks, 16 units each.
     p = _C.cuda_fused_plan(256, 4, 2, 0, 1, 16, H100_SMEM)
     assert p["ok"] and p["cluster"] == 16 and p["units"] == 16
+
+
+def emulate_fused_wavefront(x: np.ndarray, W_ih: list, W_hh: list, h0: np.ndarray):
+    """The fused kernel's schedule with its buffers (tanh RNN cells, one sequence): at tick
+    tau layer l works on step tau - l; phase 1 of every layer in flight reads before any
+    phase 2 of that tick writes (the __syncthreads between them); h buffers by step parity."""
+    T, L, H = x.shape[0], len(W_hh), h0.shape[1]
+    hb = np.zeros((2, L, H))
+    hb[0] = h0
+    y = np.full((T, H), np.nan)
+    for tick in range(T + L - 1):
+        lo, hi = max(0, tick - (T - 1)), min(L - 1, tick)
+        pre = {}
+        for layer in range(lo, hi + 1):  # phase 1: reads only
+            t = tick - layer
+            par = t & 1
+            inp = x[t] if layer == 0 else hb[par ^ 1, layer - 1]
+            pre[layer] = W_ih[layer] @ inp + W_hh[layer] @ hb[par, layer]
+        for layer in range(lo, hi + 1):  # phase 2: writes
+            t = tick - layer
+            hb[(t & 1) ^ 1, layer] = np.tanh(pre[layer])
+        t = tick - (L - 1)
+        if t >= 0:  # the head reads the top layer's step t after the barrier
+            y[t] = hb[(t & 1) ^ 1, L - 1]
+    return y, hb[T & 1]
+
+
+@pytest.mark.parametrize("T,L", [(1, 1), (1, 3), (2, 2), (5, 1), (7, 3), (4, 4)])
+def test_cuda_fused_wavefront_schedule_matches_layer_by_layer(T, L):
+    rng = np.random.default_rng(T * 10 + L)
+    D, H = 3, 5
+    W_ih = [rng.standard_normal((H, D if layer == 0 else H)) * 0.5 for layer in range(L)]
+    W_hh = [rng.standard_normal((H, H)) * 0.5 for _ in range(L)]
+    x = rng.standard_normal((T, D))
+    h0 = rng.standard_normal((L, H))
+    got_y, got_h = emulate_fused_wavefront(x, W_ih, W_hh, h0)
+    inp = x
+    want_h = np.empty_like(h0)
+    for layer in range(L):  # the plain order: one layer over all steps, then the next
+        h = h0[layer]
+        out = []
+        for t in range(T):
+            h = np.tanh(W_ih[layer] @ inp[t] + W_hh[layer] @ h)
+            out.append(h)
+        inp = np.array(out)
+        want_h[layer] = h
+    np.testing.assert_allclose(got_y, inp, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got_h, want_h, rtol=0, atol=1e-12)
