@@ -353,3 +353,60 @@ def test_cuda_fused_wavefront_schedule_matches_layer_by_layer(T, L):
         want_h[layer] = h
     np.testing.assert_allclose(got_y, inp, rtol=0, atol=1e-12)
     np.testing.assert_allclose(got_h, want_h, rtol=0, atol=1e-12)
+
+
+def emulate_persistent_layer(x, lengths, W_ih, W_hh, b, h0, batch_first, bt):
+    """One bidirectional tanh-RNN layer through the persistent kernel's loop: the host zeroes
+    y (lengths given), the GEMM fills gx in the caller's row order, each batch tile runs
+    max(lengths in tile) steps, sequence b is active while s < len_b, at time t = s (forward)
+    or len_b - 1 - s (backward), and keeps its state past its length."""
+    T, B = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    H = h0.shape[-1]
+    rows = x.reshape(B * T, -1)  # the caller's row order, as the GEMM sees it
+
+    def row_of(t, bb):
+        return bb * T + t if batch_first else t * B + bb
+
+    y = np.zeros((B * T, 2 * H))
+    hn = np.zeros((2, B, H))
+    for d in range(2):
+        gx = rows @ W_ih[d].T + b[d]
+        for b0 in range(0, B, bt):
+            tile = range(b0, min(B, b0 + bt))
+            h = {bb: h0[d, bb].copy() for bb in tile}
+            for s in range(max(lengths[bb] for bb in tile)):
+                for bb in tile:
+                    n = lengths[bb]
+                    if s < n:
+                        t = s if d == 0 else n - 1 - s
+                        h[bb] = np.tanh(gx[row_of(t, bb)] + W_hh[d] @ h[bb])
+                        y[row_of(t, bb), d * H : (d + 1) * H] = h[bb]
+            for bb in tile:
+                hn[d, bb] = h[bb]
+    shape = (B, T, 2 * H) if batch_first else (T, B, 2 * H)
+    return y.reshape(shape), hn
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("bt", [1, 2, 8])
+def test_cuda_persistent_loop_semantics_match_pack_padded_sequence(batch_first, bt):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    B, T, D, H = 5, 7, 3, 4
+    torch.manual_seed(bt)
+    rnn = torch.nn.RNN(D, H, batch_first=batch_first, bidirectional=True).double()
+    x = torch.randn((B, T, D) if batch_first else (T, B, D), dtype=torch.float64)
+    lengths = [7, 3, 1, 5, 2]
+    h0 = torch.randn(2, B, H, dtype=torch.float64)
+    with torch.no_grad():
+        packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first, enforce_sorted=False)
+        out, hn = rnn(packed, h0)
+        out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    sd = {k: v.numpy() for k, v in rnn.state_dict().items()}
+    W_ih = [sd["weight_ih_l0"], sd["weight_ih_l0_reverse"]]
+    W_hh = [sd["weight_hh_l0"], sd["weight_hh_l0_reverse"]]
+    b = [sd["bias_ih_l0"] + sd["bias_hh_l0"], sd["bias_ih_l0_reverse"] + sd["bias_hh_l0_reverse"]]
+    y, h = emulate_persistent_layer(x.numpy(), lengths, W_ih, W_hh, b, h0.numpy(), batch_first, bt)
+    np.testing.assert_allclose(y, out.numpy(), atol=1e-12)
+    np.testing.assert_allclose(h, hn.numpy(), atol=1e-12)
