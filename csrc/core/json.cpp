@@ -2,6 +2,7 @@
 #include "core/json.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 

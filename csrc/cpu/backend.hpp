@@ -61,15 +61,10 @@ class SpinBarrier {
       gen_.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
-    // Spin briefly (a peer on its own core arrives within ~100 ns), then yield: on a busy
-    // machine the peer may be descheduled and spinning would only steal its core.
-    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins > 512) std::this_thread::yield();
-#if defined(__x86_64__) || defined(__i386__)
-      else
-        __builtin_ia32_pause();
-#endif
-    }
+    // Spin (a peer on its own core arrives within ~100 ns), then yield: on a busy machine
+    // the peer may be descheduled and spinning would only steal its core.
+    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins)
+      if (spins > 4000) std::this_thread::yield();
   }
 
  private:

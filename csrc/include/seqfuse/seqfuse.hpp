@@ -152,6 +152,7 @@ class Model {
 };
 
 // Streaming: feed k >= 1 time steps per call; h (and c) carry over between calls.
+// A Session is used by one thread at a time (it owns its state and workspace).
 class Session {
  public:
   Session(Session&&) noexcept;
