@@ -263,7 +263,43 @@ class NativeModel:
         self._batch_first = module.get("batch_first", True)
         self._addr = self._core.address
         # The fast path of forward(): batch-first float-feature sequence models.
-        self._fast = self._kind in ("seq", "rnn") and self._batch_first and not self._tokens
+        fast = self._kind in ("seq", "rnn") and self._batch_first and not self._tokens
+        self._fast_fn = self._build_fast() if fast else None
+
+    def _build_fast(self) -> Any:
+        """forward() for a contiguous float32 CPU tensor, with the model's constants bound as
+        locals (attribute lookups are a visible share of a 3 us call). None: not applicable."""
+        addr, D, S, H, nout = self._addr, self._D, self._S, self._H, self._O
+        lstm = self._lstm
+        per_step = self._head in ("step", "none")
+        ylast = nout if self._head == "step" else self._F
+        run, empty, f32 = _run, _empty_torch, _f32
+
+        def fast(x: torch.Tensor, threads: int, need_state: bool) -> Any:
+            shp = x.shape
+            if len(shp) != 3:
+                return None
+            B, T, Dx = shp
+            if not B or not T or Dx != D:
+                return None
+            y = empty(B, T, ylast) if per_step else empty(B, nout)
+            if y.dtype is not f32:  # a changed default dtype: take the general path
+                return None
+            xp = x.data_ptr()
+            if not need_state:
+                run(addr, B, T, 1, xp, None, None, None, None, y.data_ptr(), None, None, threads, 1)
+                return y, None
+            hn = empty(S, B, H)
+            if lstm:
+                cn = empty(S, B, H)
+                run(addr, B, T, 1, xp, None, None, None, None, y.data_ptr(), hn.data_ptr(),
+                    cn.data_ptr(), threads, 0)  # fmt: skip
+                return y, (hn, cn)
+            run(addr, B, T, 1, xp, None, None, None, None, y.data_ptr(), hn.data_ptr(), None,
+                threads, 0)  # fmt: skip
+            return y, hn
+
+        return fast
 
     # -- info
     @property
@@ -290,38 +326,15 @@ class NativeModel:
         if (
             hx is None
             and lengths is None
-            and self._fast
             and type(x) is _Tensor
+            and self._fast_fn is not None
             and x.dtype is _f32
             and x.is_cpu
-            and not x.requires_grad
             and x.is_contiguous()
-            and x.dim() == 3
         ):
-            B, T, D = x.shape
-            if B and T and D == self._D:
-                head = self._head
-                if head == "step":
-                    y = _empty_torch(B, T, self._O)
-                elif head == "none":
-                    y = _empty_torch(B, T, self._F)
-                else:
-                    y = _empty_torch(B, self._O)
-                if y.dtype is _f32:
-                    if need_state:
-                        hn = _empty_torch(self._S, B, self._H)
-                        if self._lstm:
-                            cn = _empty_torch(self._S, B, self._H)
-                            _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None,
-                                 y.data_ptr(), hn.data_ptr(), cn.data_ptr(),
-                                 threads or self.threads, 0)  # fmt: skip
-                            return y, (hn, cn)
-                        _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None,
-                             y.data_ptr(), hn.data_ptr(), None, threads or self.threads, 0)  # fmt: skip
-                        return y, hn
-                    _run(self._addr, B, T, 1, x.data_ptr(), None, None, None, None, y.data_ptr(),
-                         None, None, threads or self.threads, 1)  # fmt: skip
-                    return y, None
+            r = self._fast_fn(x, threads or self.threads, need_state)
+            if r is not None:
+                return r
         kind = self._kind
         if kind == "linear":
             if hx is not None or lengths is not None:
