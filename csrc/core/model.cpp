@@ -1,6 +1,7 @@
 // Model and Session: argument validation, kernel-set choice, workspace reuse, the thread
 // pool and streaming state. Checked by tests/test_native*.py.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -162,7 +163,14 @@ struct Model::Impl {
   std::mutex pool_mu;
   std::unique_ptr<ThreadPool> pool;
 
+  // One workspace is kept in a lock-free slot (the common single-caller case); concurrent
+  // callers fall back to the mutex-guarded list.
+  std::atomic<Workspace*> slot{nullptr};
+  ~Impl() { delete slot.exchange(nullptr); }
+
   std::unique_ptr<Workspace> take_ws() {
+    if (Workspace* w = slot.exchange(nullptr, std::memory_order_acquire))
+      return std::unique_ptr<Workspace>(w);
     std::lock_guard<std::mutex> lk(ws_mu);
     if (free_ws.empty()) return std::make_unique<Workspace>();
     auto w = std::move(free_ws.back());
@@ -170,6 +178,11 @@ struct Model::Impl {
     return w;
   }
   void give_ws(std::unique_ptr<Workspace> w) {
+    Workspace* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, w.get(), std::memory_order_release)) {
+      w.release();
+      return;
+    }
     std::lock_guard<std::mutex> lk(ws_mu);
     free_ws.push_back(std::move(w));
   }

@@ -186,6 +186,10 @@ inline void gemm(int M, const float* A, size_t lda, const Packed& P, const float
       if (c0 >= ncols) break;
       const float* b0 = bp ? bp + v0 * W : nullptr;
       int r = 0;
+      if (nv == 1)  // one output vector (a narrow head): more rows keep more FMAs in flight
+        for (; r + 8 <= M; r += 8)
+          gemm_mk<8, 1>(P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
+                        C + size_t(r) * ldc + c0, ldc, ncols - c0);
       for (; r + S::GEMM_MR <= M; r += S::GEMM_MR)
         gemm_nv<S::GEMM_MR>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
                             C + size_t(r) * ldc + c0, ldc, ncols - c0);
