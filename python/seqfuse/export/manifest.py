@@ -285,6 +285,14 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
         detail = a.get("exporter", "")
         if fmt == "onnx" and "chosen" in a:
             detail = f"{a['chosen']} exporter"
+            other = a["candidates"].get("dynamo", {})
+            if a["chosen"] == "legacy" and other.get("error"):
+                err = other["error"]
+                if "no native RNN node" in err:
+                    err = "unrolled the RNN"
+                elif "invalid dimension" in err.lower():
+                    err = "fixed a dynamic axis"
+                detail += f" (dynamo {err[:60]})"
         if a["status"] == "failed":
             detail = a.get("error", "")
         n = len(a.get("verified_on", []))
