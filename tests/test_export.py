@@ -121,11 +121,11 @@ def check_manifest(manifest: dict, out: Path, formats: list[str]) -> None:
         elif is_seq:  # fixed sequence length: recorded, and checked at that length
             assert a["limits"] and "seq" in a["verification"]["not_checked"]
             assert all(s[1] == export_x[1] for s in shapes)
-        if is_seq and fmt in ("torchscript", "native"):
+        if is_seq and fmt in ("torchscript", "native", "onnx"):
             assert any("lengths" in c["inputs"] for c in checks), "no variable-length check"
             assert any("states" in c["inputs"] for c in checks), "no initial-state check"
         if is_seq and fmt == "onnx":
-            assert any("states" in c["inputs"] for c in checks)
+            assert a["lengths_input"] and "limits" not in a
 
 
 @pytest.mark.parametrize("task", list(PRESETS))
@@ -167,6 +167,7 @@ def test_manifest_records_how_each_artifact_was_made(trained_checkpoint, tmp_pat
     assert "Loop" not in onnx_rec["facts"]["ops"]
     inputs = {i["name"]: i for i in onnx_rec["facts"]["inputs"]}
     assert not inputs["x"]["optional"] and inputs["h0"]["optional"]
+    assert inputs["lengths"]["optional"]
     assert onnx_rec["versions"]["onnxruntime"]
     # AOTInductor: dynamic batch, the sequence length limit measured and written down
     aoti = a["aoti"]
@@ -176,7 +177,7 @@ def test_manifest_records_how_each_artifact_was_made(trained_checkpoint, tmp_pat
     assert aoti["metadata"]["seqfuse.input_shape"] == "2,20,1"
 
 
-def test_onnx_states_are_optional_inputs(trained_checkpoint, tmp_path_factory):
+def test_onnx_states_and_lengths_are_optional_inputs(trained_checkpoint, tmp_path_factory):
     import onnxruntime as ort
 
     manifest, out = export_cached("sine", ALL, trained_checkpoint, tmp_path_factory)
@@ -193,6 +194,12 @@ def test_onnx_states_are_optional_inputs(trained_checkpoint, tmp_path_factory):
     y2, h2 = sess.run(None, {"x": x.numpy(), "h0": h0.numpy()})
     assert abs(torch.from_numpy(y2) - y_ref2).max() <= 1e-4
     assert abs(torch.from_numpy(h2) - h_ref2).max() <= 1e-4
+    lengths = torch.tensor([9, 2, 5])  # ONNX sequence_lens: pack_padded_sequence semantics
+    with torch.no_grad():
+        y_ref3, h_ref3 = model(x, h0, lengths)
+    y3, h3 = sess.run(None, {"x": x.numpy(), "h0": h0.numpy(), "lengths": lengths.numpy()})
+    assert abs(torch.from_numpy(y3) - y_ref3).max() <= 1e-4
+    assert abs(torch.from_numpy(h3) - h_ref3).max() <= 1e-4
 
 
 def test_onnx_gru_has_linear_before_reset(trained_checkpoint, tmp_path_factory):

@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import re
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +35,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqfuse.export.wrappers import FlatIO, FlatIOStates, ModelSpec, scriptable
+from seqfuse.export.wrappers import (
+    FlatIO,
+    FlatIOLengthsLSTM,
+    FlatIOLengthsRNN,
+    FlatIOStates,
+    ModelSpec,
+    scriptable,
+)
 
 log = logging.getLogger("seqfuse.export")
 
@@ -49,15 +57,44 @@ class FormatUnavailable(Exception):
 
 
 @contextlib.contextmanager
+def _mute_native_stderr():
+    """Silence C++-level writes to fd 2 (torch's ``[W ...]`` exporter warnings)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreters): nothing to mute
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
 def _quiet_torch(notes: list[str]):
     """Run an exporter without letting its warnings/prints reach the user unfiltered.
 
     Deprecation warnings from torch.jit / torch.onnx are the expected, documented kind:
     they become one note each (deduplicated). The exporters' chatter on stdout is dropped.
     """
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("always")
-        yield
+    previous = logging.root.manager.disable
+    # torch.export logs whole graphs at ERROR level when it fails; the failure itself is
+    # what we keep (the exception, in the manifest), so logging is muted meanwhile
+    logging.disable(logging.CRITICAL)
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            _mute_native_stderr(),
+        ):
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logging.disable(previous)
     seen = set()
     for w in caught:
         msg = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
@@ -118,12 +155,14 @@ ONNX_OPSET_LEGACY = 17
 RNN_OPS = {"LSTM", "GRU", "RNN"}
 
 
-def _onnx_dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
+def _onnx_dynamic_axes(spec: ModelSpec, lengths: bool) -> dict[str, dict[int, str]]:
     if not spec.is_seq:
         return {"x": {0: "batch"}, "y": {0: "batch"}}
     axes: dict[str, dict[int, str]] = {"x": {0: "batch", 1: "seq"}}
     for n in spec.state_names:
         axes[n] = {1: "batch"}
+    if lengths:
+        axes["lengths"] = {0: "batch"}
     head = spec.config["head"]
     axes["y"] = {0: "batch", 1: "seq"} if head in ("none", "step") else {0: "batch"}
     for n in spec.output_names[1:]:
@@ -132,12 +171,27 @@ def _onnx_dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
 
 
 def _export_onnx_once(
-    model: nn.Module, spec: ModelSpec, path: Path, x: torch.Tensor, dynamo: bool, notes: list[str]
+    model: nn.Module,
+    spec: ModelSpec,
+    path: Path,
+    x: torch.Tensor,
+    dynamo: bool,
+    notes: list[str],
+    lengths: bool = False,
 ) -> None:
-    states = spec.zero_states(x.shape[0])
-    wrapper = (FlatIOStates if spec.is_seq else FlatIO)(model, spec).eval()
-    args = (x, *states)
+    B, states = x.shape[0], spec.zero_states(x.shape[0])
     in_names = ["x", *spec.state_names]
+    args: tuple[Any, ...] = (x, *states)
+    if not spec.is_seq:
+        wrapper: nn.Module = FlatIO(model, spec)
+    elif lengths:
+        wrapper = (FlatIOLengthsLSTM if spec.is_lstm else FlatIOLengthsRNN)(model, spec)
+        T = int(x.shape[1])  # unequal example lengths, so nothing folds to "all full"
+        args = (*args, torch.tensor([T - (k % 2) * (T // 2) for k in range(B)]))
+        in_names.append("lengths")
+    else:
+        wrapper = FlatIOStates(model, spec)
+    wrapper = wrapper.eval()
     with _quiet_torch(notes):
         if dynamo:
             batch = torch.export.Dim("batch", min=1, max=65536)
@@ -147,6 +201,8 @@ def _export_onnx_once(
                 shapes["h0"] = {1: batch}
                 if spec.is_lstm:
                     shapes["c0"] = {1: batch}
+                if lengths:
+                    shapes["lengths"] = {0: batch}
             torch.onnx.export(
                 wrapper, args, str(path), input_names=in_names,
                 output_names=spec.output_names, dynamo=True, dynamic_shapes=shapes,
@@ -156,7 +212,7 @@ def _export_onnx_once(
             torch.onnx.export(
                 wrapper, args, str(path), input_names=in_names,
                 output_names=spec.output_names, dynamo=False,
-                dynamic_axes=_onnx_dynamic_axes(spec), opset_version=ONNX_OPSET_LEGACY,
+                dynamic_axes=_onnx_dynamic_axes(spec, lengths), opset_version=ONNX_OPSET_LEGACY,
             )  # fmt: skip
 
 
@@ -220,6 +276,31 @@ def _make_states_optional(path: Path, spec: ModelSpec) -> None:
             if inp.name == s:  # the state's batch is 1 (default) or the input's batch
                 inp.type.tensor_type.shape.dim[1].ClearField("dim_value")
                 inp.type.tensor_type.shape.dim[1].dim_param = "state_batch"
+    if "lengths" in names:
+        # default [-1] = "every sequence is full length": Where(lengths < 0, T, lengths)
+        inner = "lengths_resolved"
+        for node in g.node:
+            for k, v in enumerate(node.input):
+                if v == "lengths":
+                    node.input[k] = inner
+        new_nodes += [
+            helper.make_node("Shape", [x_name], ["sf_seq"], start=1, end=2, name="sf_seq"),
+            helper.make_node("Expand", ["sf_seq", "sf_batch"], ["sf_seq_b"], name="sf_seq_b"),
+            helper.make_node("Expand", ["lengths", "sf_batch"], ["sf_len_b"], name="sf_len_b"),
+            helper.make_node(
+                "Constant", [], ["sf_zero"], name="sf_zero",
+                value=helper.make_tensor("sf_zero_v", TensorProto.INT64, [], [0]),
+            ),
+            helper.make_node("Less", ["sf_len_b", "sf_zero"], ["sf_len_default"], name="sf_lt"),
+            helper.make_node(
+                "Where", ["sf_len_default", "sf_seq_b", "sf_len_b"], [inner], name="sf_len"
+            ),
+        ]  # fmt: skip
+        g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "lengths"))
+        for inp in g.input:
+            if inp.name == "lengths":
+                inp.type.tensor_type.shape.dim[0].ClearField("dim_value")
+                inp.type.tensor_type.shape.dim[0].dim_param = "lengths_batch"
     for k, node in enumerate(new_nodes):
         g.node.insert(k, node)
     if m.ir_version < 4:
@@ -278,24 +359,32 @@ def to_onnx(
     x = example_inputs[0]
     if verify_fn is None:
 
-        def verify_fn(p: Path) -> dict[str, Any]:
-            return V.verify_onnx(p, model, spec, x.shape)
+        def verify_fn(p: Path, with_lengths: bool) -> dict[str, Any]:
+            return V.verify_onnx(p, model, spec, x.shape, lengths=with_lengths)
 
     candidates: dict[str, dict[str, Any]] = {}
     chosen = None
-    for name, dynamo in (("dynamo", True), ("legacy", False)):
+    # Variable lengths go in as ONNX's sequence_lens where the exporter manages it; the
+    # legacy exporter without lengths is the last resort.
+    plan = [("dynamo", True, spec.is_seq), ("legacy", False, spec.is_seq)]
+    for name, dynamo, with_lengths in plan + [("legacy_no_lengths", False, False)]:
+        if name == "legacy_no_lengths" and (chosen is not None or not spec.is_seq):
+            break
         cand = path.with_name(f".{path.name}.{name}")
         notes: list[str] = []
-        rec: dict[str, Any] = {"exporter": f"torch.onnx.export(dynamo={dynamo})"}
+        rec: dict[str, Any] = {
+            "exporter": f"torch.onnx.export(dynamo={dynamo})",
+            "lengths_input": with_lengths,
+        }
         t0 = time.perf_counter()
         try:
-            _export_onnx_once(model, spec, cand, x, dynamo, notes)
+            _export_onnx_once(model, spec, cand, x, dynamo, notes, lengths=with_lengths)
             if spec.is_seq:
                 _make_states_optional(cand, spec)
             facts = onnx_graph_facts(cand)
             if spec.is_seq and not RNN_OPS & set(facts["ops"]):
                 raise RuntimeError(f"no native RNN node in the graph (ops: {facts['ops']})")
-            check = verify_fn(cand)
+            check = verify_fn(cand, with_lengths)
             rec.update(facts=facts, verification=check)
             rec["ok"] = check["ok"]
             if not check["ok"]:
@@ -315,16 +404,20 @@ def to_onnx(
     if chosen is None:
         errs = "; ".join(f"{k}: {v['error']}" for k, v in candidates.items())
         raise RuntimeError(f"no ONNX exporter produced a model that verifies ({errs})")
-    other = "legacy" if chosen == "dynamo" else "dynamo"
-    why = (
-        "dynamo exporter verified (preferred: it is torch's maintained exporter)"
-        if chosen == "dynamo"
-        else f"dynamo exporter did not verify ({candidates[other]['error']})"
-    )
+    if chosen == "dynamo":
+        why = "dynamo exporter verified (preferred: it is torch's maintained exporter)"
+    elif chosen == "legacy":
+        why = f"dynamo exporter did not verify ({candidates['dynamo']['error']})"
+    else:
+        why = (
+            "no exporter verified with a lengths input (dynamo: "
+            f"{candidates['dynamo']['error']}; legacy: {candidates['legacy']['error']})"
+        )
     info = {
         "exporter": candidates[chosen]["exporter"],
         "chosen": chosen,
         "why": why,
+        "lengths_input": candidates[chosen]["lengths_input"],
         "candidates": {k: {kk: vv for kk, vv in v.items() if kk != "verification"}
                        for k, v in candidates.items()},
         "facts": candidates[chosen]["facts"],

@@ -130,7 +130,7 @@ def _export_one(
             i["name"] + (" (optional)" if i["optional"] else "") for i in facts["inputs"]
         ]
         rec["dynamic"] = {"batch": True, "seq": True} if spec.is_seq else {"batch": True}
-        if spec.is_seq:
+        if spec.is_seq and not info["lengths_input"]:
             rec["limits"] = [V.ONNX_NO_LENGTHS]
     elif fmt == "aoti":
         _, info = F.aoti_with_info(model, path, (x,))

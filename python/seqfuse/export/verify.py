@@ -177,14 +177,18 @@ def verify_torchscript(
 
 
 ONNX_NO_LENGTHS = (
-    "variable lengths are not an input of the ONNX graph: pack_padded_sequence does not "
-    "export to ONNX's sequence_lens; run padded batches of equal length, or use "
+    "variable lengths are not an input of this ONNX graph: no exporter produced a verified "
+    "graph with lengths (ONNX sequence_lens); run batches of equal length, or use "
     "TorchScript/native"
 )
 
 
 def verify_onnx(
-    path: Path, model: nn.Module, spec: ModelSpec, export_shape: tuple[int, ...]
+    path: Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    export_shape: tuple[int, ...],
+    lengths: bool = False,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -196,10 +200,12 @@ def verify_onnx(
         feed = {"x": case.x.numpy()}
         for name, s in zip(spec.state_names, case.states or []):
             feed[name] = s.numpy()
+        if case.lengths is not None:
+            feed["lengths"] = case.lengths.numpy()
         return tuple(sess.run(None, feed))
 
-    reasons = {"lengths": ONNX_NO_LENGTHS} if spec.is_seq else {}
-    support = Support(lengths=False, reasons=reasons)
+    reasons = {"lengths": ONNX_NO_LENGTHS} if spec.is_seq and not lengths else {}
+    support = Support(lengths=lengths and spec.is_seq, reasons=reasons)
     return run_checks("onnx", model, spec, export_shape, support, run)
 
 

@@ -207,3 +207,17 @@ class FlatIOStates(FlatIO):
     def forward(self, x: Tensor, h0: Tensor, c0: Optional[Tensor] = None):  # noqa: UP045
         states = [h0] if c0 is None else [h0, c0]
         return super().forward(x, *states)
+
+
+class FlatIOLengthsRNN(FlatIO):
+    """``(x, h0, lengths)`` for rnn/gru models: the ONNX signature with variable lengths."""
+
+    def forward(self, x: Tensor, h0: Tensor, lengths: Tensor):
+        return flat_outputs(self.model(x, h0, lengths))
+
+
+class FlatIOLengthsLSTM(FlatIO):
+    """``(x, h0, c0, lengths)`` for lstm models: the ONNX signature with variable lengths."""
+
+    def forward(self, x: Tensor, h0: Tensor, c0: Tensor, lengths: Tensor):
+        return flat_outputs(self.model(x, (h0, c0), lengths))
