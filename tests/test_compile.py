@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 from seqfuse import SeqfuseError
-from seqfuse.compile import FusedSeq
-from seqfuse.compile import compile as sf_compile
+from seqfuse.compiler import FusedSeq
+from seqfuse.compiler import compile as sf_compile
 from seqfuse.export.wrappers import ModelSpec
-from seqfuse.models import build_model, preset
+from seqfuse.models import build_model, example_input, preset
 from torch.utils._pytree import tree_leaves
 
 
@@ -102,3 +102,15 @@ def test_linear_model_and_bad_arguments():
         sf_compile("model")
     with pytest.raises(SeqfuseError, match="seqfuse models"):
         FusedSeq(torch.nn.LSTM(2, 3), "reference")
+
+
+def test_top_level_seqfuse_compile_is_the_function():
+    import seqfuse
+    import seqfuse.compiler  # importing the module must not shadow the function
+
+    model = build_model(preset("sine")).eval()
+    x = example_input(preset("sine"), batch=2, seq_len=6)
+    fast = seqfuse.compile(model, mode="reference")
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x)[0], model(x)[0], atol=1e-5, rtol=0)
+    assert callable(seqfuse.compile) and seqfuse.compiler.compile is not None

@@ -23,4 +23,16 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-__all__ = ["SeqfuseError", "__version__", "build_info"]
+def compile(model, mode: str = "native", **torch_compile_kwargs):  # noqa: A001
+    """torch.compile for recurrent models, with the whole RNN as one fused custom op.
+
+    ``mode="native"`` (default) runs seqfuse's fused loop inside the compiled graph with no
+    graph break; ``"reference"`` runs the eager module inside the same op; ``"torch"`` is
+    plain ``torch.compile`` (which graph-breaks on nn.RNN/GRU/LSTM). See docs/EXPORT.md.
+    """
+    from seqfuse.compiler import compile as _compile
+
+    return _compile(model, mode=mode, **torch_compile_kwargs)
+
+
+__all__ = ["SeqfuseError", "__version__", "build_info", "compile"]

@@ -157,16 +157,16 @@ class SeqfuseCompile(_TorchFn):
 
     def available(self):
         try:
-            mod = importlib.import_module("seqfuse.compile")
+            mod = importlib.import_module("seqfuse.compiler")
         except ImportError as e:
-            return False, f"seqfuse.compile not importable ({e})"
+            return False, f"seqfuse.compiler not importable ({e})"
         if not callable(getattr(mod, "compile", None)):
-            return False, "seqfuse.compile has no compile()"
+            return False, "seqfuse.compiler has no compile()"
         return True, ""
 
     def make_fn(self, model, inputs):
         torch._dynamo.reset()
-        return importlib.import_module("seqfuse.compile").compile(model)
+        return importlib.import_module("seqfuse.compiler").compile(model)
 
     def close(self) -> None:
         self.fn = None

@@ -1,4 +1,5 @@
-"""seqfuse.compile: torch.compile for recurrent models, with the RNN as one fused op.
+"""seqfuse.compiler: what ``seqfuse.compile()`` runs: torch.compile for recurrent models,
+with the RNN as one fused op.
 
 Plain ``torch.compile`` does not compile nn.RNN/GRU/LSTM: with torch's default
 ``torch._dynamo.config.allow_rnn=False`` Dynamo stops at the RNN call ("Attempted to wrap
