@@ -152,6 +152,37 @@ def test_threads_give_identical_results(case):
             np.testing.assert_array_equal(a, b)
 
 
+# Hidden sizes whose recurrent step is big enough for a team of threads to split one
+# direction's panels (the grid's sizes never are): H=200 packs as an even number of uneven
+# panels, H=256 as four equal ones. Eager parity, identical results at 1/2/3 threads, and
+# streaming (one step per call, the layer loop without a barrier between layers).
+@pytest.mark.parametrize(
+    "cell,hidden,bidir,lengths",
+    [("lstm", 256, False, False), ("lstm", 200, False, True), ("gru", 200, True, False)],
+)
+def test_team_split_large_hidden(cell, hidden, bidir, lengths):
+    case = dict(
+        cell=cell, input_size=8, hidden=hidden, layers=2, bidir=bidir, bias=True,
+        batch_first=True, B=3, T=5, hx=True, lengths=lengths, seed=7,
+    )  # fmt: skip
+    m = make_rnn(cell, 8, hidden, 2, bidir, True, True, 7)
+    x, hx, ln = inputs(case)
+    want = eager_rnn(m, x, hx, ln)
+    nm = sn.from_module(m)
+    one = flat(nm(x, hx, lengths=ln, threads=1))
+    assert max_err(nm(x, hx, lengths=ln), want) <= TOL
+    for threads in (2, 3):
+        for a, b in zip(one, flat(nm(x, hx, lengths=ln, threads=threads))):
+            np.testing.assert_array_equal(a, b)
+    if not bidir:
+        with torch.no_grad():
+            full = m(x[:1])[0]
+        for threads in (1, 2, 3):
+            s = nm.stream(batch=1, threads=threads)
+            got = torch.cat([s(x[:1, t : t + 1]) for t in range(x.shape[1])], dim=1)
+            assert max_err(got, full) <= TOL
+
+
 def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool):
     cfg = preset(name)
     torch.manual_seed(seed)

@@ -370,7 +370,13 @@ class FastBackend final : public Backend {
                         : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
                                               : CellT<Cell::rnn_tanh>::MAXNG;
       const int mng = maxng;
-      const int ngrp = Hp_ / W, np = (ngrp + mng - 1) / mng;
+      const int ngrp = Hp_ / W;
+      int np = (ngrp + mng - 1) / mng;
+      // An even panel count when a step is big enough to be split by a two-thread team
+      // (threads own whole panels): e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
+      // split of the weights between the two cores).
+      const double step_bytes = 4.0 * G_ * Hp_ * H_;
+      if (np > 1 && np % 2 == 1 && np < ngrp && step_bytes >= 384.0 * 1024) ++np;
       U_ = (ngrp + np - 1) / np;
     }
     const int ux = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
@@ -661,7 +667,10 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
       } else {
         for (int d = 0; d < dirs; ++d) run_dir(kl, l, d, tid, nt, bar_all);
       }
-      bar_all.wait();
+      // One team ran every direction: its last step's barrier already published this layer's
+      // output, and what rank 0 does after it (final states) touches nothing the next layer
+      // reads before its own initial-state barrier. Padding zeros (lengths) still need one.
+      if (split || l == L - 1 || a.lengths) bar_all.wait();
     }
     if (hd == Head::step) {
       const int r0 = int(int64_t(tid) * rows / nt), r1 = int(int64_t(tid + 1) * rows / nt);
