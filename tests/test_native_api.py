@@ -124,6 +124,26 @@ def test_stream_threads_and_errors():
         bi.stream(1)
 
 
+@pytest.mark.parametrize("name", ["sine", "shakespeare", "hihell", "names"])
+def test_stream_fast_path_equals_general_path(name):
+    # A contiguous CPU tensor of the right dtype takes StreamSession's fast path; the same
+    # values as NumPy (and a non-contiguous tensor) take the general one: same outputs.
+    m = _model(name)
+    if m.config.to_dict()["bidirectional"]:
+        pytest.skip("streaming needs a unidirectional model")
+    x = example_input(m.config.to_dict(), batch=2, seq_len=6, seed=5)
+    nm = sn.from_module(m)
+    fast, slow, strided = nm.stream(2), nm.stream(2), nm.stream(2)
+    for t0, t1 in ((0, 1), (1, 4), (4, 6)):
+        chunk = x[:, t0:t1].contiguous()
+        a = fast(chunk)
+        b = slow(chunk.numpy())
+        c = strided(torch.stack([chunk, chunk], dim=-1)[..., 0])
+        assert isinstance(a, torch.Tensor) and a.dtype == torch.float32
+        np.testing.assert_array_equal(a.numpy(), b)
+        np.testing.assert_array_equal(a.numpy(), c.numpy())
+
+
 # ---- save / load ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["names", "mnist", "linear"])
 def test_save_load_round_trip(tmp_path, name):

@@ -520,8 +520,41 @@ class StreamSession:
         self._addr = self._s.address
         self.batch = batch
         self.threads = threads
+        # For the fast path: the dtype, rank and last dimension a well-formed input has, and
+        # the output's trailing size (constants bound here: lookups are a visible share of a
+        # ~20 us two-thread step).
+        self._fast_dtype = _i64 if model._tokens else _f32
+        self._fast_rank = 2 if model._tokens else 3
+        self._fast_last = None if model._tokens else model._D
+        self._per_step = model._head in ("step", "none")
+        self._ylast = model._F if model._head == "none" else model._O
 
     def __call__(self, x: Any) -> Any:
+        # Fast path: a contiguous CPU tensor of the right dtype and shape (a streaming loop's
+        # usual input). Anything else takes the general checks below, with their errors.
+        if type(x) is _Tensor and x.dtype is self._fast_dtype:
+            shp = x.shape
+            B = self.batch
+            if (
+                len(shp) == self._fast_rank
+                and shp[0] == B
+                and shp[1]
+                and (self._fast_last is None or shp[2] == self._fast_last)
+                and x.is_cpu
+                and x.is_contiguous()
+            ):
+                k = shp[1]
+                y = (
+                    _empty_torch(B, k, self._ylast)
+                    if self._per_step
+                    else _empty_torch(B, self._ylast)
+                )
+                if y.dtype is _f32:  # else a changed default dtype: the general path
+                    if self._fast_last is None:
+                        _stream_step(self._addr, None, x.data_ptr(), k, y.data_ptr(), self.threads)
+                    else:
+                        _stream_step(self._addr, x.data_ptr(), None, k, y.data_ptr(), self.threads)
+                    return y
         m = self._m
         B = self.batch
         if m._tokens:
