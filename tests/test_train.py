@@ -113,3 +113,24 @@ def test_atomic_save_leaves_no_temp_files(tmp_path):
     )
     assert [f.name for f in tmp_path.iterdir()] == ["c.pt"]
     assert load_checkpoint(p)["task"] == "sine"
+
+
+def test_resume_from_a_minimal_checkpoint_is_a_clear_error(tmp_path):
+    from seqfuse.models import build_model, preset
+
+    cfg = preset("sine")
+    path = save_checkpoint(
+        tmp_path / "min.pt",
+        {"task": "sine", "config": cfg, "model_state": build_model(cfg).state_dict(), "epoch": 1},
+    )
+    with pytest.raises(SeqfuseError, match="cannot resume: the checkpoint lacks seed"):
+        train(_opts(tmp_path / "r", epochs=2, resume=str(path)))
+
+
+def test_bad_gamma_and_unwritable_save_dir(tmp_path):
+    with pytest.raises(SeqfuseError, match="--gamma must be in"):
+        train(_opts(tmp_path / "g", epochs=1, scheduler="plateau", gamma=2.0))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SeqfuseError, match="cannot create --save-dir"):
+        train(_opts(blocker / "sub", epochs=1))

@@ -8,7 +8,6 @@ It trains the sine and hihell seeds, shows what they learned, exports them to ev
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from seqfuse.train.loop import TrainOptions, train
@@ -24,13 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="export formats (aoti compiles for ~10-30 s per model)",
     )
     p.add_argument("--no-progress", action="store_true")
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"hihell: the RNN now reads 'hihell' and says '{m['predicted']}'")
 
-    if not args.skip_export and _has("seqfuse.export"):
+    if not args.skip_export:
         from seqfuse.export import export_checkpoint, format_table
 
         print("\n== seqfuse demo: 2/3 export (each artifact reloaded and checked vs eager) ==")
@@ -62,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{task}: {out / task / 'export' / 'manifest.json'}")
             print(format_table(manifest) + "\n")
 
-    if not args.skip_bench and _has("seqfuse.bench"):
+    if not args.skip_bench:
         from seqfuse.bench import demo_benchmark
 
         print("\n== seqfuse demo: 3/3 benchmark (median latency, outputs checked first) ==")

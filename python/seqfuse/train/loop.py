@@ -26,6 +26,8 @@ from seqfuse.train.tasks import TASKS, Task
 
 SCHEDULERS = ("step", "cosine", "plateau", "none")
 CHECKPOINT_NAME = "checkpoint.pt"
+# what --resume needs beyond a loadable checkpoint
+RESUME_KEYS = ("seed", "rng_state", "optimizer_state")
 
 
 @dataclass
@@ -128,7 +130,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if hp["epochs"] < 1 or hp["batch_size"] < 1 or hp["lr"] <= 0:
         raise SeqfuseError("--epochs and --batch-size must be >= 1 and --lr > 0")
 
+    if hp["scheduler"] in ("step", "plateau") and not 0 < hp["gamma"] < 1:
+        raise SeqfuseError(f"--gamma must be in (0, 1) for the {hp['scheduler']} scheduler")
     resumed = load_checkpoint(opts.resume, task=task.name) if opts.resume else None
+    if resumed:
+        lacking = [k for k in RESUME_KEYS if k not in resumed]
+        if lacking:
+            raise SeqfuseError(
+                f"{opts.resume}: cannot resume: the checkpoint lacks {', '.join(lacking)} "
+                "(it was not written by seqfuse train)"
+            )
     seed = resumed["seed"] if resumed else opts.seed
     torch.manual_seed(seed)
     random.seed(seed)
@@ -154,8 +165,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 f"checkpoint is at epoch {start}; pass --epochs N with N > {start} to train more"
             )
 
-    save_dir = Path(opts.save_dir.format(task=task.name))
-    save_dir.mkdir(parents=True, exist_ok=True)
+    save_dir = Path(opts.save_dir.replace("{task}", task.name))
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SeqfuseError(f"cannot create --save-dir {save_dir}: {e.strerror}") from None
     ckpt_path = save_dir / CHECKPOINT_NAME
     log = (lambda *a: None) if opts.quiet else print
     log(
