@@ -22,10 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model, ckpt = model_from_checkpoint(args.checkpoint, task="shakespeare")
+    vocab = ckpt.get("extras", {}).get("vocab")
+    if not vocab:
+        raise SeqfuseError(f"{args.checkpoint}: checkpoint has no vocabulary (extras.vocab)")
     try:
-        text = sample_text(
-            model, ckpt["extras"]["vocab"], args.prompt, args.length, args.temperature, args.seed
-        )
+        text = sample_text(model, vocab, args.prompt, args.length, args.temperature, args.seed)
     except ValueError as e:
         raise SeqfuseError(str(e)) from None
     print(text)
