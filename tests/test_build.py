@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,24 @@ def test_cpp_app_against_installed_package(tmp_path):
         eager = m(tok)[0].reshape(-1).numpy()
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(got[: eager.size], eager, atol=1e-5, rtol=0)
+
+
+@pytest.mark.cxx
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
+def test_ctest_engine_against_reference(tmp_path):
+    # The C++ unit test (tests/cpp) through CMake's SEQFUSE_BUILD_TESTS and ctest, CUDA off
+    # so that it builds in well under a minute.
+    root = Path(__file__).resolve().parents[1]
+    build = tmp_path / "build"
+    subprocess.run(
+        ["cmake", "-S", str(root), "-B", str(build), "-DSEQFUSE_BUILD_TESTS=ON",
+         "-DSEQFUSE_CUDA=OFF", "-DCMAKE_BUILD_TYPE=Release"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "test_engine", "-j2"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "100% tests passed" in r.stdout

@@ -1,4 +1,5 @@
-// Internal declarations shared by core/ and cpu/ (not installed).
+// Internal declarations shared by core/ and cpu/ (not installed). Checked through the code
+// that uses them: tests/test_native*.py and tests/cpp/test_engine.cpp.
 #pragma once
 
 #include <map>
