@@ -280,3 +280,33 @@ def test_concurrent_calls_from_python_threads():
     for t in ts:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("fake_kind", ["linear", "rnn"])
+def test_metadata_kind_that_contradicts_the_config_is_rejected(tmp_path, fake_kind):
+    # The module kind decides the output shapes Python allocates: a file whose kind was
+    # edited must be refused at load, not run into a mis-sized buffer.
+    import json
+    import struct
+
+    from seqfuse.models import build_model, preset
+
+    src = tmp_path / "ok.safetensors"
+    m = build_model(preset("names")).eval() if fake_kind == "rnn" else torch.nn.LSTM(3, 8)
+    sn.from_module(m).save(src)
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"]["module"] = json.dumps({"kind": fake_kind})
+    body = json.dumps(header).encode()
+    body += b" " * ((8 - len(body) % 8) % 8)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n :])
+    with pytest.raises(sn.WeightFileError, match="does not match the engine config"):
+        sn.load(bad)
+
+
+def test_threads_zero_is_an_error_not_the_default():
+    nm = sn.from_module(torch.nn.GRU(3, 5))
+    with pytest.raises(ValueError, match="threads"):
+        nm(torch.randn(4, 2, 3), threads=0)

@@ -332,7 +332,7 @@ class NativeModel:
             and x.is_cpu
             and x.is_contiguous()
         ):
-            r = self._fast_fn(x, threads or self.threads, need_state)
+            r = self._fast_fn(x, self.threads if threads is None else threads, need_state)
             if r is not None:
                 return r
         kind = self._kind
@@ -367,7 +367,7 @@ class NativeModel:
             yp,
             None,
             None,
-            threads or self.threads,
+            self.threads if threads is None else threads,
             0,
         )
         return y
@@ -478,7 +478,7 @@ class NativeModel:
             yp,
             hnp,
             cnp,
-            threads or self.threads,
+            self.threads if threads is None else threads,
             not need_state,
         )
         del keep
@@ -493,7 +493,7 @@ class NativeModel:
         """A session that carries h (and c) between calls; inputs are batch-first."""
         if self._kind == "linear":
             raise InvalidArgumentError("a LinearRegression model has no state to stream")
-        return StreamSession(self, int(batch), threads or self.threads)
+        return StreamSession(self, int(batch), self.threads if threads is None else threads)
 
     # -- files
     def weights(self) -> dict[str, np.ndarray]:
@@ -697,8 +697,22 @@ def load(path: str | os.PathLike, threads: int = 1, isa: str = "auto", device: A
         raise WeightFileError(f"weight file not found: {path}")
     core = _C.Model.load(str(path), isa)
     info = _read_module_info(path)
+    cfg = json.loads(core.config_json)
     if info["kind"] == "engine":
-        info = {"kind": "rnn" if json.loads(core.config_json)["head"] == "none" else "seq"}
+        info = {"kind": "rnn" if cfg["head"] == "none" else "seq"}
+    # The module description decides the output shapes Python allocates, so it must agree
+    # with the engine config the C++ reader validated (a tampered kind must not mis-size them).
+    layers, head = cfg["num_layers"], cfg["head"]
+    fits = {
+        "linear": layers == 0 and head == "step",
+        "rnn": layers >= 1 and head == "none",
+        "seq": layers >= 1,
+    }[info["kind"]]
+    if not fits:
+        raise WeightFileError(
+            f"{path}: metadata 'module' kind {info['kind']!r} does not match the engine config "
+            f"(num_layers={layers}, head={head})"
+        )
     return _on_device(NativeModel(core, info, threads=threads), device)
 
 
