@@ -12,11 +12,11 @@ import os
 
 import pytest
 import torch
-from seqfuse.bench.backends import BACKENDS, make_backends
+from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS, BackendUnsupported, make_backends
 from seqfuse.bench.harness import reference_outputs, validate
 from seqfuse.bench.workloads import seed_workloads
 
-DEFAULT = "eager,torchscript,compile,ort,seqfuse.compile,native,eager-cuda,cuda-graphs,native-cuda"
+DEFAULT = ",".join(DEFAULT_BACKENDS)
 BACKEND_NAMES = [b for b in os.environ.get("SEQFUSE_BENCH_BACKENDS", DEFAULT).split(",") if b]
 THREADS = int(os.environ.get("SEQFUSE_BENCH_THREADS", "1"))
 _models = os.environ.get("SEQFUSE_BENCH_MODELS")
@@ -55,10 +55,8 @@ def prepared(request):
             backend.threads = THREADS
             try:
                 backend.prepare(model, inputs)
-            except Exception as e:
-                if type(e).__name__ == "BackendUnsupported":
-                    pytest.skip(f"{name}: unsupported: {e}")
-                raise
+            except BackendUnsupported as e:
+                pytest.skip(f"{name}: unsupported: {e}")
             err, _ = validate(backend, ref)
         assert err <= backend.tolerance, (
             f"{name} differs from eager on {wl.id}: max abs err {err:.3g} > {backend.tolerance:g}"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from seqfuse.bench import make_backends, run_benchmarks
-from seqfuse.bench.backends import Backend, Eager, TorchScript
+from seqfuse.bench.backends import BACKENDS, Backend, Eager, TorchScript
 from seqfuse.bench.env import fingerprint
 from seqfuse.bench.harness import compare
 from seqfuse.bench.plots import plot_grid, plot_summary
@@ -224,10 +224,32 @@ def test_update_readme_requires_markers(tmp_path):
 
 
 def test_unavailable_cuda_backends_say_why():
-    for b in make_backends(["eager-cuda", "cuda-graphs", "native-cuda", "ort-cuda"]):
+    names = [n for n, cls in BACKENDS.items() if cls.device == "cuda"]
+    assert {"eager-cuda", "cuda-graphs", "native-cuda", "native-cuda-graphs", "ort-cuda"} <= set(
+        names
+    )
+    for b in make_backends(names):
         ok, why = b.available()
         if not torch.cuda.is_available():
-            assert not ok and why
+            assert not ok and why, b.name
+        elif b.name in ("eager-cuda", "cuda-graphs"):
+            assert ok, f"{b.name}: {why}"  # torch alone serves these on any CUDA device
+        else:  # need seqfuse's CUDA build / onnxruntime-gpu: available, or say why not
+            assert ok or why, b.name
+
+
+def test_unwritable_output_fails_before_measuring(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager", "--no-progress"]
+    assert main([*argv, "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(blocker) in err
+    assert main([*argv, "--out", str(tmp_path / "o"), "--json", str(blocker / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o" / "bench.png").exists()  # nothing was measured or plotted
 
 
 def test_torchscript_backend_streams():
@@ -243,15 +265,42 @@ def test_native_rows_validate_when_built():
     from seqfuse.bench.backends import Native
 
     ok, why = Native().available()
-    if not ok:
-        pytest.skip(f"native backend unavailable: {why}")
+    assert ok, f"seqfuse.native is always built: {why}"
     wls = seed_workloads(["mnist", "shakespeare-stream"], batches=(2,))
     res = run_benchmarks(wls, ["eager", "native"], threads=(1, 2), **FAST)
-    for r in res["results"]:
-        if r["backend"] == "native":
-            assert r["status"] == "ok", r
-            assert r["max_abs_err"] <= 1e-5
-            assert r["roofline"]["gbps"] > 0
+    rows = [r for r in res["results"] if r["backend"] == "native"]
+    assert len(rows) == len(wls) * 2, rows  # every workload at both thread counts
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["max_abs_err"] <= 1e-5
+        assert r["roofline"]["gbps"] > 0
+
+
+def test_native_unsupported_is_skipped_and_other_errors_are_errors():
+    """Only the engine's InvalidArgumentError at conversion (an unsupported model or
+    option) makes a skipped row; any other exception is an error row, never hidden."""
+    import seqfuse.native as sn
+    from seqfuse.bench.backends import Native
+
+    class Unsupported(Native):
+        name = "native-unsupported"
+
+        def _convert(self, model, threads):
+            raise sn.InvalidArgumentError("option x is not supported by the native engine")
+
+    class Broken(Native):
+        name = "native-broken"
+
+        def _convert(self, model, threads):
+            raise ValueError("a bug, not an unsupported option")
+
+    wls = seed_workloads(["hihell"], batches=(1,))
+    res = run_benchmarks(wls, ["eager", Unsupported(), Broken()], **FAST)
+    rows = {r["backend"]: r for r in res["results"]}
+    assert rows["native-unsupported"]["status"] == "skipped"
+    assert "not supported by the native engine" in rows["native-unsupported"]["reason"]
+    assert rows["native-broken"]["status"] == "error"
+    assert "a bug" in rows["native-broken"]["reason"]
 
 
 def test_docs_describe_every_json_field(tmp_path):

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import hashlib
 import importlib
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import seqfuse.export
 from seqfuse.bench.workloads import Inputs, zero_state
 
 
@@ -173,30 +173,15 @@ class SeqfuseCompile(_TorchFn):
         torch._dynamo.reset()
 
 
-def export_function(name: str) -> Any:
-    """seqfuse.export's exporter, or None while that module is not there."""
-    try:
-        mod = importlib.import_module("seqfuse.export")
-    except ImportError:
-        return None
-    return getattr(mod, name, None)
-
-
 class TorchScript(_TorchFn):
     name, label = "torchscript", "TorchScript"
     note = "deprecated in torch, kept for LibTorch users"
 
     def make_fn(self, model, inputs):
         args = inputs.example_args(model)
-        to_ts = export_function("to_torchscript")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if to_ts is not None:
-                fn = to_ts(model, args)
-            else:
-                fn = torch.jit.trace(model, args, check_trace=False)
-        if isinstance(fn, (str, os.PathLike)):
-            fn = torch.jit.load(str(fn))
+            fn = seqfuse.export.to_torchscript(model, args)
         return fn.eval()
 
 
@@ -226,7 +211,6 @@ class _ArtifactCache:
 class AOTInductor(_TorchFn):
     name, label = "aoti", "AOTInductor (.pt2)"
     note = "seqfuse.export's package: dynamic batch, sequence length fixed at export"
-    tolerance = 1e-4
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,15 +226,9 @@ class AOTInductor(_TorchFn):
             x = torch.cat([x, x])
 
         def build(path: Path) -> Path:
-            to_aoti = export_function("to_aoti")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if to_aoti is not None:
-                    return Path(to_aoti(model, path, (x,)))
-                batch = torch.export.Dim("batch", min=1, max=65536)
-                ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
-                torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-                return path
+                return Path(seqfuse.export.to_aoti(model, path, (x,)))
 
         path = self._cache.get(model, f"aoti:{tuple(x.shape[1:])}", ".pt2", build)
         runner = torch._inductor.aoti_load_package(str(path))
@@ -271,14 +249,13 @@ def _export_onnx(
 ) -> Path:
     """ONNX file of ``model`` through seqfuse.export.to_onnx (the verified file a user
     gets: initial states are optional inputs; it tries two exporters, seconds per model),
-    or with ``exporter="torch"`` (or without seqfuse.export) torch's TorchScript-based
-    exporter directly (under a second; same ORT speed on the seed models, and the harness
-    validates the result either way)."""
-    to_onnx = export_function("to_onnx") if exporter == "seqfuse" else None
+    or with ``exporter="torch"`` (``seqfuse bench --onnx-exporter torch``, the --quick
+    default) torch's TorchScript-based exporter directly (under a second; same ORT speed on
+    the seed models, and the harness validates the result either way)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if to_onnx is not None:
-            to_onnx(model, path, args)
+        if exporter == "seqfuse":
+            seqfuse.export.to_onnx(model, path, args)
             return path
         flat_in = _flat(args)
         names = ["x"] + [f"state{i}" for i in range(len(flat_in) - 1)]
@@ -397,12 +374,7 @@ class Native(Backend):
         self._kw: dict[str, Any] = {}
         self.set_threads(self.threads)
         if inputs.mode == "batch" and not inputs.need_state:
-            # compute only what the head reads; older builds without the option run it all
-            try:
-                self.nm(self._x, need_state=False)
-                self._kw = {"need_state": False}
-            except TypeError:
-                self._kw = {}
+            self._kw = {"need_state": False}  # compute only what the head reads
 
     @property
     def _x(self):
@@ -412,14 +384,14 @@ class Native(Backend):
     def set_threads(self, n):
         super().set_threads(n)
         assert self.model is not None
+        # Converting is where the engine decides whether it supports a model: it raises
+        # InvalidArgumentError for an unsupported module or option (the C++ Unsupported maps
+        # to it; there is no separate Python class). Any other exception, and every error
+        # while running, is a real failure and becomes an error row.
         try:
             self.nm = self._convert(self.model, n)
-        except (ValueError, NotImplementedError, TypeError) as e:
+        except _native().InvalidArgumentError as e:
             raise BackendUnsupported(str(e)) from e
-        except Exception as e:  # seqfuse.SeqfuseError: an unsupported model, named
-            if type(e).__name__ == "SeqfuseError":
-                raise BackendUnsupported(str(e)) from e
-            raise
         self.reset()
 
     def reset(self):
@@ -582,21 +554,10 @@ BACKENDS: dict[str, type[Backend]] = {
         NativeCUDAGraphs,
     )
 }
-# The default set: every CPU peer that prepares in seconds, seqfuse's paths, all CUDA ones.
-# compile-ro and aoti compile for 10-30 s per workload on 2 cores: opt in (or --backends all).
-DEFAULT_BACKENDS = [
-    "eager",
-    "torchscript",
-    "compile",
-    "ort",
-    "seqfuse.compile",
-    "native",
-    "eager-cuda",
-    "cuda-graphs",
-    "ort-cuda",
-    "native-cuda",
-    "native-cuda-graphs",
-]
+# The default set: every backend but these two, which compile for 10-30 s per workload on
+# 2 cores: opt in (or --backends all).
+SLOW_BACKENDS = ("compile-ro", "aoti")
+DEFAULT_BACKENDS = [n for n in BACKENDS if n not in SLOW_BACKENDS]
 
 
 def make_backends(names: list[str], onnx_exporter: str = "seqfuse") -> list[Backend]:

@@ -1,6 +1,7 @@
 """`seqfuse bench`: time every backend on the seed models (and optionally the grid), print
-the table and the issue-3 targets, write JSON and PNG, optionally rewrite the README's
-results section. Checked by tests/test_bench.py (a --quick run on a tiny selection).
+the table and the native engine's targets (docs/BENCHMARKS.md), write JSON and PNG,
+optionally rewrite the README's results section. Checked by tests/test_bench.py (a --quick
+run on a tiny selection).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from seqfuse import SeqfuseError
@@ -167,6 +169,21 @@ def _rel_for_readme(readme: Path, target: Path) -> str:
         raise SeqfuseError(f"{target} cannot be linked from {readme}") from None
 
 
+def _check_writable(paths: list[Path]) -> None:
+    """Create the folders of the output files and write a probe file in each, so a bad
+    --out/--json/--png fails in a second, before minutes of measuring."""
+    for d in dict.fromkeys(p.parent for p in paths):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=d):
+                pass
+        except OSError as e:
+            raise SeqfuseError(f"cannot write results to {d}: {e.strerror or e}") from None
+    for p in paths:
+        if p.is_dir():
+            raise SeqfuseError(f"cannot write results to {p}: it is a directory")
+
+
 def run(args: argparse.Namespace) -> int:
     from seqfuse.bench import report
     from seqfuse.bench.harness import merge_results, run_benchmarks
@@ -180,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     png_path = Path(args.png) if args.png else out / "bench.png"
     grid_png = png_path.with_name(png_path.stem + "_grid" + png_path.suffix)
     command = "seqfuse bench" + (" " + shlex.join(argv) if argv else "")
+    _check_writable([png_path, grid_png] + ([] if args.from_json else [json_path]))
 
     if args.update_readme:  # fail before measuring, not after minutes of it
         if args.png is None:
@@ -250,8 +268,11 @@ def run(args: argparse.Namespace) -> int:
         report.write_json(results, json_path)
 
     print(report.format_table(results, show_skipped=not args.hide_skipped))
-    png = plot_summary(results, png_path)
-    gpng = plot_grid(results, grid_png)
+    try:
+        png = plot_summary(results, png_path)
+        gpng = plot_grid(results, grid_png)
+    except OSError as e:
+        raise SeqfuseError(f"cannot write the plots to {png_path}: {e.strerror or e}") from None
     print()
     if not args.from_json:
         print(f"wrote {json_path}")

@@ -1,5 +1,6 @@
-"""Reporting: roofline napkin math, the issue-3 speed targets, the terminal table, JSON and
-the README section between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+"""Reporting: roofline napkin math, the native engine's speed targets (docs/BENCHMARKS.md,
+"Targets"), the terminal table, JSON and the README section between
+``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 
 Every number printed here is computed from a results dict (docs/BENCHMARKS.md), never typed
 in. Checked by tests/test_bench.py.
@@ -12,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from seqfuse.bench.backends import BACKENDS
 from seqfuse.bench.env import busy_warning, summary_line
 
 # Register-blocked AVX-512 matvec streaming weights from L1/L2, measured on this project's
@@ -94,7 +96,7 @@ def _find(results: dict, workload: str, threads: int, backend: str) -> dict | No
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each issue-3 target whose workload ran at its thread count: met, missed (by how
+    """Each of the native engine's targets whose workload ran at its thread count: met, missed (by how
     much) or not measured (why)."""
     ran = {(r["workload"], r["threads"]) for r in results["results"]}
     out = []
@@ -247,8 +249,10 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
 
 def format_targets(results: dict[str, Any]) -> str:
     if not results.get("targets"):
-        return "targets (issue 3): none of their workloads ran at their thread counts"
-    lines = ["targets (issue 3: native at the same thread count, same run):"]
+        return "native engine targets (docs/BENCHMARKS.md): none of their workloads ran at their thread counts"
+    lines = [
+        "native engine targets (docs/BENCHMARKS.md; native vs. peers, same thread count, same run):"
+    ]
     for t in results.get("targets", []):
         lines.append(f"  {t['status'].upper():<13}{t['id']:<38}{t['detail']}")
     return "\n".join(lines)
@@ -256,7 +260,6 @@ def format_targets(results: dict[str, Any]) -> str:
 
 def write_json(results: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def clean(o: Any) -> Any:  # JSON has no inf/nan
         if isinstance(o, float) and not math.isfinite(o):
@@ -267,7 +270,13 @@ def write_json(results: dict[str, Any], path: str | Path) -> Path:
             return [clean(v) for v in o]
         return o
 
-    path.write_text(json.dumps(clean(results), indent=1) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(clean(results), indent=1) + "\n", encoding="utf-8")
+    except OSError as e:
+        from seqfuse import SeqfuseError
+
+        raise SeqfuseError(f"cannot write benchmark results {path}: {e.strerror or e}") from None
     return path
 
 
@@ -285,21 +294,8 @@ def load_json(path: str | Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- README section
 
-PIVOT_ORDER = [
-    "eager",
-    "torchscript",
-    "compile",
-    "compile-ro",
-    "aoti",
-    "ort",
-    "seqfuse.compile",
-    "native",
-    "eager-cuda",
-    "cuda-graphs",
-    "ort-cuda",
-    "native-cuda",
-    "native-cuda-graphs",
-]
+# column order: the registry's (seqfuse.bench.backends.BACKENDS)
+PIVOT_ORDER = list(BACKENDS)
 
 
 def markdown_section(
@@ -363,7 +359,7 @@ def markdown_section(
         "(`need_state=False`); the others compute everything. Streaming: one char per call, "
         "batch 1, the state in and out of every call (ONNX Runtime is fed its state back).",
         "",
-        "Targets (issue 3):",
+        "The native engine's targets (defined in docs/BENCHMARKS.md):",
         "",
     ]
     for t in results.get("targets", []):
