@@ -1,5 +1,5 @@
 """`seqfuse export`: the verification table on success, one-line errors and a non-zero exit
-on a missing/corrupt checkpoint, an unknown format and an unwritable output dir.
+on a missing/corrupt checkpoint, an unknown format, a bad --seq-len and an unwritable output dir.
 
 Runs the real CLI in a subprocess (as users do); the oracle for the artifacts is the
 manifest check of tests/test_export.py.
@@ -101,3 +101,11 @@ def test_unwritable_out_dir(tmp_path, ckpt, capsys, monkeypatch):
     blocker.write_text("x")
     r = cli(capsys, ckpt, "--formats", "onnx", "--out", blocker / "out")
     assert_cli_error(r, "cannot write to output directory")
+
+
+@pytest.mark.parametrize("seq_len", ["0", "-3"])
+def test_bad_seq_len(tmp_path, ckpt, capsys, monkeypatch, seq_len):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    r = cli(capsys, ckpt, "--formats", "native", "--seq-len", seq_len, "--out", tmp_path / "o")
+    assert_cli_error(r, f"--seq-len must be >= 1, got {seq_len}")
+    assert not (tmp_path / "o").exists()  # rejected before anything is written

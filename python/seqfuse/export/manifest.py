@@ -179,11 +179,11 @@ def export_model(
         spec = ModelSpec.of(model)
     except ValueError as e:
         raise SeqfuseError(str(e)) from None
+    T = int(seq_len if seq_len is not None else SEQ_LEN.get(task or "", DEFAULT_SEQ_LEN))
+    if T < 1:  # checked before the output dir is made
+        raise SeqfuseError(f"--seq-len must be >= 1, got {T}")
     out = _prepare_out_dir(out_dir)
     model = model.eval().cpu()
-    T = int(seq_len or SEQ_LEN.get(task or "", DEFAULT_SEQ_LEN))
-    if T < 1:
-        raise SeqfuseError(f"seq_len must be >= 1, got {T}")
     x = spec.example(EXPORT_BATCH, T, seed=0)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
