@@ -589,28 +589,23 @@ def time_per_step(
 
 
 def _latency_us(fn: Any, repeats: int) -> tuple[float, float]:
-    """Median and p99 wall time of fn() + synchronize, in microseconds, after a warm-up."""
-    import time
+    """Median and p99 wall time of fn() + synchronize, in microseconds, after 5 warm-up
+    calls: seqfuse bench's timing loop (gc off while timing), exactly ``repeats`` calls."""
+    from seqfuse.bench.harness import time_calls
 
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        samples.append((time.perf_counter() - t0) * 1e6)
-    samples.sort()
+    ns = sorted(time_calls(fn, torch.cuda.synchronize, 0.0, 5, repeats, repeats))
+    samples = [t / 1e3 for t in ns]
     return samples[len(samples) // 2], samples[min(len(samples) - 1, int(0.99 * len(samples)))]
 
 
 def main(argv: list[str] | None = None) -> int:
     """GPU self-check of the seed models: parity with eager (CPU), the kernel plan, batch-1
     latency (plain and graphed, every path), per-step cost and the streaming step. Prints a
-    table and writes cuda_check.json into --out. ``python -m seqfuse.native_cuda --out DIR``."""
+    table and writes cuda_check.json into --out. ``python -m seqfuse.native_cuda --out DIR``.
+    Exit status 1 (naming the checks) when any parity error exceeds 1e-5, 2 without CUDA."""
     import argparse
     import json
+    import sys
     from pathlib import Path
 
     from seqfuse.models.presets import preset
@@ -621,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=".", help="directory for cuda_check.json")
     ap.add_argument("--repeats", type=int, default=200, help="timed calls per measurement")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+    tol = 1e-5  # fp32 native vs eager, the project's parity bound
+    failures: list[str] = []
     why = unavailable_reason()
     if why is not None:
         print(f"CUDA backend unavailable: {why}")
@@ -650,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
                 row[path] = {"unsupported": str(e)}
                 continue
             err = float((got - want).abs().max())
+            if not err <= tol:  # also catches NaN
+                failures.append(f"{name} path={path}: max abs err {err:.3g} > {tol:g}")
             med, p99 = _latency_us(lambda gm=gm, xc=xc: gm(xc, validate=False), args.repeats)
             g = gm.graphed(1, T)
             gmed, gp99 = _latency_us(lambda g=g, xc=xc: g(xc), args.repeats)
@@ -677,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
+    if failures:
+        print("parity check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
     return 0
 
 
