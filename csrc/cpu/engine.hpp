@@ -690,5 +690,18 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
     job(0);
 }
 
+// The vectorized activations over an array, for tests/test_native_kernels.py's accuracy
+// check (kind 0 = sigmoid, 1 = tanh); the tail is padded to a full vector.
+inline void apply_activation_kernel(int kind, const float* x, float* y, size_t n) {
+  float in[W], out[W];
+  for (size_t i = 0; i < n; i += W) {
+    const size_t m = std::min(size_t(W), n - i);
+    std::memset(in, 0, sizeof in);
+    std::memcpy(in, x + i, m * sizeof(float));
+    S::store(out, kind == 0 ? vsigmoid(S::load(in)) : vtanh(S::load(in)));
+    std::memcpy(y + i, out, m * sizeof(float));
+  }
+}
+
 }  // namespace SEQFUSE_NS
 }  // namespace seqfuse

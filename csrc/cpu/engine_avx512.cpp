@@ -17,15 +17,7 @@ std::unique_ptr<Backend> make_avx512_backend(const Config& c, const WeightMap& w
 }
 
 bool apply_activation_avx512(int kind, const float* x, float* y, size_t n) {
-  using namespace isa_avx512;
-  float in[W], out[W];
-  for (size_t i = 0; i < n; i += W) {
-    const size_t m = std::min(size_t(W), n - i);
-    std::memset(in, 0, sizeof in);
-    std::memcpy(in, x + i, m * sizeof(float));
-    S::store(out, kind == 0 ? vsigmoid(S::load(in)) : vtanh(S::load(in)));
-    std::memcpy(y + i, out, m * sizeof(float));
-  }
+  isa_avx512::apply_activation_kernel(kind, x, y, n);
   return true;
 }
 

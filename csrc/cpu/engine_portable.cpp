@@ -12,15 +12,7 @@ std::unique_ptr<Backend> make_portable_backend(const Config& c, const WeightMap&
 }
 
 bool apply_activation_portable(int kind, const float* x, float* y, size_t n) {
-  using namespace isa_portable;
-  float in[W], out[W];
-  for (size_t i = 0; i < n; i += W) {
-    const size_t m = std::min(size_t(W), n - i);
-    std::memset(in, 0, sizeof in);
-    std::memcpy(in, x + i, m * sizeof(float));
-    S::store(out, kind == 0 ? vsigmoid(S::load(in)) : vtanh(S::load(in)));
-    std::memcpy(y + i, out, m * sizeof(float));
-  }
+  isa_portable::apply_activation_kernel(kind, x, y, n);
   return true;
 }
 
