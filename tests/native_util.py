@@ -5,6 +5,7 @@ Imported by tests/test_native*.py (not a test module itself).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,56 @@ def max_err(got: Any, want: Any) -> float:
         if a.size:
             err = max(err, float(np.max(np.abs(a - b))))
     return err
+
+
+CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+
+
+def random_case(
+    rng: random.Random,
+    hiddens: tuple[int, ...] = (5, 16, 37, 64, 100),
+    batches: tuple[int, ...] = (1, 1, 2, 3, 7, 16, 65),
+) -> dict:
+    """One point of the randomized parity grid (CPU and CUDA tests draw from the same)."""
+    big_t = rng.random() < 0.15
+    return dict(
+        cell=rng.choice(CELLS),
+        input_size=rng.choice([1, 3, 8, 28]),
+        hidden=rng.choice([1, 5, 16, 37, 64]) if big_t else rng.choice(list(hiddens)),
+        layers=rng.randint(1, 3),
+        bidir=rng.random() < 0.5,
+        bias=rng.random() < 0.8,
+        batch_first=rng.random() < 0.5,
+        B=rng.choice(list(batches)) if not big_t else rng.choice([1, 3]),
+        T=rng.randint(150, 200) if big_t else rng.choice([1, 2, 5, 12, 31]),
+        hx=rng.random() < 0.5,
+        lengths=rng.random() < 0.5,
+        seed=rng.randrange(1 << 30),
+    )
+
+
+def case_inputs(case: dict):
+    """(x, hx, lengths) for a grid case: unsorted lengths with a T and a length-1 sequence."""
+    g = torch.Generator().manual_seed(case["seed"])
+    B, T, D, H = case["B"], case["T"], case["input_size"], case["hidden"]
+    shape = (B, T, D) if case["batch_first"] else (T, B, D)
+    x = torch.randn(shape, generator=g) * (1 if case["cell"] == "rnn_relu" else 2)
+    S = case["layers"] * (2 if case["bidir"] else 1)
+    hx = None
+    if case["hx"]:
+        h0 = torch.randn(S, B, H, generator=g)
+        hx = (h0, torch.randn(S, B, H, generator=g)) if case["cell"] == "lstm" else h0
+    lengths = None
+    if case["lengths"]:
+        lengths = torch.randint(1, T + 1, (B,), generator=g)
+        lengths[0] = T  # pad_packed_sequence needs the longest to be T for total_length
+        if B > 2:
+            lengths[-1] = 1
+    return x, hx, lengths
+
+
+def module_of(case: dict) -> nn.RNNBase:
+    return make_rnn(
+        case["cell"], case["input_size"], case["hidden"], case["layers"], case["bidir"],
+        case["bias"], case["batch_first"], case["seed"],
+    )  # fmt: skip

@@ -15,62 +15,25 @@ import numpy as np
 import pytest
 import seqfuse.native as sn
 import torch
-from native_util import ISAS, TOL, eager_rnn, flat, make_rnn, max_err
+from native_util import (
+    CELLS,
+    ISAS,
+    TOL,
+    case_inputs,
+    eager_rnn,
+    flat,
+    make_rnn,
+    max_err,
+    module_of,
+    random_case,
+)
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import build_model, example_input
 
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
-
-
-def random_case(rng: random.Random) -> dict:
-    big_t = rng.random() < 0.15
-    return dict(
-        cell=rng.choice(CELLS),
-        input_size=rng.choice([1, 3, 8, 28]),
-        hidden=rng.choice([1, 5, 16, 37, 64]) if big_t else rng.choice([5, 16, 37, 64, 100]),
-        layers=rng.randint(1, 3),
-        bidir=rng.random() < 0.5,
-        bias=rng.random() < 0.8,
-        batch_first=rng.random() < 0.5,
-        B=rng.choice([1, 1, 2, 3, 7, 16, 65]) if not big_t else rng.choice([1, 3]),
-        T=rng.randint(150, 200) if big_t else rng.choice([1, 2, 5, 12, 31]),
-        hx=rng.random() < 0.5,
-        lengths=rng.random() < 0.5,
-        seed=rng.randrange(1 << 30),
-    )
-
-
-def inputs(case: dict, torch_inputs: bool = True):
-    g = torch.Generator().manual_seed(case["seed"])
-    B, T, D, H = case["B"], case["T"], case["input_size"], case["hidden"]
-    shape = (B, T, D) if case["batch_first"] else (T, B, D)
-    x = torch.randn(shape, generator=g) * (1 if case["cell"] == "rnn_relu" else 2)
-    S = case["layers"] * (2 if case["bidir"] else 1)
-    hx = None
-    if case["hx"]:
-        h0 = torch.randn(S, B, H, generator=g)
-        hx = (h0, torch.randn(S, B, H, generator=g)) if case["cell"] == "lstm" else h0
-    lengths = None
-    if case["lengths"]:
-        lengths = torch.randint(1, T + 1, (B,), generator=g)
-        lengths[0] = T  # pad_packed_sequence needs the longest to be T for total_length
-        if B > 2:
-            lengths[-1] = 1
-    return x, hx, lengths
-
 
 def check_case(case: dict, isa: str = "auto", threads: int = 1) -> float:
-    m = make_rnn(
-        case["cell"],
-        case["input_size"],
-        case["hidden"],
-        case["layers"],
-        case["bidir"],
-        case["bias"],
-        case["batch_first"],
-        case["seed"],
-    )
-    x, hx, lengths = inputs(case)
+    m = module_of(case)
+    x, hx, lengths = case_inputs(case)
     want = eager_rnn(m, x, hx, lengths)
     nm = sn.from_module(m, isa=isa, threads=threads)
     got = nm(x, hx, lengths=lengths)
@@ -104,17 +67,8 @@ def test_every_kernel_set_vs_eager_and_reference(case, isa):
     assert check_case(case, isa=isa) <= TOL
     if isa == "reference":
         return
-    m = make_rnn(
-        case["cell"],
-        case["input_size"],
-        case["hidden"],
-        case["layers"],
-        case["bidir"],
-        case["bias"],
-        case["batch_first"],
-        case["seed"],
-    )
-    x, hx, lengths = inputs(case)
+    m = module_of(case)
+    x, hx, lengths = case_inputs(case)
     ref = sn.from_module(m, isa="reference")(x, hx, lengths=lengths)
     fast = sn.from_module(m, isa=isa)(x, hx, lengths=lengths)
     assert max_err(fast, ref) <= TOL
@@ -133,17 +87,8 @@ def test_every_cell_every_kernel_set_odd_sizes(cell):
 
 @pytest.mark.parametrize("case", GRID[:12], ids=[f"t{i}" for i in range(12)])
 def test_threads_give_identical_results(case):
-    m = make_rnn(
-        case["cell"],
-        case["input_size"],
-        case["hidden"],
-        case["layers"],
-        case["bidir"],
-        case["bias"],
-        case["batch_first"],
-        case["seed"],
-    )
-    x, hx, lengths = inputs(case)
+    m = module_of(case)
+    x, hx, lengths = case_inputs(case)
     nm = sn.from_module(m)
     one = flat(nm(x, hx, lengths=lengths, threads=1))
     for threads in (2, 3):
@@ -166,7 +111,7 @@ def test_team_split_large_hidden(cell, hidden, bidir, lengths):
         batch_first=True, B=3, T=5, hx=True, lengths=lengths, seed=7,
     )  # fmt: skip
     m = make_rnn(cell, 8, hidden, 2, bidir, True, True, 7)
-    x, hx, ln = inputs(case)
+    x, hx, ln = case_inputs(case)
     want = eager_rnn(m, x, hx, ln)
     nm = sn.from_module(m)
     one = flat(nm(x, hx, lengths=ln, threads=1))

@@ -21,13 +21,21 @@ import pytest
 import seqfuse.native as sn
 import seqfuse.native_cuda as snc
 import torch
-from native_util import TOL, eager_rnn, make_rnn, max_err
+from native_util import (
+    CELLS,
+    TOL,
+    case_inputs,
+    eager_rnn,
+    make_rnn,
+    max_err,
+    module_of,
+    random_case,
+)
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import build_model, example_input
 
 WHY = snc.unavailable_reason()
 needs_gpu = pytest.mark.skipif(WHY is not None, reason=f"CUDA backend unavailable: {WHY}")
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 
 
 def cpu(obj: Any) -> Any:
@@ -46,57 +54,10 @@ def cuda(obj: Any) -> Any:
     return obj.cuda()
 
 
-def random_case(rng: random.Random) -> dict:
-    big_t = rng.random() < 0.15
-    return dict(
-        cell=rng.choice(CELLS),
-        input_size=rng.choice([1, 3, 8, 28]),
-        hidden=rng.choice([1, 5, 16, 37, 64]) if big_t else rng.choice([5, 16, 37, 64, 100, 130]),
-        layers=rng.randint(1, 3),
-        bidir=rng.random() < 0.5,
-        bias=rng.random() < 0.8,
-        batch_first=rng.random() < 0.5,
-        B=rng.choice([1, 1, 2, 3, 7, 9, 16, 65]) if not big_t else rng.choice([1, 3]),
-        T=rng.randint(150, 200) if big_t else rng.choice([1, 2, 5, 12, 31]),
-        hx=rng.random() < 0.5,
-        lengths=rng.random() < 0.5,
-        seed=rng.randrange(1 << 30),
-    )
-
-
-def case_inputs(case: dict):
-    g = torch.Generator().manual_seed(case["seed"])
-    B, T, D, H = case["B"], case["T"], case["input_size"], case["hidden"]
-    shape = (B, T, D) if case["batch_first"] else (T, B, D)
-    x = torch.randn(shape, generator=g) * (1 if case["cell"] == "rnn_relu" else 2)
-    S = case["layers"] * (2 if case["bidir"] else 1)
-    hx = None
-    if case["hx"]:
-        h0 = torch.randn(S, B, H, generator=g)
-        hx = (h0, torch.randn(S, B, H, generator=g)) if case["cell"] == "lstm" else h0
-    lengths = None
-    if case["lengths"]:
-        lengths = torch.randint(1, T + 1, (B,), generator=g)
-        lengths[0] = T
-        if B > 2:
-            lengths[-1] = 1
-    return x, hx, lengths
-
-
-def module_of(case: dict):
-    return make_rnn(
-        case["cell"],
-        case["input_size"],
-        case["hidden"],
-        case["layers"],
-        case["bidir"],
-        case["bias"],
-        case["batch_first"],
-        case["seed"],
-    )
-
-
-GRID = [random_case(random.Random(7000 + i)) for i in range(40)]
+GRID = [
+    random_case(random.Random(7000 + i), (5, 16, 37, 64, 100, 130), (1, 1, 2, 3, 7, 9, 16, 65))
+    for i in range(40)
+]
 
 
 def test_cuda_unavailable_is_a_clear_error():
