@@ -24,7 +24,6 @@ SHORT = {
     "mnist": dict(epochs=3),
     "shakespeare": dict(epochs=1, max_batches=60, batch_size=32),
 }
-NEEDS_DATA = {"names", "mnist", "shakespeare"}
 
 
 def _data_dir_or_skip() -> Path:
@@ -45,12 +44,13 @@ def data_dir() -> Path:
 def trained_checkpoint(tmp_path_factory):
     """Factory: task name -> (checkpoint path, final metrics), trained once per session."""
     from seqfuse.train.loop import TrainOptions, train
+    from seqfuse.train.tasks import TASKS
 
     cache: dict[str, tuple[Path, dict]] = {}
 
     def get(task: str) -> tuple[Path, dict]:
         if task not in cache:
-            data = str(_data_dir_or_skip()) if task in NEEDS_DATA else None
+            data = str(_data_dir_or_skip()) if TASKS[task].needs_data else None
             out = tmp_path_factory.mktemp(f"trained_{task}")
             r = train(
                 TrainOptions(

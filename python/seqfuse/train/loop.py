@@ -22,7 +22,7 @@ from tqdm import tqdm
 from seqfuse import SeqfuseError, __version__
 from seqfuse.models import build_model
 from seqfuse.train.checkpoint import load_checkpoint, save_checkpoint
-from seqfuse.train.tasks import TASKS, Task
+from seqfuse.train.tasks import TASKS, Task, save_figure
 
 SCHEDULERS = ("step", "cosine", "plateau", "none")
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -113,10 +113,7 @@ def plot_losses(history: list[dict[str, Any]], metric: str, path: Path, title: s
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [ln.get_label() for ln in lines], loc="best")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:

@@ -31,6 +31,16 @@ class TaskData:
     collate: Any = None
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG and close a matplotlib figure (every plot seqfuse train makes)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _detach(state):
     if state is None:
         return None
@@ -42,7 +52,6 @@ def _detach(state):
 class Task:
     name = ""
     metric = ""  # primary metric in evaluate()'s dict
-    higher_is_better = True
     shuffle = True
     needs_data = False
     defaults: dict[str, Any] = {}
@@ -89,7 +98,7 @@ def _classify_eval(model, loader, device, with_lengths: bool):
 
 
 class LinearTask(Task):
-    name, metric, higher_is_better = "linear", "mse", False
+    name, metric = "linear", "mse"
     defaults = dict(epochs=300, batch_size=10, lr=0.1, scheduler="step", step_size=100, gamma=0.5)
 
     def data(self, data_dir, seed):
@@ -138,7 +147,7 @@ class HihellTask(Task):
 class SineTask(Task):
     """Next-value prediction on sine waves, state carried across consecutive windows."""
 
-    name, metric, higher_is_better, shuffle = "sine", "mse", False, False
+    name, metric, shuffle = "sine", "mse", False
     defaults = dict(epochs=60, batch_size=16, lr=0.01, scheduler="step", step_size=20, gamma=0.5)
 
     def data(self, data_dir, seed):
@@ -182,11 +191,7 @@ class SineTask(Task):
         ax.set_xlabel("time step")
         ax.set_title("sine: next-value prediction on a held-out stream")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / "sine_prediction.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "sine_prediction.png")]
 
 
 class NamesTask(Task):
@@ -227,11 +232,7 @@ class NamesTask(Task):
         ax.set_ylabel("true")
         ax.set_title("names: confusion matrix (rows normalized), names_test")
         fig.colorbar(im)
-        fig.tight_layout()
-        path = out_dir / "names_confusion.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "names_confusion.png")]
 
 
 class MnistTask(Task):
@@ -253,7 +254,7 @@ class MnistTask(Task):
 
 
 class ShakespeareTask(Task):
-    name, metric, higher_is_better, needs_data = "shakespeare", "val_loss", False, True
+    name, metric, needs_data = "shakespeare", "val_loss", True
     defaults = dict(epochs=1, batch_size=64, lr=0.003, scheduler="step", step_size=5, gamma=0.5)
     max_eval_batches = 8
 
