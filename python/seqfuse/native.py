@@ -233,6 +233,26 @@ def _shape_str(s: Any) -> str:
 
 
 # ---- the model --------------------------------------------------------------------------
+def bind_shape_facts(obj: Any, c: dict[str, Any], module: dict[str, Any]) -> None:
+    """Bind the config facts a wrapper reads on every call as attributes, once (attribute
+    reads are cheaper than dict lookups at batch 1). Shared by NativeModel and
+    seqfuse.native_cuda.CudaNativeModel."""
+    obj._kind = module["kind"]
+    obj._cell = c["cell"]
+    obj._lstm = c["cell"] == "lstm"
+    obj._tokens = c["vocab_size"] > 0
+    obj._V = c["vocab_size"]
+    obj._D = c["input_size"]
+    obj._H = c["hidden_size"]
+    obj._L = c["num_layers"]
+    obj._dirs = 2 if c["bidirectional"] else 1
+    obj._S = obj._L * obj._dirs
+    obj._head = c["head"]
+    obj._O = c["output_size"]
+    obj._F = obj._dirs * obj._H if obj._L > 0 else obj._D
+    obj._batch_first = module.get("batch_first", True)
+
+
 class NativeModel:
     """A model running on the native engine; call it like the module it came from."""
 
@@ -248,19 +268,7 @@ class NativeModel:
         c = self.config
         self.threads = int(threads)
         self.device = device
-        self._kind = module["kind"]
-        self._cell = c["cell"]
-        self._lstm = c["cell"] == "lstm"
-        self._tokens = c["vocab_size"] > 0
-        self._D = c["input_size"]
-        self._H = c["hidden_size"]
-        self._L = c["num_layers"]
-        self._dirs = 2 if c["bidirectional"] else 1
-        self._S = self._L * self._dirs
-        self._head = c["head"]
-        self._O = c["output_size"]
-        self._F = self._dirs * self._H if self._L > 0 else self._D
-        self._batch_first = module.get("batch_first", True)
+        bind_shape_facts(self, c, module)
         self._addr = self._core.address
         # The fast path of forward(): batch-first float-feature sequence models.
         fast = self._kind in ("seq", "rnn") and self._batch_first and not self._tokens

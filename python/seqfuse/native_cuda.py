@@ -21,7 +21,12 @@ from typing import Any
 import torch
 
 from seqfuse import _C
-from seqfuse.native import InvalidArgumentError, NativeModel, NativeTypeError
+from seqfuse.native import (
+    InvalidArgumentError,
+    NativeModel,
+    NativeTypeError,
+    bind_shape_facts,
+)
 
 __all__ = [
     "CudaNativeModel",
@@ -95,20 +100,7 @@ class CudaNativeModel:
         self.precision = precision
         self._core = _C.CudaModel(native._core.config_json, native.weights(), dev.index, precision)
         self._addr = self._core.address
-        self._kind = native.module_info["kind"]
-        self._cell = c["cell"]
-        self._lstm = c["cell"] == "lstm"
-        self._tokens = c["vocab_size"] > 0
-        self._V = c["vocab_size"]
-        self._D = c["input_size"]
-        self._H = c["hidden_size"]
-        self._L = c["num_layers"]
-        self._dirs = 2 if c["bidirectional"] else 1
-        self._S = self._L * self._dirs
-        self._head = c["head"]
-        self._O = c["output_size"]
-        self._F = self._dirs * self._H if self._L > 0 else self._D
-        self._batch_first = native.module_info.get("batch_first", True)
+        bind_shape_facts(self, c, native.module_info)
         self._ws: torch.Tensor | None = None
         self._ws_stream = -1
 
