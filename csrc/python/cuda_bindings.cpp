@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../cuda/plan.hpp"
+#include "fastcall.hpp"
 #include "seqfuse/seqfuse.hpp"
 #ifdef SEQFUSE_WITH_CUDA
 #include "seqfuse/cuda.hpp"
@@ -51,19 +52,8 @@ py::dict plan_dict(const seqfuse::cuda::Plan& p) {
 #ifdef SEQFUSE_WITH_CUDA
 py::object g_invalid, g_format;
 
-bool addr_of(PyObject* o, uintptr_t& out) {
-  if (o == Py_None) {
-    out = 0;
-    return true;
-  }
-  out = uintptr_t(PyLong_AsUnsignedLongLong(o));
-  return !PyErr_Occurred();
-}
-
-bool long_of(PyObject* o, long long& out) {
-  out = PyLong_AsLongLong(o);
-  return !(out == -1 && PyErr_Occurred());
-}
+using seqfuse_py::addr_of;
+using seqfuse_py::int_of;
 
 // cuda_run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n,
 //          workspace, workspace_bytes, stream, path): CudaModel::forward through
@@ -75,9 +65,9 @@ PyObject* fast_cuda_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
   }
   uintptr_t model, p[9], stream;
   long long B, T, bf, ws_bytes, path;
-  if (!addr_of(args[0], model) || !long_of(args[1], B) || !long_of(args[2], T) ||
-      !long_of(args[3], bf) || !long_of(args[13], ws_bytes) || !addr_of(args[14], stream) ||
-      !long_of(args[15], path))
+  if (!addr_of(args[0], model) || !int_of(args[1], B) || !int_of(args[2], T) ||
+      !int_of(args[3], bf) || !int_of(args[13], ws_bytes) || !addr_of(args[14], stream) ||
+      !int_of(args[15], path))
     return nullptr;
   for (int i = 0; i < 9; ++i)
     if (!addr_of(args[4 + i], p[i])) return nullptr;
@@ -87,17 +77,7 @@ PyObject* fast_cuda_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   seqfuse::cuda::ForwardArgs a;
-  a.batch = int(B);
-  a.steps = int(T);
-  a.batch_first = bf != 0;
-  a.x = reinterpret_cast<const float*>(p[0]);
-  a.tokens = reinterpret_cast<const int64_t*>(p[1]);
-  a.lengths = reinterpret_cast<const int64_t*>(p[2]);
-  a.h0 = reinterpret_cast<const float*>(p[3]);
-  a.c0 = reinterpret_cast<const float*>(p[4]);
-  a.y = reinterpret_cast<float*>(p[5]);
-  a.h_n = reinterpret_cast<float*>(p[6]);
-  a.c_n = reinterpret_cast<float*>(p[7]);
+  seqfuse_py::fill_forward_args(a, B, T, bf, p);
   a.workspace = reinterpret_cast<void*>(p[8]);
   a.workspace_bytes = size_t(ws_bytes);
   a.stream = reinterpret_cast<void*>(stream);

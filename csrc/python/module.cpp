@@ -12,6 +12,7 @@
 
 // Internal header for the test hooks (activation, cpu_supports); the core is linked in.
 #include "../cpu/backend.hpp"
+#include "fastcall.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace py = pybind11;
@@ -33,29 +34,8 @@ py::array_t<float> to_numpy(const seqfuse::Tensor& t) {
 
 py::object g_format_error, g_invalid_error;
 
-// A pointer argument of the fast entry points: None/0 (absent), an int address (torch's
-// data_ptr()) or a NumPy array (its data pointer; Python has validated dtype and layout).
-bool addr_of(PyObject* o, uintptr_t& out) {
-  if (o == Py_None) {
-    out = 0;
-    return true;
-  }
-  if (PyLong_Check(o)) {
-    out = uintptr_t(PyLong_AsUnsignedLongLong(o));
-    return !PyErr_Occurred();
-  }
-  if (py::isinstance<py::array>(o)) {
-    out = reinterpret_cast<uintptr_t>(py::reinterpret_borrow<py::array>(o).data());
-    return true;
-  }
-  PyErr_SetString(PyExc_TypeError, "expected an address, a NumPy array or None");
-  return false;
-}
-
-bool int_of(PyObject* o, long& out) {
-  out = PyLong_AsLong(o);
-  return !(out == -1 && PyErr_Occurred());
-}
+using seqfuse_py::addr_of;
+using seqfuse_py::int_of;
 
 // Runs fn with the GIL released and turns C++ exceptions into Python ones.
 template <class F>
@@ -96,17 +76,7 @@ PyObject* fast_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   seqfuse::ForwardArgs a;
-  a.batch = int(B);
-  a.steps = int(T);
-  a.batch_first = bf != 0;
-  a.x = reinterpret_cast<const float*>(p[0]);
-  a.tokens = reinterpret_cast<const int64_t*>(p[1]);
-  a.lengths = reinterpret_cast<const int64_t*>(p[2]);
-  a.h0 = reinterpret_cast<const float*>(p[3]);
-  a.c0 = reinterpret_cast<const float*>(p[4]);
-  a.y = reinterpret_cast<float*>(p[5]);
-  a.h_n = reinterpret_cast<float*>(p[6]);
-  a.c_n = reinterpret_cast<float*>(p[7]);
+  seqfuse_py::fill_forward_args(a, B, T, bf, p);
   a.threads = int(threads);
   a.head_only = head_only != 0;
   const auto* m = reinterpret_cast<const seqfuse::Model*>(model);
