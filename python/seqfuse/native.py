@@ -233,6 +233,17 @@ def _shape_str(s: Any) -> str:
 
 
 # ---- the model --------------------------------------------------------------------------
+def split_hx(hx: Any, cell: str) -> tuple[Any, Any]:
+    """(h0, c0) from torch's hx convention: (h0, c0) for an LSTM, h0 alone otherwise."""
+    if cell == "lstm":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise InvalidArgumentError("an LSTM takes hx=(h0, c0)")
+        return hx[0], hx[1]
+    if isinstance(hx, (tuple, list)):
+        raise InvalidArgumentError(f"a {cell} model takes hx=h0, not a tuple")
+    return hx, None
+
+
 def bind_shape_facts(obj: Any, c: dict[str, Any], module: dict[str, Any]) -> None:
     """Bind the config facts a wrapper reads on every call as attributes, once (attribute
     reads are cheaper than dict lookups at batch 1). Shared by NativeModel and
@@ -428,14 +439,7 @@ class NativeModel:
         h0p = c0p = None
         keep = None
         if hx is not None:
-            if self._lstm:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise InvalidArgumentError("an LSTM takes hx=(h0, c0)")
-                h0, c0 = hx
-            else:
-                if isinstance(hx, (tuple, list)):
-                    raise InvalidArgumentError(f"a {self._cell} model takes hx=h0, not a tuple")
-                h0, c0 = hx, None
+            h0, c0 = split_hx(hx, self._cell)
             want = (S, H) if unbatched else (S, B, H)
             h0a, h0p = _float_arg(h0, "h0")
             if tuple(h0a.shape) != want:

@@ -26,6 +26,7 @@ from seqfuse.native import (
     NativeModel,
     NativeTypeError,
     bind_shape_facts,
+    split_hx,
 )
 
 __all__ = [
@@ -281,14 +282,7 @@ class CudaNativeModel:
         h0p = c0p = 0
         keep: Any = None
         if hx is not None:
-            if self._lstm:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise InvalidArgumentError("an LSTM takes hx=(h0, c0)")
-                h0, c0 = hx
-            else:
-                if isinstance(hx, (tuple, list)):
-                    raise InvalidArgumentError(f"a {self._cell} model takes hx=h0, not a tuple")
-                h0, c0 = hx, None
+            h0, c0 = split_hx(hx, self._cell)
             want = (S, H) if unbatched else (S, B, H)
             h0a = self._float(h0, "h0")
             if tuple(h0a.shape) != want:
