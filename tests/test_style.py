@@ -36,7 +36,7 @@ def test_clang_format():
         pytest.skip("clang-format is not installed (pip install '.[test]' brings it)")
     files = sorted(
         str(p)
-        for d in ("csrc", "export", "tests/cpp")
+        for d in ("csrc", "export", "tests/cpp", "tests/fuzz")
         for p in (REPO / d).rglob("*")
         if p.suffix in {".cpp", ".hpp", ".h", ".cu", ".cuh"} and "build" not in p.parts
     )

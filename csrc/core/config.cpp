@@ -100,10 +100,13 @@ void Config::validate() const {
   } else {
     check_range("input_size", input_size, 1, 1 << 20);
   }
-  if (num_layers > 0) check_range("hidden_size", hidden_size, 1, 1 << 14);
+  // Checked whatever num_layers is: a size is never trusted unchecked, even an unused one.
+  check_range("hidden_size", hidden_size, num_layers > 0 ? 1 : 0, 1 << 14);
   if (head != Head::none) check_range("output_size", output_size, 1, 1 << 20);
   if (num_layers == 0 && head != Head::step)
     throw Unsupported("config: num_layers=0 (no recurrent layer) needs head='step'");
+  if (num_layers == 0 && vocab_size > 0)
+    throw Unsupported("config: an Embedding (vocab_size > 0) needs num_layers >= 1");
   if (num_layers == 0 && bidirectional)
     throw Unsupported("config: num_layers=0 cannot be bidirectional");
   // Keep every tensor addressable with int32 element counts per row/col product checks.

@@ -26,9 +26,19 @@ void Buf::zero() {
   if (p_) std::memset(p_, 0, n_ * sizeof(float));
 }
 
+void Buf::release() {
+  std::free(p_);
+  p_ = nullptr;
+  n_ = 0;
+}
+
 int* Workspace::ensure_ints(size_t n) {
   if (ints.size() < n) ints.resize(n);
   return ints.data();
+}
+void Workspace::trim(size_t max_bytes) {
+  if (f.size() * sizeof(float) > max_bytes) f.release();
+  if (ints.size() * sizeof(int) > max_bytes) std::vector<int>().swap(ints);
 }
 
 #ifndef SEQFUSE_X86
@@ -60,8 +70,9 @@ ThreadPool::ThreadPool(int workers) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stop_.store(true);
-    gen_.fetch_add(1);
+    stop_ = true;
+    job_ = Job{nullptr, 0, job_.gen + 1};
+    gen_.store(job_.gen, std::memory_order_release);
   }
   cv_.notify_all();
   for (auto& t : threads_) t.join();
@@ -74,10 +85,9 @@ void ThreadPool::run(int n, const std::function<void(int)>& fn) {
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
-    job_n_ = n;
     pending_.store(n - 1, std::memory_order_relaxed);
-    gen_.fetch_add(1, std::memory_order_acq_rel);
+    job_ = Job{&fn, n, job_.gen + 1};
+    gen_.store(job_.gen, std::memory_order_release);
   }
   if (sleepers_.load() > 0) cv_.notify_all();
   fn(0);
@@ -88,29 +98,23 @@ void ThreadPool::loop(int id) {
   uint64_t seen = 0;
   while (true) {
     // Spin (then yield) for a while: streaming calls come back within microseconds.
-    uint64_t g = gen_.load(std::memory_order_acquire);
-    for (unsigned spins = 0; g == seen && spins < 200000; ++spins) {
+    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == seen && spins < 200000;
+         ++spins)
       if (spins > 2000) std::this_thread::yield();
-      g = gen_.load(std::memory_order_acquire);
-    }
-    if (g == seen) {
-      std::unique_lock<std::mutex> lk(mu_);
-      sleepers_.fetch_add(1);
-      cv_.wait(lk, [&] { return gen_.load() != seen; });
-      sleepers_.fetch_sub(1);
-      g = gen_.load();
-    }
-    seen = g;
-    if (stop_.load()) return;
-    const std::function<void(int)>* job;
-    int n;
+    Job job;
     {
-      std::lock_guard<std::mutex> lk(mu_);
-      job = job_;
-      n = job_n_;
+      std::unique_lock<std::mutex> lk(mu_);
+      if (job_.gen == seen) {
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return job_.gen != seen; });
+        sleepers_.fetch_sub(1);
+      }
+      if (stop_) return;
+      job = job_;  // generation and record together
     }
-    if (id < n) {
-      (*job)(id);
+    seen = job.gen;
+    if (id < job.n) {
+      (*job.fn)(id);
       pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
@@ -178,6 +182,7 @@ struct Model::Impl {
     return w;
   }
   void give_ws(std::unique_ptr<Workspace> w) {
+    w->trim(kKeepScratchBytes);
     Workspace* expected = nullptr;
     if (slot.compare_exchange_strong(expected, w.get(), std::memory_order_release)) {
       w.release();
@@ -260,6 +265,17 @@ static void validate_args(const Config& c, const ForwardArgs& a) {
   if (!a.y) throw InvalidArgument("y (the output array) is required");
   if (a.threads < 1 || a.threads > 256)
     throw InvalidArgument("threads must be in [1, 256], got " + std::to_string(a.threads));
+  {
+    // Every size an engine derives from B and T is computed in 64 bits; bounding the widest
+    // row keeps each product far from wrapping (a call this big fails as out of memory).
+    const uint64_t rows = uint64_t(a.batch) * uint64_t(a.steps);
+    const uint64_t width = std::max<uint64_t>(
+        {uint64_t(c.rnn_input_size()), uint64_t(c.dirs()) * c.gates() * (c.hidden_size + 16),
+         uint64_t(c.output_size), 1});
+    if (rows > (uint64_t(1) << 48) / width)
+      throw InvalidArgument("batch " + std::to_string(a.batch) + " x sequence length " +
+                            std::to_string(a.steps) + " is too large for this model");
+  }
   if (c.vocab_size > 0) {
     if (!a.tokens || a.x) throw InvalidArgument("this model takes token ids (int64), not floats");
     const size_t n = size_t(a.batch) * size_t(a.steps);
@@ -292,11 +308,15 @@ void Model::forward(const ForwardArgs& a) const {
 }
 
 // ---- Session -----------------------------------------------------------------------------
+// Calls on one Session are serialized by its mutex: two threads feeding one session take
+// turns (each step is applied whole, in the order the lock is taken), never write into the
+// same state or workspace at once.
 struct Session::Impl {
   std::shared_ptr<Model::Impl> model;
   int batch = 1;
   std::vector<float> h, c;
   Workspace ws;
+  mutable std::mutex mu;
 };
 
 Session::Session() : impl_(std::make_unique<Impl>()) {}
@@ -309,7 +329,10 @@ Session Model::stream(int batch) const {
   if (c.bidirectional)
     throw Unsupported(
         "streaming needs a unidirectional model (a backward direction reads the future)");
-  if (batch < 1) throw InvalidArgument("stream batch must be >= 1");
+  if (batch < 1) throw InvalidArgument("stream batch must be >= 1, got " + std::to_string(batch));
+  if (c.num_layers > 0 &&
+      uint64_t(batch) * uint64_t(c.num_layers) * uint64_t(c.hidden_size) > (uint64_t(1) << 40))
+    throw InvalidArgument("stream batch " + std::to_string(batch) + " is too large for this model");
   Session s;
   s.impl_->model = impl_;
   s.impl_->batch = batch;
@@ -338,18 +361,23 @@ void Session::step(const float* x, const int64_t* tokens, int k, float* y, int t
     if (c.cell == Cell::lstm) a.c0 = a.c_n = impl_->c.data();
   }
   validate_args(c, a);
+  std::lock_guard<std::mutex> lk(impl_->mu);
   impl_->model->run(a, impl_->ws);
+  impl_->ws.trim(kKeepScratchBytes);
 }
 
 void Session::reset() {
+  std::lock_guard<std::mutex> lk(impl_->mu);
   std::fill(impl_->h.begin(), impl_->h.end(), 0.f);
   std::fill(impl_->c.begin(), impl_->c.end(), 0.f);
 }
 void Session::get_state(float* h, float* c) const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
   if (h) std::copy(impl_->h.begin(), impl_->h.end(), h);
   if (c) std::copy(impl_->c.begin(), impl_->c.end(), c);
 }
 void Session::set_state(const float* h, const float* c) {
+  std::lock_guard<std::mutex> lk(impl_->mu);
   if (h) std::copy(h, h + impl_->h.size(), impl_->h.begin());
   if (c) std::copy(c, c + impl_->c.size(), impl_->c.begin());
 }

@@ -33,17 +33,22 @@ class Buf {
   float* data() const { return p_; }
   size_t size() const { return n_; }
   void zero();
+  void release();  // frees the memory (size() becomes 0)
 
  private:
   float* p_ = nullptr;
   size_t n_ = 0;
 };
 
-// Per-call scratch memory, sized on the first call of a shape and reused afterwards.
+// Per-call scratch memory, sized on the first call of a shape and reused afterwards. A call
+// that needed more than kKeepScratchBytes gives it back when it ends (trim), so one huge call
+// does not pin gigabytes for the model's lifetime; calls below it reuse their scratch.
+constexpr size_t kKeepScratchBytes = size_t(256) << 20;
 struct Workspace {
   Buf f;                       // floats
   std::vector<int> ints;       // row order and active counts (resized only when it grows)
   int* ensure_ints(size_t n);  // out of line: see Buf
+  void trim(size_t max_bytes);
 };
 
 // Sense-reversing spin barrier for a fixed team; spins, then yields.
@@ -76,6 +81,14 @@ class SpinBarrier {
 // A small persistent pool: run(n, fn) calls fn(0) on the caller and fn(1..n-1) on workers,
 // and returns when all are done. Workers spin for a while after a job (streaming calls come
 // back within microseconds), then sleep on a condition variable.
+//
+// The handoff cannot race: each call publishes one Job record (function, team size and its
+// own generation) under the mutex, and a worker takes the generation and the record in the
+// same critical section. A worker that sat out a call (id >= n: teams shrink at batch 1) and
+// wakes late therefore sees the newest record whole, never a new function with an old
+// generation (which made it run a job twice or call a destroyed std::function). The caller
+// waits for the n-1 participants only; they hold the record until they count down.
+// One run() at a time per pool (Model serializes multi-threaded calls).
 class ThreadPool {
  public:
   explicit ThreadPool(int workers);
@@ -84,13 +97,17 @@ class ThreadPool {
   void run(int n, const std::function<void(int)>& fn);
 
  private:
+  struct Job {
+    const std::function<void(int)>* fn = nullptr;
+    int n = 0;
+    uint64_t gen = 0;
+  };
   void loop(int id);
   std::vector<std::thread> threads_;
-  const std::function<void(int)>* job_ = nullptr;
-  int job_n_ = 0;
+  Job job_;  // guarded by mu_
   alignas(64) std::atomic<uint64_t> gen_{0};
   alignas(64) std::atomic<int> pending_{0};
-  std::atomic<bool> stop_{false};
+  bool stop_ = false;  // guarded by mu_
   std::atomic<int> sleepers_{0};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -167,7 +167,8 @@ inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst
 }
 
 // C[M, ncols] (row stride ldc) = A[M, K] (row stride lda) x P + bias, panels [p0, p1).
-inline void gemm(int M, const float* A, size_t lda, const Packed& P, const float* bias, float* C,
+// M is 64-bit: B*T rows may pass 2^31.
+inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const float* bias, float* C,
                  size_t ldc, int ncols, int p0, int p1) {
   const size_t wst = size_t(P.PV) * W;
   for (int p = p0; p < p1; ++p) {
@@ -176,7 +177,7 @@ inline void gemm(int M, const float* A, size_t lda, const Packed& P, const float
     const float* wp = P.panel(p);
     const float* bp = bias ? bias + cbase : nullptr;
     if (M <= 2) {
-      for (int r = 0; r < M; ++r)
+      for (size_t r = 0; r < M; ++r)
         gemm_wide(nvp, P.K, A + size_t(r) * lda, wp, wst, bp, C + size_t(r) * ldc + cbase,
                   ncols - cbase);
       continue;
@@ -185,7 +186,7 @@ inline void gemm(int M, const float* A, size_t lda, const Packed& P, const float
       const int nv = std::min(4, nvp - v0), c0 = cbase + v0 * W;
       if (c0 >= ncols) break;
       const float* b0 = bp ? bp + v0 * W : nullptr;
-      int r = 0;
+      size_t r = 0;
       if (nv == 1)  // one output vector (a narrow head): more rows keep more FMAs in flight
         for (; r + 8 <= M; r += 8)
           gemm_mk<8, 1>(P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
@@ -293,7 +294,7 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
       } else if (C == Cell::rnn_tanh) {
         S::store(ho, vtanh(acc[r][u]));
       } else {
-        S::store(ho, S::max(acc[r][u], S::zero()));
+        S::store(ho, S::max(S::zero(), acc[r][u]));  // NaN stays NaN (simd.hpp)
       }
     }
   }
@@ -360,12 +361,14 @@ class FastBackend final : public Backend {
       return it == w.end() ? nullptr : it->second.data.data();
     };
     G_ = c.gates();
-    H_ = c.hidden_size;
+    // A model without recurrent layers (linear regression) has no hidden state: nothing may be
+    // sized or divided by its (unused) hidden_size.
+    H_ = c.num_layers > 0 ? c.hidden_size : 0;
     Hp_ = round_up(H_, W);
     Np_ = G_ * Hp_;
     // Recurrent panels: as many groups as the registers hold as accumulators, balanced
     // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
-    {
+    if (c.num_layers > 0) {
       const int maxng = c.cell == Cell::lstm  ? CellT<Cell::lstm>::MAXNG
                         : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
                                               : CellT<Cell::rnn_tanh>::MAXNG;
@@ -445,7 +448,8 @@ class FastBackend final : public Backend {
 
 struct FastBackend::Call {
   const ForwardArgs* a;
-  int B, T, rows, maxlen, dirs, L;
+  int B, T, maxlen, dirs, L;
+  size_t rows;       // B*T (64-bit: may pass 2^31)
   const int* order;  // rows sorted by length, longest first
   const int* nact;   // [maxlen] active rows at each step
   const int* len;    // [B]
@@ -459,7 +463,9 @@ struct FastBackend::Call {
   float* out;  // this layer's output rows (null: not stored)
   size_t out_ld;
   bool truncate_top_bwd;
-  size_t row(int t, int b) const { return size_t(a->batch_first ? b * T + t : t * B + b); }
+  size_t row(int t, int b) const {
+    return a->batch_first ? size_t(b) * size_t(T) + size_t(t) : size_t(t) * size_t(B) + size_t(b);
+  }
 };
 
 inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsize,
@@ -579,7 +585,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
 
 inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const {
   const int B = a.batch, T = a.steps, L = c_.num_layers, dirs = c_.dirs(), H = H_;
-  const int F = c_.feature_size(), O = c_.output_size, rows = B * T;
+  const int F = c_.feature_size(), O = c_.output_size;
+  const size_t rows = size_t(B) * size_t(T);
   int nt = pool ? std::min(a.threads, pool->size()) : 1;
   if (nt > 1 && L > 0) {
     // Splitting one direction's step across threads costs a barrier per step: worth it only
@@ -673,7 +680,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
       if (split || l == L - 1 || a.lengths) bar_all.wait();
     }
     if (hd == Head::step) {
-      const int r0 = int(int64_t(tid) * rows / nt), r1 = int(int64_t(tid + 1) * rows / nt);
+      const size_t r0 = size_t(tid) * rows / size_t(nt), r1 = size_t(tid + 1) * rows / size_t(nt);
       if (r1 > r0)
         gemm(r1 - r0, top_out + size_t(r0) * F, size_t(F), head_w_, head_b_.data(),
              a.y + size_t(r0) * O, size_t(O), O, 0, head_w_.npanels);

@@ -68,9 +68,11 @@ class ReferenceBackend final : public Backend {
                 case Cell::rnn_tanh:
                   h[j] = std::tanh(gx[j] + gh[j]);
                   break;
-                case Cell::rnn_relu:
-                  h[j] = std::max(0.0, gx[j] + gh[j]);
+                case Cell::rnn_relu: {
+                  const double v = gx[j] + gh[j];
+                  h[j] = v > 0.0 || std::isnan(v) ? v : 0.0;  // NaN stays NaN, as torch.relu
                   break;
+                }
                 case Cell::gru: {
                   double r = sigm(gx[j] + gh[j]);
                   double z = sigm(gx[H + j] + gh[H + j]);

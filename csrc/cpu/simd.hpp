@@ -114,11 +114,12 @@ struct S {
   static V sub(V a, V b) { SEQFUSE_LANES(a.v[l] - b.v[l]); }
   static V mul(V a, V b) { SEQFUSE_LANES(a.v[l] * b.v[l]); }
   static V div(V a, V b) { SEQFUSE_LANES(a.v[l] / b.v[l]); }
-  static V max(V a, V b) { SEQFUSE_LANES(a.v[l] > b.v[l] ? a.v[l] : b.v[l]); }
+  static V max(V a, V b) { SEQFUSE_LANES(a.v[l] > b.v[l] ? a.v[l] : b.v[l]); }  // NaN: b
   static V abs(V x) { SEQFUSE_LANES(x.v[l] < 0 ? -x.v[l] : x.v[l]); }
   static V floor(V x) {
-    // inputs here are within +-200, so the int conversion is exact
-    SEQFUSE_LANES(float(int(x.v[l]) - (float(int(x.v[l])) > x.v[l] ? 1 : 0)));
+    // inputs here are within +-200 or NaN (kept: converting NaN to int is undefined)
+    SEQFUSE_LANES(x.v[l] != x.v[l] ? x.v[l]
+                                   : float(int(x.v[l]) - (float(int(x.v[l])) > x.v[l] ? 1 : 0)));
   }
   static V select_lt(V a, V b, V x, V y) { SEQFUSE_LANES(a.v[l] < b.v[l] ? x.v[l] : y.v[l]); }
   static V copysign(V mag, V sgn) {
@@ -129,7 +130,9 @@ struct S {
   static V pow2n(V n) {
     V r;
     for (int l = 0; l < 8; ++l) {
-      uint32_t bits = uint32_t(int(n.v[l]) + 127) << 23;
+      // NaN n (a NaN input on its way through): any finite scale keeps the NaN product.
+      const int e = n.v[l] == n.v[l] ? int(n.v[l]) : 0;
+      uint32_t bits = uint32_t(e + 127) << 23;
       std::memcpy(&r.v[l], &bits, 4);
     }
     return r;
@@ -141,9 +144,13 @@ struct S {
 // ---- vectorized activations (Cephes expf / tanhf) ------------------------------------------
 using V = S::V;
 
+// NaN propagation: S::max(a, b) returns b when either operand is NaN (x86 maxps semantics;
+// the portable struct matches), so every clamp puts the value that may be NaN second. A NaN
+// input must come out NaN, as in eager PyTorch, never as a finite number.
+//
 // exp(x) for x <= 0; flushes to ~exp(-87) below that (results under FLT_MIN are not needed).
 static inline V vexp_neg(V x) {
-  x = S::max(x, S::set1(-87.0f));
+  x = S::max(S::set1(-87.0f), x);
   V n = S::floor(S::fma(x, S::set1(1.44269504088896341f), S::set1(0.5f)));
   V r = S::fma(n, S::set1(-0.693359375f), x);
   r = S::fma(n, S::set1(2.12194440e-4f), r);

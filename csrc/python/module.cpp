@@ -50,10 +50,23 @@ PyObject* guarded(F&& fn) {
     PyErr_SetString(g_format_error.ptr(), e.what());
   } catch (const seqfuse::InvalidArgument& e) {
     PyErr_SetString(g_invalid_error.ptr(), e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_SetString(PyExc_MemoryError,
+                    "not enough memory for this call's scratch space (batch x length too large)");
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
   }
   return nullptr;
+}
+
+// An integer argument outside [lo, hi]: InvalidArgumentError naming the value as given (not
+// as it would read after narrowing to int).
+bool in_range(long long v, long long lo, long long hi, const char* what) {
+  if (v >= lo && v <= hi) return true;
+  PyErr_SetString(g_invalid_error.ptr(), (std::string(what) + " must be in [" + std::to_string(lo) +
+                                          ", " + std::to_string(hi) + "], got " + std::to_string(v))
+                                             .c_str());
+  return false;
 }
 
 // run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n, threads,
@@ -65,16 +78,15 @@ PyObject* fast_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   uintptr_t model, p[8];
-  long B, T, bf, threads, head_only;
+  long long B, T, bf, threads, head_only;
   if (!addr_of(args[0], model) || !int_of(args[1], B) || !int_of(args[2], T) ||
       !int_of(args[3], bf) || !int_of(args[12], threads) || !int_of(args[13], head_only))
     return nullptr;
   for (int i = 0; i < 8; ++i)
     if (!addr_of(args[4 + i], p[i])) return nullptr;
-  if (B < 1 || T < 1 || B > (1L << 30) || T > (1L << 30)) {
-    PyErr_SetString(g_invalid_error.ptr(), "batch and sequence length must be >= 1");
+  if (!in_range(B, 1, INT32_MAX, "batch") || !in_range(T, 1, INT32_MAX, "sequence length") ||
+      !in_range(threads, 1, 256, "threads"))
     return nullptr;
-  }
   seqfuse::ForwardArgs a;
   seqfuse_py::fill_forward_args(a, B, T, bf, p);
   a.threads = int(threads);
@@ -90,14 +102,12 @@ PyObject* fast_step(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   uintptr_t sess, x, tok, y;
-  long k, threads;
+  long long k, threads;
   if (!addr_of(args[0], sess) || !addr_of(args[1], x) || !addr_of(args[2], tok) ||
       !int_of(args[3], k) || !addr_of(args[4], y) || !int_of(args[5], threads))
     return nullptr;
-  if (k < 1 || k > (1L << 30)) {
-    PyErr_SetString(g_invalid_error.ptr(), "a stream step needs k >= 1 time steps");
+  if (!in_range(k, 1, INT32_MAX, "stream step length k") || !in_range(threads, 1, 256, "threads"))
     return nullptr;
-  }
   auto* s = reinterpret_cast<seqfuse::Session*>(sess);
   return guarded([&] {
     s->step(reinterpret_cast<const float*>(x), reinterpret_cast<const int64_t*>(tok), int(k),

@@ -68,6 +68,17 @@ _Tensor = torch.Tensor
 _ndarray = np.ndarray
 _run = _C.run
 _stream_step = _C.stream_step
+#: The most threads one call may use (the C++ core's bound).
+MAX_THREADS = 256
+
+
+def _int_in(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer argument checked against [lo, hi], reported as given (one line)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise NativeTypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return int(value)
 
 
 # ---- conversion from modules -------------------------------------------------------------
@@ -277,7 +288,7 @@ class NativeModel:
         self.module_info = module
         self.config: dict[str, Any] = json.loads(core.config_json)
         c = self.config
-        self.threads = int(threads)
+        self.threads = _int_in(threads, "threads", 1, MAX_THREADS)
         self.device = device
         bind_shape_facts(self, c, module)
         self._addr = self._core.address
@@ -505,7 +516,9 @@ class NativeModel:
         """A session that carries h (and c) between calls; inputs are batch-first."""
         if self._kind == "linear":
             raise InvalidArgumentError("a LinearRegression model has no state to stream")
-        return StreamSession(self, int(batch), self.threads if threads is None else threads)
+        batch = _int_in(batch, "stream batch", 1, 2**31 - 1)
+        threads = self.threads if threads is None else _int_in(threads, "threads", 1, MAX_THREADS)
+        return StreamSession(self, batch, threads)
 
     # -- files
     def weights(self) -> dict[str, np.ndarray]:
@@ -695,8 +708,9 @@ def _read_module_info(path: Path) -> dict[str, Any]:
         if text is None:  # written by another tool: a bare engine config
             return {"kind": "engine"}
         info = json.loads(text)
-    except (ValueError, OSError, struct.error) as e:
-        raise WeightFileError(f"{path}: metadata 'module' is unreadable ({e})") from None
+    except (ValueError, OSError, struct.error, RecursionError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise WeightFileError(f"{path}: metadata 'module' is unreadable ({reason})") from None
     if not isinstance(info, dict) or info.get("kind") not in ("seq", "linear", "rnn", "engine"):
         raise WeightFileError(f"{path}: metadata 'module' has an unknown kind")
     return info
@@ -705,6 +719,8 @@ def _read_module_info(path: Path) -> dict[str, Any]:
 def load(path: str | os.PathLike, threads: int = 1, isa: str = "auto", device: Any = "cpu") -> Any:
     """Load a weight file written by :func:`save` (validated fully before use)."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightFileError(f"{path} is a directory, not a weight file")
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
     core = _C.Model.load(str(path), isa)

@@ -138,6 +138,8 @@ class Model {
   const std::map<std::string, Tensor>& weights() const;
 
   // Run a batch. Validates lengths and tokens; throws InvalidArgument on bad values.
+  // Scratch memory is kept between calls for reuse, except after a call that needed more than
+  // 256 MiB: that call frees it when it returns.
   void forward(const ForwardArgs& args) const;
 
   // A streaming session for `batch` sequences (unidirectional models only).
@@ -152,7 +154,9 @@ class Model {
 };
 
 // Streaming: feed k >= 1 time steps per call; h (and c) carry over between calls.
-// A Session is used by one thread at a time (it owns its state and workspace).
+// Thread safety: calls on one Session are serialized inside (a mutex), so two threads feeding
+// the same session take turns and every step is applied whole, in the order the threads get
+// the lock. Independent streams want one Session each (they run in parallel).
 class Session {
  public:
   Session(Session&&) noexcept;
