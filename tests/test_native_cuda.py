@@ -298,3 +298,21 @@ def test_cuda_model_moves_and_saves_like_the_native_model(tmp_path):
     again = snc.CudaNativeModel(sn.load(path), "cuda")
     x = torch.randn(2, 5, 3)
     assert max_err(cpu(again(x.cuda())), cpu(gm(x.cuda()))) == 0.0
+
+
+@needs_gpu
+@pytest.mark.parametrize("path", ["auto", "step"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_cuda_nan_and_inf_propagate_like_eager(cell, path):
+    # The CUDA twin of test_native_robustness.py's check: NaN stays NaN, Inf as in eager.
+    m = make_rnn(cell, 4, 20, 2, True, True, True, seed=5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, 4, generator=g)  # sequence 3 stays finite
+    x[0, 2, 1] = float("nan")
+    x[1, 4, :] = float("inf")
+    x[2, 1, 3] = float("-inf")
+    want, _ = eager_rnn(m, x)
+    got, _ = cpu(snc.CudaNativeModel(sn.from_module(m), "cuda", path=path)(cuda(x)))
+    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ from eager"
+    assert torch.equal(torch.isfinite(got), torch.isfinite(want))
+    torch.testing.assert_close(got, want, rtol=0, atol=TOL, equal_nan=True)

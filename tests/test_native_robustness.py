@@ -15,6 +15,7 @@ ThreadSanitizer in .ci/sanitize).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -249,3 +250,27 @@ def test_batch_times_length_past_2_to_31_is_a_clean_error():
                        timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith(("clean:", "ran")), r.stdout
+
+
+def _rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _under_asan() -> bool:
+    maps = Path("/proc/self/maps")
+    return maps.exists() and "libasan" in maps.read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(_under_asan(), reason="ASan's allocator quarantines freed memory (RSS)")
+def test_huge_call_scratch_is_released():
+    # One long call needs ~500 MB of scratch (input projections and layer outputs); the model
+    # must not keep it after the call returns (it kept 1.5 GB after a T = 4e6 call).
+    nm = sn.from_module(torch.nn.GRU(1, 64, batch_first=True))
+    x = torch.zeros(1, 400_000, 1)
+    nm(torch.zeros(1, 8, 1))  # a small call keeps its (small) scratch
+    before = _rss_bytes()
+    y, _ = nm(x)
+    del y
+    grown = _rss_bytes() - before
+    assert grown < 100 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB after the call"

@@ -331,6 +331,8 @@ inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp
   }
 }
 
+// mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
+// instantiated at all.
 template <Cell C>
 inline void step_rows(int mr, int ng, int K, const RowPtrs* rows, const float* bh, int grp0,
                       const float* wp, size_t wst) {
@@ -339,13 +341,13 @@ inline void step_rows(int mr, int ng, int K, const RowPtrs* rows, const float* b
       step_ng<C, 1>(ng, K, rows, bh, grp0, wp, wst);
       break;
     case 2:
-      step_ng<C, 2>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 2) step_ng<C, 2>(ng, K, rows, bh, grp0, wp, wst);
       break;
     case 3:
-      step_ng<C, 3>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 3) step_ng<C, 3>(ng, K, rows, bh, grp0, wp, wst);
       break;
     case 4:
-      step_ng<C, 4>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 4) step_ng<C, 4>(ng, K, rows, bh, grp0, wp, wst);
       break;
     default:
       break;
