@@ -21,7 +21,9 @@ SHORT = {
     "hihell": dict(),
     "sine": dict(),
     "names": dict(epochs=3),
-    "mnist": dict(epochs=3),
+    # 5 = one epoch past the LR step (step_size 4): before it, accuracy swings by 3 points
+    # with the CPU's ISA and the seed (0.897..0.931 at epoch 3); after it, 0.9495..0.969
+    "mnist": dict(epochs=5),
     "shakespeare": dict(epochs=1, max_batches=60, batch_size=32),
 }
 

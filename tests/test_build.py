@@ -5,6 +5,7 @@ weight file, runs a batch and streaming steps, and must print what seqfuse.nativ
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,26 @@ import torch
 from seqfuse import _C
 from seqfuse.models.presets import preset
 from seqfuse.models.seq import build_model
+
+
+def test_version_is_stated_once():
+    # pyproject.toml is the one source: the Python metadata, the compiled core and the
+    # installed CMake package all report it.
+    root = Path(__file__).resolve().parents[1]
+    want = re.search(r'^version = "([^"]+)"$', (root / "pyproject.toml").read_text(), re.M)[1]
+    assert seqfuse.__version__ == want
+    assert seqfuse.build_info()["version"] == want
+    cmake_dir = Path(
+        subprocess.run(
+            [sys.executable, "-m", "seqfuse", "--cmake-dir"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    text = (cmake_dir / "seqfuseConfigVersion.cmake").read_text()
+    assert re.search(rf'set\(PACKAGE_VERSION "{re.escape(want)}"\)', text)
+    sources = [p for d in ("csrc", "python") for p in (root / d).rglob("*") if p.is_file()]
+    stated = [str(p) for p in sources if f'"{want}"' in p.read_text(errors="ignore")]
+    assert stated == [], f"the version is written again in {stated}"
 
 
 def test_build_info():
@@ -145,7 +166,7 @@ def test_ctest_engine_against_reference(tmp_path):
         check=True, capture_output=True,
     )  # fmt: skip
     subprocess.run(
-        ["cmake", "--build", str(build), "--target", "test_engine", "-j2"],
+        ["cmake", "--build", str(build), "--target", "test_engine", "test_concurrency", "-j2"],
         check=True, capture_output=True,
     )  # fmt: skip
     r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True)

@@ -119,3 +119,108 @@ def test_demo_end_to_end(tmp_path):
         assert statuses == dict.fromkeys(("torchscript", "onnx", "native"), "verified")
     assert (tmp_path / "bench" / "bench.json").is_file()
     assert "native" in out and "x eager" in out
+
+
+def cli(capsys, *args):
+    """The CLI in-process (what `seqfuse ...` runs): (exit status, stderr lines)."""
+    from seqfuse.cli import main
+
+    try:
+        rc = main([*map(str, args)])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err
+    return rc, [ln for ln in err.strip().splitlines() if ln.strip()]
+
+
+def assert_cli_error(result, pattern):
+    rc, lines = result
+    assert rc == 2 and len(lines) == 1, (rc, lines)
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture
+def sine_checkpoint(tmp_path):
+    from seqfuse.train.loop import TrainOptions, train
+
+    opts = dict(save_dir=str(tmp_path / "sine"), progress=False, plots=False, quiet=True)
+    return train(TrainOptions(task="sine", epochs=1, **opts))["checkpoint"]
+
+
+def test_ill_typed_checkpoints(tmp_path, capsys, monkeypatch, sine_checkpoint):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    base = torch.load(sine_checkpoint, weights_only=True)
+    cases = [
+        (dict(task=["sine"]), "task must be a string"),
+        (dict(extras="abc"), "extras must be a dict"),
+        (dict(seed="0"), "seed must be an integer"),
+        (dict(model_state=[0]), "model_state must be a dict of tensors"),
+        (dict(config={**base["config"], "hidden_size": 20000}), "hidden_size must be in"),
+        (dict(config={**base["config"], "hidden_size": 16000}), "does not fit its config"),
+    ]
+    for i, (over, pattern) in enumerate(cases):
+        path = tmp_path / f"bad{i}.pt"
+        torch.save({**base, **over}, path)
+        assert_cli_error(cli(capsys, "eval", path), pattern)
+        assert_cli_error(cli(capsys, "export", path, "--out", tmp_path / "o"), pattern)
+        assert_cli_error(cli(capsys, "predict", path, "Smith"), pattern)
+        assert_cli_error(cli(capsys, "generate", path), pattern)
+        r = cli(capsys, "train", "sine", "--resume", path, "--save-dir", tmp_path / "r")
+        assert_cli_error(r, pattern)
+
+
+def test_directory_as_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    msg = "is a directory, not a checkpoint file"
+    assert_cli_error(cli(capsys, "eval", tmp_path), msg)
+    assert_cli_error(cli(capsys, "predict", tmp_path, "Smith"), msg)
+    assert_cli_error(cli(capsys, "generate", tmp_path), msg)
+    assert_cli_error(cli(capsys, "export", tmp_path, "--out", tmp_path / "o"), msg)
+    r = cli(capsys, "train", "sine", "--resume", tmp_path, "--save-dir", tmp_path / "r")
+    assert_cli_error(r, msg)
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "metrics.json"])
+def test_train_output_taken_by_a_directory(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.delenv("SEQFUSE_DEBUG", raising=False)
+    (tmp_path / name).mkdir()
+    r = cli(capsys, "train", "sine", "--epochs", "1", "--save-dir", tmp_path, "--no-progress")
+    assert_cli_error(r, f"{name}: it is a directory")
+    assert not (tmp_path / "checkpoint.pt").is_file()  # failed before training
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--lr", "-0.1"],
+        ["--lr", "0"],
+        ["--epochs", "0"],
+        ["--epochs", "-3"],
+        ["--batch-size", "0"],
+        ["--step-size", "0"],
+        ["--gamma", "nan"],
+        ["--gamma", "1.5"],
+        ["--max-batches", "0"],
+        ["--seed", str(2**70)],
+    ],
+)
+def test_train_bad_numbers(tmp_path, capsys, args):
+    r = cli(capsys, "train", "sine", *args, "--save-dir", tmp_path / "out")
+    assert_cli_error(r, f"argument {args[0]}: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_and_predict_bad_numbers(tmp_path, capsys):
+    ckpt = tmp_path / "c.pt"  # argparse rejects the numbers before the file is read
+    assert_cli_error(cli(capsys, "generate", ckpt, "--temperature", "nan"), "--temperature")
+    assert_cli_error(cli(capsys, "generate", ckpt, "--length", "-1"), "--length")
+    assert_cli_error(cli(capsys, "predict", ckpt, "Smith", "--top", "0"), "--top")
+
+
+def test_bad_number_end_to_end():
+    # the real console entry point: one line, exit status 2, no usage block, no traceback
+    r = seqfuse("train", "sine", "--lr", "nan")
+    assert r.returncode == 2
+    assert_one_line_error(r, "seqfuse train: error: argument --lr: must be a finite number > 0")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from seqfuse.models import PRESETS, SeqModel, build_model, config_of, example_input, preset
+from seqfuse.models import (
+    PRESETS,
+    SeqModel,
+    build_model,
+    check_state_dict,
+    config_of,
+    example_input,
+    parse_config,
+    preset,
+    state_shapes,
+)
 from torch import nn
 
 
@@ -81,3 +91,61 @@ def test_build_model_rejects_unknown_keys_and_kinds():
         build_model({"kind": "seq", "hidden": 3})
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model({"kind": "transformer"})
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        dict(bidirectional=True, num_layers=3, bias=False),
+        dict(head="none"),
+        dict(cell="gru", head="last_hidden"),
+        dict(cell="rnn_relu", vocab_size=7, embed_dim=3),
+    ],
+)
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_state_shapes_without_building(name, over):
+    cfg = preset(name) if name == "linear" else preset(name, **over)
+    sd = build_model(cfg).state_dict()
+    assert state_shapes(cfg) == {k: tuple(v.shape) for k, v in sd.items()}
+    check_state_dict(cfg, sd)
+
+
+def test_check_state_dict_names_the_mismatch():
+    cfg = preset("sine")
+    sd = build_model(cfg).state_dict()
+    with pytest.raises(ValueError, match=r"head.weight has shape \[1, 32\], the config needs"):
+        check_state_dict(preset("sine", output_size=2), sd)
+    with pytest.raises(ValueError, match="missing rnn.weight_ih_l1"):
+        check_state_dict(preset("sine", num_layers=2), sd)
+    with pytest.raises(ValueError, match="unexpected extra"):
+        check_state_dict(cfg, {**sd, "extra": torch.zeros(1)})
+    with pytest.raises(ValueError, match="floating-point tensor"):
+        check_state_dict(cfg, {**sd, "head.bias": torch.zeros(1, dtype=torch.int64)})
+    with pytest.raises(ValueError, match="not backed by its data"):
+        check_state_dict(cfg, {**sd, "rnn.weight_hh_l0": torch.zeros(1).expand(32, 32)})
+
+
+@pytest.mark.parametrize(
+    "bad,pattern",
+    [
+        (dict(hidden_size=20000), r"hidden_size must be in \[1, 16384\], got 20000"),
+        (dict(hidden_size="32"), "hidden_size must be int, got str"),
+        (dict(num_layers=True), "num_layers must be int, got bool"),
+        (dict(num_layers=65), r"num_layers must be in \[1, 64\]"),
+        (dict(bidirectional=1), "bidirectional must be bool"),
+        (dict(dropout=float("nan")), r"dropout must be in \[0, 1\)"),
+        (dict(cell=["lstm"]), "cell must be str"),
+        (dict(vocab_size=1 << 25, embed_dim=4), "vocab_size must be in"),
+        (dict(input_size=1 << 21), "input_size must be in"),
+        (dict(vocab_size=1 << 24, embed_dim=1 << 16), "embedding.weight .* would be too large"),
+    ],
+)
+def test_config_types_and_bounds_checked_before_building(bad, pattern):
+    # checked when the config is read: no tensor (of any size) is allocated first
+    with pytest.raises(ValueError, match=pattern):
+        parse_config(preset("sine", **bad))
+    with pytest.raises(ValueError, match=pattern):
+        state_shapes(preset("sine", **bad))
+    with pytest.raises(ValueError, match="in_features must be in"):
+        parse_config(dict(kind="linear", in_features=0, out_features=1))

@@ -6,6 +6,9 @@
 #ifndef SEQFUSE_COMPILER
 #define SEQFUSE_COMPILER "unknown"
 #endif
+#ifndef SEQFUSE_VERSION
+#error "SEQFUSE_VERSION comes from pyproject.toml through CMakeLists.txt"
+#endif
 
 namespace seqfuse {
 
@@ -24,7 +27,7 @@ BuildInfo build_info() {
 #else
   const bool cuda = false;
 #endif
-  return BuildInfo{"0.1.0", SEQFUSE_COMPILER, detect_simd(), cuda};
+  return BuildInfo{SEQFUSE_VERSION, SEQFUSE_COMPILER, detect_simd(), cuda};
 }
 
 void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,

@@ -6,7 +6,12 @@ seqfuse.bench. Checked by the pytest suite in tests/.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # stated once, in pyproject.toml; the compiled core reports the same (build_info)
+    __version__ = version("seqfuse")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 class SeqfuseError(Exception):

@@ -1,8 +1,8 @@
 """The `seqfuse` command line: train, eval, predict, generate, export, bench, demo.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``run(args) -> int``. User errors (:class:`seqfuse.SeqfuseError`) print one line and exit
-with status 2, never a traceback (set SEQFUSE_DEBUG=1 to see one).
+``run(args) -> int``. User errors (:class:`seqfuse.SeqfuseError`) and bad arguments print
+one line and exit with status 2, never a traceback (set SEQFUSE_DEBUG=1 to see one).
 Checked by tests/test_cli.py.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
+from collections.abc import Callable
 
 from seqfuse import SeqfuseError, __version__
 
@@ -27,8 +29,56 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one `--help` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# argparse types for numeric options: nan, inf, 0 or a negative count is an argument error.
+def int_at_least(lo: int) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    return parse
+
+
+def int_within(bound: int) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        v = int_at_least(-bound)(s)
+        if v > bound:
+            raise argparse.ArgumentTypeError(f"must be <= {bound}, got {v}")
+        return v
+
+    return parse
+
+
+def finite_float(lo: float, hi: float = math.inf, *, lo_open: bool = True):
+    """A finite float above ``lo`` (at least ``lo`` when not ``lo_open``) and below ``hi``."""
+    where = (f"> {lo:g}" if lo_open else f">= {lo:g}") + (f" and < {hi:g}" if hi < math.inf else "")
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        above = v > lo if lo_open else v >= lo
+        if not (math.isfinite(v) and above and v < hi):
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {s!r}")
+        return v
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="seqfuse",
         description="Train, export and run recurrent sequence models (LSTM, GRU, RNN) fast.",
     )

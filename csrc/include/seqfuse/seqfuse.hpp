@@ -19,7 +19,7 @@ namespace seqfuse {
 // What this binary was built with: compiler, the SIMD level picked at run time on this CPU,
 // and whether the CUDA backend is compiled in.
 struct BuildInfo {
-  std::string version;   // seqfuse version, e.g. "0.1.0"
+  std::string version;   // seqfuse version (pyproject.toml), e.g. "1.2.3"
   std::string compiler;  // e.g. "GNU 12.2.0"
   std::string simd;      // best kernel set usable on this CPU: "avx512", "avx2", "portable"
   bool cuda;             // true if the CUDA backend is compiled in

@@ -15,8 +15,11 @@ from seqfuse.models.seq import (
     SeqConfig,
     SeqModel,
     build_model,
+    check_state_dict,
     config_of,
     example_input,
+    parse_config,
+    state_shapes,
 )
 
 __all__ = [
@@ -27,7 +30,10 @@ __all__ = [
     "SeqConfig",
     "SeqModel",
     "build_model",
+    "check_state_dict",
     "config_of",
     "example_input",
+    "parse_config",
     "preset",
+    "state_shapes",
 ]

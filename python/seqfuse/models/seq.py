@@ -8,6 +8,7 @@ Checked by tests/test_models.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,37 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 HEADS = ("none", "step", "last_step", "last_hidden")
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+
+# Size bounds of a config, the native engine's own (csrc/core/config.cpp): a config read
+# from a file is checked against them before any tensor is allocated.
+LIMITS = {
+    "hidden_size": (1, 1 << 14),
+    "num_layers": (1, 64),
+    "input_size": (1, 1 << 20),
+    "vocab_size": (0, 1 << 24),
+    "embed_dim": (1, 1 << 16),
+    "output_size": (1, 1 << 20),
+    "in_features": (1, 1 << 20),
+    "out_features": (1, 1 << 20),
+}
+MAX_TENSOR_NUMEL = 1 << 31
+
+
+def _check_field(obj: Any, name: str, typ: type | tuple[type, ...]) -> None:
+    v = getattr(obj, name)
+    # bool is an int subclass: True is not a size, and 1 is not a flag
+    if isinstance(v, bool) != (typ is bool) or not isinstance(v, typ):
+        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ValueError(f"{name} must be {want}, got {type(v).__name__} {v!r}"[:200])
+
+
+def _check_size(obj: Any, name: str, used: bool = True) -> None:
+    _check_field(obj, name, int)
+    lo, hi = LIMITS[name]
+    v = getattr(obj, name)
+    if used and not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
 
 
 @dataclass
@@ -41,19 +73,30 @@ class SeqConfig:
     kind: str = "seq"
 
     def __post_init__(self) -> None:
+        """Check types and sizes (a config may come from a file): ValueError naming the field."""
+        for name in ("cell", "head", "kind"):
+            _check_field(self, name, str)
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
-        for name in ("hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("bidirectional", "bias"):
+            _check_field(self, name, bool)
+        _check_field(self, "dropout", (float, int))
+        if not 0 <= self.dropout < 1:  # also rejects nan
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("hidden_size", "num_layers", "vocab_size"):
+            _check_size(self, name)
         if self.vocab_size > 0 and self.embed_dim < 1:
             raise ValueError("embed_dim must be >= 1 when vocab_size > 0")
         if self.vocab_size == 0 and self.input_size < 1:
             raise ValueError("input_size must be >= 1 for feature inputs")
         if self.head != "none" and self.output_size < 1:
             raise ValueError("output_size must be >= 1 when a head is used")
+        _check_size(self, "embed_dim", used=self.vocab_size > 0)
+        _check_size(self, "input_size", used=self.vocab_size == 0)
+        _check_size(self, "output_size", used=self.head != "none")
+        _check_numel(state_shapes(self))
 
     @property
     def rnn_input_size(self) -> int:
@@ -144,6 +187,11 @@ class LinearConfig:
     out_features: int = 1
     kind: str = "linear"
 
+    def __post_init__(self) -> None:
+        _check_field(self, "kind", str)
+        _check_size(self, "in_features")
+        _check_size(self, "out_features")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -164,20 +212,93 @@ class LinearRegression(nn.Module):
         return self.linear(x)
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from the config dict a checkpoint carries."""
+def parse_config(config: dict[str, Any]) -> SeqConfig | LinearConfig:
+    """The checked config object of a config dict; ValueError (naming why) if it is bad.
+
+    Types and size bounds are checked here, before any tensor is allocated.
+    """
     if not isinstance(config, dict):
         raise ValueError(f"model config must be a dict, got {type(config).__name__}")
     cfg = dict(config)
     kind = cfg.get("kind", "seq")
     try:
         if kind == "seq":
-            return SeqModel(SeqConfig(**cfg))
+            return SeqConfig(**cfg)
         if kind == "linear":
-            return LinearRegression(LinearConfig(**cfg))
+            return LinearConfig(**cfg)
     except TypeError as e:  # unknown or missing keys
         raise ValueError(f"invalid model config: {e}") from None
-    raise ValueError(f"unknown model kind {kind!r}")
+    raise ValueError(f"unknown model kind {str(kind)[:50]!r}")
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from the config dict a checkpoint carries."""
+    c = parse_config(config)
+    return SeqModel(c) if isinstance(c, SeqConfig) else LinearRegression(c)
+
+
+def state_shapes(config: SeqConfig | LinearConfig | dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` tensor shapes of the model a config builds, without building it."""
+    c = parse_config(config) if isinstance(config, dict) else config
+    if isinstance(c, LinearConfig):
+        return {
+            "linear.weight": (c.out_features, c.in_features),
+            "linear.bias": (c.out_features,),
+        }
+    shapes: dict[str, tuple[int, ...]] = {}
+    if c.vocab_size > 0:
+        shapes["embedding.weight"] = (c.vocab_size, c.embed_dim)
+    gh, h = GATES[c.cell] * c.hidden_size, c.hidden_size
+    for layer in range(c.num_layers):
+        inp = c.rnn_input_size if layer == 0 else c.num_directions * h
+        for sfx in ("", "_reverse")[: c.num_directions]:
+            shapes[f"rnn.weight_ih_l{layer}{sfx}"] = (gh, inp)
+            shapes[f"rnn.weight_hh_l{layer}{sfx}"] = (gh, h)
+            if c.bias:
+                shapes[f"rnn.bias_ih_l{layer}{sfx}"] = (gh,)
+                shapes[f"rnn.bias_hh_l{layer}{sfx}"] = (gh,)
+    if c.head != "none":
+        shapes["head.weight"] = (c.output_size, c.num_directions * h)
+        shapes["head.bias"] = (c.output_size,)
+    return shapes
+
+
+def _check_numel(shapes: dict[str, tuple[int, ...]]) -> None:
+    for name, shape in shapes.items():
+        if math.prod(shape) > MAX_TENSOR_NUMEL:
+            raise ValueError(f"tensor {name} {list(shape)} would be too large")
+
+
+def check_state_dict(config: SeqConfig | LinearConfig | dict[str, Any], state: Any) -> None:
+    """Check that ``state`` (e.g. a checkpoint's model_state) is exactly the floating-point
+    state_dict of ``config``'s model, without building it: ValueError naming the first
+    mismatch. Run before :func:`build_model` so a config that disagrees with its tensors (e.g.
+    asks for a huge model) is rejected before anything is allocated.
+    """
+    want = state_shapes(config)
+    if not isinstance(state, dict):
+        raise ValueError(f"model state must be a dict, got {type(state).__name__}")
+    missing = [k for k in want if k not in state]
+    unexpected = [str(k)[:60] for k in state if k not in want]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            more = " ..." if len(unexpected) > 4 else ""
+            parts.append(f"unexpected {', '.join(unexpected[:4])}{more}")
+        raise ValueError(f"model state does not match the config: {'; '.join(parts)}")
+    for k, shape in want.items():
+        t = state[k]
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            what = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"model state {k} must be a floating-point tensor, got {what}")
+        if tuple(t.shape) != shape:
+            raise ValueError(
+                f"model state {k} has shape {list(t.shape)}, the config needs {list(shape)}"
+            )
+        if t.untyped_storage().nbytes() < t.numel() * t.element_size():
+            raise ValueError(f"model state {k} is not backed by its data (a broadcast view)")
 
 
 def config_of(model: nn.Module) -> dict[str, Any]:

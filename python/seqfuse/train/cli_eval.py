@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from seqfuse.train.checkpoint import model_from_checkpoint
+from seqfuse.train.checkpoint import check_fits_task, model_from_checkpoint
 from seqfuse.train.loop import get_task, resolve_device
 
 
@@ -22,11 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_checkpoint(path, data_dir=None, device="auto") -> dict:
-    model, ckpt = model_from_checkpoint(path)
+    model, ckpt = model_from_checkpoint(path)  # every field's type checked
     task = get_task(ckpt["task"])
     dev = resolve_device(device)
-    td = task.data(data_dir, int(ckpt.get("seed", 0)))
-    td.extras.update(ckpt.get("extras", {}))
+    td = task.data(data_dir, ckpt.get("seed", 0))
+    check_fits_task(ckpt["config"], td.config, path, task.name)
+    for k, v in ckpt.get("extras", {}).items():  # the data's own facts win
+        td.extras.setdefault(k, v)
     model.to(dev).eval()
     with torch.inference_mode():
         return {"task": task.name, "epoch": ckpt["epoch"], **task.evaluate(model, td, dev)}

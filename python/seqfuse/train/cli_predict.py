@@ -10,6 +10,7 @@ import argparse
 import torch
 
 from seqfuse import SeqfuseError
+from seqfuse.cli import int_at_least
 from seqfuse.data.datasets import encode_name
 from seqfuse.train.checkpoint import model_from_checkpoint
 
@@ -17,12 +18,17 @@ from seqfuse.train.checkpoint import model_from_checkpoint
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a names checkpoint")
     p.add_argument("names", nargs="+", metavar="NAME", help="surnames to classify")
-    p.add_argument("--top", type=int, default=3, help="how many languages to show")
+    p.add_argument("--top", type=int_at_least(1), default=3, help="how many languages to show")
 
 
 def predict_names(path, names: list[str], top: int = 3) -> list[list[tuple[str, float]]]:
-    model, ckpt = model_from_checkpoint(path, task="names")
+    model, ckpt = model_from_checkpoint(path, task="names")  # every field's type checked
     classes = ckpt["extras"]["classes"]
+    if len(classes) != model.config.output_size:
+        raise SeqfuseError(
+            f"{path}: the checkpoint names {len(classes)} classes but its model has "
+            f"{model.config.output_size} outputs"
+        )
     seqs = [encode_name(n) for n in names]
     lengths = torch.tensor([len(s) for s in seqs])
     x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqfuse.cli import finite_float, int_at_least, int_within
+from seqfuse.train.checkpoint import MAX_SEED
 from seqfuse.train.loop import SCHEDULERS, TrainOptions, train
 from seqfuse.train.tasks import TASKS
 
@@ -11,18 +13,22 @@ from seqfuse.train.tasks import TASKS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     p.add_argument("task", metavar="TASK", help=f"one of: {', '.join(TASKS)}")
-    p.add_argument("--epochs", type=int, help="total epochs (default: per task)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: per task)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: per task)")
+    p.add_argument("--epochs", type=int_at_least(1), help="total epochs (default: per task)")
+    p.add_argument("--batch-size", type=int_at_least(1), help="batch size (default: per task)")
+    p.add_argument("--lr", type=finite_float(0), help="Adam learning rate (default: per task)")
     p.add_argument("--scheduler", choices=SCHEDULERS, help="LR scheduler (default: step)")
-    p.add_argument("--step-size", type=int, help="StepLR step size in epochs")
-    p.add_argument("--gamma", type=float, help="StepLR / ReduceLROnPlateau decay factor")
-    p.add_argument("--max-batches", type=int, help="cap on batches per epoch (short schedules)")
+    p.add_argument("--step-size", type=int_at_least(1), help="StepLR step size in epochs")
+    p.add_argument(
+        "--gamma", type=finite_float(0, 1), help="StepLR / ReduceLROnPlateau decay factor"
+    )
+    p.add_argument(
+        "--max-batches", type=int_at_least(1), help="cap on batches per epoch (short schedules)"
+    )
     p.add_argument("--save-dir", default="runs/{task}", help="output folder")
     p.add_argument("--data-dir", help="data folder (default: $SEQFUSE_DATA_DIR)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_within(MAX_SEED), default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,14 @@ from tqdm import tqdm
 
 from seqfuse import SeqfuseError, __version__
 from seqfuse.models import build_model
-from seqfuse.train.checkpoint import load_checkpoint, save_checkpoint
+from seqfuse.train.checkpoint import (
+    MAX_SEED,
+    check_fits_task,
+    is_finite_real,
+    is_int,
+    load_checkpoint,
+    save_checkpoint,
+)
 from seqfuse.train.tasks import TASKS, Task, save_figure
 
 SCHEDULERS = ("step", "cosine", "plateau", "none")
@@ -67,6 +75,50 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise SeqfuseError(f"unknown device '{device}'; use auto, cpu or cuda")
     return torch.device(device)
+
+
+def check_hparams(hp: dict[str, Any], opts: TrainOptions) -> None:
+    """Every number the loop uses must make sense (nan, inf, 0 and negatives do not)."""
+    for key in ("epochs", "batch_size", "step_size"):
+        if not is_int(hp[key]) or hp[key] < 1:
+            raise SeqfuseError(f"--{key.replace('_', '-')} must be an integer >= 1, got {hp[key]}")
+    if not is_finite_real(hp["lr"]) or hp["lr"] <= 0:
+        raise SeqfuseError(f"--lr must be a finite number > 0, got {hp['lr']}")
+    if not is_finite_real(hp["gamma"]):
+        raise SeqfuseError(f"--gamma must be a finite number, got {hp['gamma']}")
+    if hp["scheduler"] in ("step", "plateau") and not 0 < hp["gamma"] < 1:
+        raise SeqfuseError(f"--gamma must be in (0, 1) for the {hp['scheduler']} scheduler")
+    if opts.max_batches is not None and (not is_int(opts.max_batches) or opts.max_batches < 1):
+        raise SeqfuseError(f"--max-batches must be an integer >= 1, got {opts.max_batches}")
+    if not is_int(opts.seed) or abs(opts.seed) > MAX_SEED:
+        raise SeqfuseError(
+            f"--seed must be an integer in [-{MAX_SEED}, {MAX_SEED}], got {opts.seed}"
+        )
+    if not is_finite_real(opts.clip) or opts.clip < 0:
+        raise SeqfuseError(f"clip must be a finite number >= 0, got {opts.clip}")
+
+
+def output_files(save_dir: Path, plots: bool) -> list[Path]:
+    """The files a run writes into ``save_dir`` whose names are known up front."""
+    names = [CHECKPOINT_NAME, "metrics.json"] + (["loss.png"] if plots else [])
+    return [save_dir / n for n in names]
+
+
+def prepare_save_dir(save_dir: Path, outputs: list[Path]) -> None:
+    """Create ``save_dir`` and check it takes files before any training (an unwritable folder
+    or an output name taken by a folder would otherwise fail only after the first epoch)."""
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SeqfuseError(f"cannot create --save-dir {save_dir}: {e.strerror or e}") from None
+    for p in outputs:
+        if p.is_dir():
+            raise SeqfuseError(f"cannot write {p}: it is a directory")
+    try:
+        with tempfile.TemporaryFile(dir=save_dir):
+            pass
+    except OSError as e:
+        raise SeqfuseError(f"cannot write to --save-dir {save_dir}: {e.strerror or e}") from None
 
 
 def make_scheduler(
@@ -124,11 +176,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     for k in ("epochs", "batch_size", "lr", "scheduler", "step_size", "gamma"):
         if getattr(opts, k) is not None:
             hp[k] = getattr(opts, k)
-    if hp["epochs"] < 1 or hp["batch_size"] < 1 or hp["lr"] <= 0:
-        raise SeqfuseError("--epochs and --batch-size must be >= 1 and --lr > 0")
-
-    if hp["scheduler"] in ("step", "plateau") and not 0 < hp["gamma"] < 1:
-        raise SeqfuseError(f"--gamma must be in (0, 1) for the {hp['scheduler']} scheduler")
+    check_hparams(hp, opts)
+    if hp["scheduler"] not in SCHEDULERS:
+        raise SeqfuseError(
+            f"unknown scheduler '{hp['scheduler']}'; choose one of: {', '.join(SCHEDULERS)}"
+        )
     resumed = load_checkpoint(opts.resume, task=task.name) if opts.resume else None
     if resumed:
         lacking = [k for k in RESUME_KEYS if k not in resumed]
@@ -137,10 +189,24 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 f"{opts.resume}: cannot resume: the checkpoint lacks {', '.join(lacking)} "
                 "(it was not written by seqfuse train)"
             )
+        rows = resumed.get("metrics", {}).get("history", [])
+        if not all(isinstance(h.get(task.metric), (int, float)) for h in rows):
+            raise SeqfuseError(
+                f"{opts.resume}: cannot resume: its metrics history lacks {task.metric}"
+            )
+        if resumed["epoch"] >= hp["epochs"]:
+            raise SeqfuseError(
+                f"checkpoint is at epoch {resumed['epoch']}; pass --epochs N with "
+                f"N > {resumed['epoch']} to train more"
+            )
+    save_dir = Path(opts.save_dir.replace("{task}", task.name))
+    prepare_save_dir(save_dir, output_files(save_dir, opts.plots))
     seed = resumed["seed"] if resumed else opts.seed
     torch.manual_seed(seed)
     random.seed(seed)
     td = task.data(opts.data_dir, seed)
+    if resumed:
+        check_fits_task(resumed["config"], td.config, opts.resume, task.name)
     model = build_model(resumed["config"] if resumed else td.config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
     sched = make_scheduler(opt, hp["scheduler"], hp["epochs"], hp["step_size"], hp["gamma"])
@@ -152,21 +218,15 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             opt.load_state_dict(resumed["optimizer_state"])
             if sched is not None and resumed.get("scheduler_state"):
                 sched.load_state_dict(resumed["scheduler_state"])
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise SeqfuseError(f"{opts.resume}: cannot resume from this checkpoint ({e})") from None
+            _set_rng_state(resumed["rng_state"])
+        except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SeqfuseError(
+                f"{opts.resume}: cannot resume from this checkpoint ({first})"
+            ) from None
         start = int(resumed["epoch"])
         history = list(resumed.get("metrics", {}).get("history", []))
-        _set_rng_state(resumed["rng_state"])
-        if start >= hp["epochs"]:
-            raise SeqfuseError(
-                f"checkpoint is at epoch {start}; pass --epochs N with N > {start} to train more"
-            )
 
-    save_dir = Path(opts.save_dir.replace("{task}", task.name))
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SeqfuseError(f"cannot create --save-dir {save_dir}: {e.strerror}") from None
     ckpt_path = save_dir / CHECKPOINT_NAME
     log = (lambda *a: None) if opts.quiet else print
     log(
@@ -253,17 +313,27 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     final = history[-1] if history else {}
     files = [ckpt_path]
     metrics_path = save_dir / "metrics.json"
-    metrics_path.write_text(
-        json.dumps({"task": task.name, "hparams": hp, "final": final, "history": history}, indent=2)
-    )
-    files.append(metrics_path)
-    if opts.plots and history:
-        files.append(
-            plot_losses(history, task.metric, save_dir / "loss.png", f"seqfuse train {task.name}")
+    try:
+        metrics_path.write_text(
+            json.dumps(
+                {"task": task.name, "hparams": hp, "final": final, "history": history}, indent=2
+            )
         )
-        model.eval()
-        with torch.inference_mode():
-            files += task.plots(model, td, save_dir, device)
+        files.append(metrics_path)
+        if opts.plots and history:
+            files.append(
+                plot_losses(
+                    history, task.metric, save_dir / "loss.png", f"seqfuse train {task.name}"
+                )
+            )
+            model.eval()
+            with torch.inference_mode():
+                files += task.plots(model, td, save_dir, device)
+    except OSError as e:
+        where = e.filename or save_dir
+        raise SeqfuseError(
+            f"cannot write {where}: {e.strerror or e} (the checkpoint {ckpt_path} was saved)"
+        ) from None
     log(f"  wrote {', '.join(str(f) for f in files)}")
     return {
         "checkpoint": ckpt_path,
