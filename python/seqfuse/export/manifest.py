@@ -155,6 +155,7 @@ def _export_one(
     v = rec["verification"]
     rec["status"] = "verified" if v["ok"] else "failed"
     rec["max_abs_err"] = v["max_abs_err"]
+    rec["max_err"] = v["max_err"]  # |got - eager| / max(1, |eager|): what the tolerance bounds
     rec["tolerance"] = v["tolerance"]
     rec["verified_on"] = [c["inputs"] for c in v["checks"]]
     if not v["ok"]:
@@ -272,13 +273,13 @@ def export_checkpoint(
 
 
 def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
-    """Rows of the verification table: format, status, file, max abs err / tol, exporter."""
+    """Rows of the verification table: format, status, file, error / tol, exporter."""
     rows = []
     for fmt, a in manifest["artifacts"].items():
         if a["status"] == "unavailable":
             rows.append([fmt, "n/a", "-", "-", a["reason"]])
             continue
-        err = a.get("max_abs_err")
+        err = a.get("max_err", a.get("max_abs_err"))
         err_s = "-" if err is None else f"{err:.1e} <= {a['tolerance']:g}"
         if a["status"] == "failed":
             err_s = "-" if err is None else f"{err:.1e} > {a.get('tolerance', 0):g}"
@@ -302,7 +303,7 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
 
 
 def format_table(manifest: dict[str, Any]) -> str:
-    head = ["format", "verified", "file", "max abs err", "exporter / reason"]
+    head = ["format", "verified", "file", "error / tol", "exporter / reason"]
     rows = [head, *summary_rows(manifest)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = []

@@ -5,7 +5,10 @@ batch size AND sequence length both differ from the export shape (where the form
 dynamic sequence length; otherwise at the export length with other batch sizes, and the
 manifest says so), with random initial states where the format takes them, plus a
 variable-length batch where it takes lengths. Output structure and shapes must match
-exactly; values within :data:`TOLERANCE` max abs error.
+exactly; values within :data:`TOLERANCE`, measured as ``|got - eager| / max(1, |eager|)``:
+an absolute error for values up to 1 in magnitude, a relative one above (fp32 cannot hold an
+LSTM cell state of 40 to an absolute 1e-5: its own spacing there is 3.8e-6, and one rounding
+difference per step adds up to a few of those). Each record keeps the plain max abs error too.
 
 Checked by tests/test_export.py (including an artifact that must fail verification).
 """
@@ -22,7 +25,7 @@ from torch import Tensor, nn
 
 from seqfuse.export.wrappers import ModelSpec, flat_outputs
 
-# fp32 max abs error vs eager. ONNX Runtime's kernels (own GEMMs and activation
+# fp32 error vs eager, |got - eager| / max(1, |eager|). ONNX Runtime's kernels (own GEMMs and activation
 # approximations) are allowed 1e-4, the bar issue 4 sets for it; the measured error of each
 # artifact is in the manifest (it is ~1e-7 on the seed models).
 TOLERANCE = {"torchscript": 1e-5, "onnx": 1e-4, "aoti": 1e-5, "native": 1e-5}
@@ -95,22 +98,25 @@ def eager_outputs(model: nn.Module, spec: ModelSpec, case: Case) -> tuple[Tensor
 
 def compare(
     ref: tuple[Tensor, ...], got: tuple[Any, ...], names: list[str]
-) -> tuple[float, str | None]:
-    """Max abs error over all outputs, or an error message if the structure differs."""
+) -> tuple[float, str | None, float]:
+    """(error, problem, max abs error) over all outputs: the error is the largest
+    |got - eager| / max(1, |eager|); problem is a message if the structure differs."""
     if len(got) != len(ref):
-        return float("inf"), f"returned {len(got)} outputs, expected {len(ref)} ({names})"
-    err = 0.0
+        inf = float("inf")
+        return inf, f"returned {len(got)} outputs, expected {len(ref)} ({names})", inf
+    err = abs_err = 0.0
     for name, r, g in zip(names, ref, got):
         g = torch.as_tensor(g)
         if tuple(g.shape) != tuple(r.shape):
-            return float(
-                "inf"
-            ), f"output {name} has shape {list(g.shape)}, expected {list(r.shape)}"
+            inf = float("inf")
+            return inf, f"output {name} has shape {list(g.shape)}, expected {list(r.shape)}", inf
         if not torch.isfinite(g.float()).all():
-            return float("inf"), f"output {name} has non-finite values"
+            return float("inf"), f"output {name} has non-finite values", float("inf")
         if r.numel():
-            err = max(err, float((g.float() - r.float()).abs().max()))
-    return err, None
+            d = (g.float() - r.float()).abs()
+            abs_err = max(abs_err, float(d.max()))
+            err = max(err, float((d / r.float().abs().clamp_min(1.0)).max()))
+    return err, None, abs_err
 
 
 def run_checks(
@@ -123,7 +129,7 @@ def run_checks(
 ) -> dict[str, Any]:
     """Run ``runner`` on every case and compare with eager. Never raises for a bad artifact."""
     tol = TOLERANCE[fmt]
-    result: dict[str, Any] = {"ok": True, "tolerance": tol, "max_abs_err": 0.0, "checks": []}
+    result: dict[str, Any] = {"ok": True, "tolerance": tol, "checks": []}
     if support.reasons:
         result["not_checked"] = dict(support.reasons)
     model = model.eval()
@@ -132,26 +138,25 @@ def run_checks(
         rec: dict[str, Any] = {"case": case.name, "inputs": case.shapes()}
         try:
             got = runner(case)
-            err, problem = compare(ref, tuple(got), spec.output_names)
+            err, problem, abs_err = compare(ref, tuple(got), spec.output_names)
         except Exception as e:
             from seqfuse.export.formats import _first_line
 
-            err, problem = float("inf"), _first_line(e)
-        rec["max_abs_err"] = err if err != float("inf") else None
+            err, problem, abs_err = float("inf"), _first_line(e), float("inf")
+        rec["max_abs_err"] = abs_err if abs_err != float("inf") else None
+        rec["max_err"] = err if err != float("inf") else None
         result["checks"].append(rec)
         if problem is None and err > tol:
-            problem = f"max abs error {err:.3g} > tolerance {tol:g}"
+            problem = f"error {err:.3g} (|got - eager| / max(1, |eager|)) > tolerance {tol:g}"
         if problem is not None:
             rec["error"] = problem
             if result["ok"]:
                 result["ok"] = False
                 result["error"] = f"case {case.name}: {problem}"
-        elif result["max_abs_err"] is not None:
-            result["max_abs_err"] = max(result["max_abs_err"], err)
-    if not result["ok"]:
-        result["max_abs_err"] = max(
-            (c["max_abs_err"] for c in result["checks"] if c["max_abs_err"] is not None),
-            default=None,
+    for key in ("max_abs_err", "max_err"):
+        result[key] = max(
+            (c[key] for c in result["checks"] if c[key] is not None),
+            default=None if not result["ok"] else 0.0,
         )
     return result
 
