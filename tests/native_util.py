@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 TOL = 1e-5  # fp32 native vs eager: max abs error
-ISAS = [i for i in ("reference", "portable", "avx2", "avx512") if _C.cpu_supports(i)]
+# Every kernel set this build has and this CPU runs, from the engine's own registry.
+ISAS = [name for name, supported in _C.kernel_sets() if supported]
 
 
 def make_rnn(

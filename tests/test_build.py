@@ -42,6 +42,30 @@ def test_version_is_stated_once():
     assert stated == [], f"the version is written again in {stated}"
 
 
+# Internal names that must never be exported from libseqfuse.so.
+_INTERNAL = re.compile(
+    r"ThreadPool|SpinBarrier|\bBuf\b|Workspace|Backend|KernelSet\b|isa_\w+::|json::|Packed"
+)
+_PUBLIC = ("seqfuse::", "typeinfo for seqfuse::", "typeinfo name for seqfuse::",
+           "vtable for seqfuse::")  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm (binutils)")
+def test_library_exports_only_the_public_api():
+    cmake_dir = subprocess.run(
+        [sys.executable, "-m", "seqfuse", "--cmake-dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    lib = Path(cmake_dir).parents[1] / "libseqfuse.so"
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", "-C", str(lib)], check=True, capture_output=True, text=True
+    ).stdout
+    names = [line.split(" ", 2)[2] for line in out.splitlines() if line.count(" ") >= 2]
+    assert any(n.startswith("seqfuse::Model::forward") for n in names), "no public API?"
+    leaked = [n for n in names if not n.startswith(_PUBLIC) or _INTERNAL.search(n)]
+    assert leaked == [], f"{len(leaked)} symbols beyond the public API, e.g. {leaked[:5]}"
+    assert len(names) < 120, f"{len(names)} exported symbols"
+
+
 def test_build_info():
     info = seqfuse.build_info()
     assert info["version"] == seqfuse.__version__

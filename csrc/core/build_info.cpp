@@ -1,7 +1,7 @@
 // Build information and the scalar reference RNN step. Checked by tests/test_build.py.
 #include <cmath>
 
-#include "seqfuse/seqfuse.hpp"
+#include "cpu/kernel_set.hpp"
 
 #ifndef SEQFUSE_COMPILER
 #define SEQFUSE_COMPILER "unknown"
@@ -12,13 +12,13 @@
 
 namespace seqfuse {
 
-static std::string detect_simd() {
-#if defined(SEQFUSE_X86) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return "avx512";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-#endif
-  return "portable";
+// The same rule the engine applies to "auto" (cpu/kernel_sets.cpp): never a second one.
+static std::string default_kernel_set() {
+  try {
+    return resolve_kernel_set("auto").name;
+  } catch (const Unsupported& e) {  // SEQFUSE_ISA names a kernel set that cannot run here
+    return std::string("none (") + e.what() + ")";
+  }
 }
 
 BuildInfo build_info() {
@@ -27,7 +27,7 @@ BuildInfo build_info() {
 #else
   const bool cuda = false;
 #endif
-  return BuildInfo{SEQFUSE_VERSION, SEQFUSE_COMPILER, detect_simd(), cuda};
+  return BuildInfo{SEQFUSE_VERSION, SEQFUSE_COMPILER, default_kernel_set(), cuda};
 }
 
 void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,

@@ -6,161 +6,15 @@
 #include <cstring>
 
 #include "core/internal.hpp"
-#include "cpu/backend.hpp"
+#include "cpu/kernel_set.hpp"
 
 namespace seqfuse {
-
-// ---- Buf ---------------------------------------------------------------------------------
-Buf::~Buf() { std::free(p_); }
-float* Buf::ensure(size_t n) {
-  if (n <= n_ && p_) return p_;
-  std::free(p_);
-  size_t bytes = ((std::max<size_t>(n, 16) * sizeof(float)) + 63) / 64 * 64;
-  p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!p_) throw std::bad_alloc();
-  n_ = bytes / sizeof(float);
-  std::memset(p_, 0, bytes);
-  return p_;
-}
-void Buf::zero() {
-  if (p_) std::memset(p_, 0, n_ * sizeof(float));
-}
-
-void Buf::release() {
-  std::free(p_);
-  p_ = nullptr;
-  n_ = 0;
-}
-
-int* Workspace::ensure_ints(size_t n) {
-  if (ints.size() < n) ints.resize(n);
-  return ints.data();
-}
-void Workspace::trim(size_t max_bytes) {
-  if (f.size() * sizeof(float) > max_bytes) f.release();
-  if (ints.size() * sizeof(int) > max_bytes) std::vector<int>().swap(ints);
-}
-
-#ifndef SEQFUSE_X86
-// Non-x86 builds compile no per-ISA files: the portable engine serves.
-std::unique_ptr<Backend> make_avx2_backend(const Config&, const WeightMap&) { return nullptr; }
-std::unique_ptr<Backend> make_avx512_backend(const Config&, const WeightMap&) { return nullptr; }
-bool apply_activation_avx2(int, const float*, float*, size_t) { return false; }
-bool apply_activation_avx512(int, const float*, float*, size_t) { return false; }
-#endif
-
-bool apply_activation(Isa isa, int kind, const float* x, float* y, size_t n) {
-  if (!cpu_supports(isa)) return false;
-  switch (isa) {
-    case Isa::avx512:
-      return apply_activation_avx512(kind, x, y, n);
-    case Isa::avx2:
-      return apply_activation_avx2(kind, x, y, n);
-    case Isa::portable:
-      return apply_activation_portable(kind, x, y, n);
-    default:
-      return false;
-  }
-}
-
-// ---- ThreadPool --------------------------------------------------------------------------
-ThreadPool::ThreadPool(int workers) {
-  for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i + 1); });
-}
-ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-    job_ = Job{nullptr, 0, job_.gen + 1};
-    gen_.store(job_.gen, std::memory_order_release);
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) t.join();
-}
-void ThreadPool::run(int n, const std::function<void(int)>& fn) {
-  n = std::min(n, size());
-  if (n <= 1) {
-    fn(0);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    pending_.store(n - 1, std::memory_order_relaxed);
-    job_ = Job{&fn, n, job_.gen + 1};
-    gen_.store(job_.gen, std::memory_order_release);
-  }
-  if (sleepers_.load() > 0) cv_.notify_all();
-  fn(0);
-  for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
-    if (spins > 4000) std::this_thread::yield();
-}
-void ThreadPool::loop(int id) {
-  uint64_t seen = 0;
-  while (true) {
-    // Spin (then yield) for a while: streaming calls come back within microseconds.
-    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == seen && spins < 200000;
-         ++spins)
-      if (spins > 2000) std::this_thread::yield();
-    Job job;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      if (job_.gen == seen) {
-        sleepers_.fetch_add(1);
-        cv_.wait(lk, [&] { return job_.gen != seen; });
-        sleepers_.fetch_sub(1);
-      }
-      if (stop_) return;
-      job = job_;  // generation and record together
-    }
-    seen = job.gen;
-    if (id < job.n) {
-      (*job.fn)(id);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-    }
-  }
-}
-
-// ---- kernel-set choice -------------------------------------------------------------------
-bool cpu_supports(Isa isa) {
-  switch (isa) {
-    case Isa::reference:
-    case Isa::portable:
-      return true;
-#if defined(SEQFUSE_X86) && (defined(__GNUC__) || defined(__clang__))
-    case Isa::avx2:
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Isa::avx512:
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("fma");
-#endif
-    default:
-      return false;
-  }
-}
-
-static Isa resolve_isa(Isa want) {
-  if (want == Isa::automatic) {
-    const char* env = std::getenv("SEQFUSE_ISA");
-    if (env && *env) want = isa_from_string(env);
-  }
-  if (want == Isa::automatic) {
-    if (cpu_supports(Isa::avx512)) return Isa::avx512;
-    if (cpu_supports(Isa::avx2)) return Isa::avx2;
-    return Isa::portable;
-  }
-  if (!cpu_supports(want))
-    throw Unsupported("kernel set '" + to_string(want) + "' is not supported on this CPU");
-  return want;
-}
 
 // ---- Model -------------------------------------------------------------------------------
 struct Model::Impl {
   Config cfg;
   WeightMap weights;
-  Isa isa = Isa::reference;
+  const KernelSet* kset = nullptr;
   std::unique_ptr<Backend> backend;
   std::mutex ws_mu;
   std::vector<std::unique_ptr<Workspace>> free_ws;
@@ -211,51 +65,47 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 struct ModelAccess {
-  static std::shared_ptr<Model::Impl> build(const Config& c, WeightMap&& w, Isa want);
+  static std::shared_ptr<Model::Impl> build(const Config& c, WeightMap&& w,
+                                            const std::string& kernel_set);
   static Model make(std::shared_ptr<Model::Impl> impl) { return Model(std::move(impl)); }
 };
 
-std::shared_ptr<Model::Impl> ModelAccess::build(const Config& c, WeightMap&& w, Isa want) {
+std::shared_ptr<Model::Impl> ModelAccess::build(const Config& c, WeightMap&& w,
+                                                const std::string& kernel_set) {
   c.validate();
   check_weights(c, w);
   auto impl = std::make_shared<Model::Impl>();
   impl->cfg = c;
   impl->weights = std::move(w);
-  impl->isa = resolve_isa(want);
-  switch (impl->isa) {
-    case Isa::reference:
-      impl->backend = make_reference_backend(c, impl->weights);
-      break;
-    case Isa::avx2:
-      impl->backend = make_avx2_backend(c, impl->weights);
-      break;
-    case Isa::avx512:
-      impl->backend = make_avx512_backend(c, impl->weights);
-      break;
-    default:
-      impl->backend = make_portable_backend(c, impl->weights);
-      break;
-  }
-  if (!impl->backend) {
-    impl->isa = Isa::portable;
-    impl->backend = make_portable_backend(c, impl->weights);
-  }
+  impl->kset = &resolve_kernel_set(kernel_set);
+  impl->backend = impl->kset->make(c, impl->weights);
   return impl;
 }
 
+Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
+             const std::string& kernel_set)
+    : impl_(ModelAccess::build(config, WeightMap(weights), kernel_set)) {}
 Model::Model(const Config& config, const std::map<std::string, Tensor>& weights, Isa isa)
-    : impl_(ModelAccess::build(config, WeightMap(weights), isa)) {}
+    : Model(config, weights, to_string(isa)) {}
 
-Model Model::load(const std::string& path, Isa isa) {
+Model Model::load(const std::string& path, const std::string& kernel_set) {
   Config c;
   WeightMap w;
   read_weight_file(path, c, w);
-  return ModelAccess::make(ModelAccess::build(c, std::move(w), isa));
+  return ModelAccess::make(ModelAccess::build(c, std::move(w), kernel_set));
+}
+Model Model::load(const std::string& path, Isa isa) { return load(path, to_string(isa)); }
+
+std::vector<KernelSetInfo> kernel_sets() {
+  std::vector<KernelSetInfo> out;
+  for (const KernelSet* k : kernel_set_table()) out.push_back({k->name, cpu_supports(*k)});
+  return out;
 }
 
 const Config& Model::config() const { return impl_->cfg; }
-Isa Model::isa() const { return impl_->isa; }
-std::string Model::isa_name() const { return to_string(impl_->isa); }
+Isa Model::isa() const { return isa_from_string(impl_->kset->name); }
+std::string Model::isa_name() const { return impl_->kset->name; }
+std::string Model::kernel_set() const { return impl_->kset->name; }
 const std::map<std::string, Tensor>& Model::weights() const { return impl_->weights; }
 
 static void validate_args(const Config& c, const ForwardArgs& a) {

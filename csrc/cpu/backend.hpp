@@ -1,6 +1,7 @@
 // Internal CPU backend interface: the scalar reference and the SIMD engines (one per kernel
-// set) implement it; core/model.cpp picks one. Also the aligned buffer, the spin barrier and
-// the persistent thread pool the engines use. Checked by tests/test_native*.py.
+// set, cpu/kernel_set.hpp) implement it; core/model.cpp picks one through the registry. Also the
+// aligned buffer, the spin barrier and the persistent thread pool the engines use. Checked by
+// tests/test_native*.py.
 #pragma once
 
 #include <atomic>
@@ -121,18 +122,5 @@ class Backend {
 };
 
 using WeightMap = std::map<std::string, Tensor>;
-std::unique_ptr<Backend> make_reference_backend(const Config& c, const WeightMap& w);
-std::unique_ptr<Backend> make_portable_backend(const Config& c, const WeightMap& w);
-// These return null when the kernel set is not compiled in (non-x86 builds).
-std::unique_ptr<Backend> make_avx2_backend(const Config& c, const WeightMap& w);
-std::unique_ptr<Backend> make_avx512_backend(const Config& c, const WeightMap& w);
-// The vectorized activations of a kernel set over an array (kind 0 sigmoid, 1 tanh), for the
-// accuracy tests. Returns false when the kernel set is not compiled in.
-bool apply_activation(Isa isa, int kind, const float* x, float* y, size_t n);
-bool apply_activation_portable(int kind, const float* x, float* y, size_t n);
-bool apply_activation_avx2(int kind, const float* x, float* y, size_t n);
-bool apply_activation_avx512(int kind, const float* x, float* y, size_t n);
-// Whether this CPU can run a kernel set.
-bool cpu_supports(Isa isa);
 
 }  // namespace seqfuse

@@ -1,7 +1,7 @@
-// The fused CPU sequence loop, written once over a SIMD traits struct S (cpu/simd.hpp) and
-// compiled per kernel set by cpu/engine_{portable,avx2,avx512}.cpp, each inside its own
-// namespace. Checked against the scalar reference at every configuration by
-// tests/test_native.py (every kernel set is forced in turn).
+// The fused CPU sequence loop, written once over a SIMD traits struct S (cpu/simd_<name>.hpp,
+// included first) and compiled once per kernel set by cpu/engine_<name>.cpp, each inside its
+// own namespace SEQFUSE_NS (cpu/kernel_set.hpp has the registry). Checked against the scalar
+// reference at every configuration by tests/test_native.py (every kernel set is forced in turn).
 //
 // How it is fast:
 // - Weights are packed once at load. Gate rows are interleaved per W-lane group of hidden
@@ -23,16 +23,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#if SEQFUSE_KSET >= 2
-#include <immintrin.h>
-#endif
 
-#include "cpu/backend.hpp"
+#include "cpu/kernel_set.hpp"
+#include "cpu/simd_math.hpp"
 
 namespace seqfuse {
 namespace SEQFUSE_NS {
-
-#include "cpu/simd.hpp"
 
 constexpr int W = S::W;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }

@@ -1,19 +1,8 @@
-// The fused CPU engine compiled for the portable kernel set (see cpu/engine.hpp; the build gives
-// *_avx512.cpp / *_avx2.cpp files their -m flags). Checked by tests/test_native.py, which
-// forces this kernel set and compares it with the scalar reference.
-#define SEQFUSE_KSET 1
+// The portable kernel set: the fused engine (cpu/engine.hpp) over plain 8-lane structs that
+// the compiler vectorizes for the target's base ISA; runs on any CPU. Checked by
+// tests/test_native.py and tests/cpp/test_engine.cpp against the scalar reference.
 #define SEQFUSE_NS isa_portable
 #include "cpu/engine.hpp"
+#include "cpu/simd_portable.hpp"
 
-namespace seqfuse {
-
-std::unique_ptr<Backend> make_portable_backend(const Config& c, const WeightMap& w) {
-  return std::unique_ptr<Backend>(new isa_portable::FastBackend(c, w));
-}
-
-bool apply_activation_portable(int kind, const float* x, float* y, size_t n) {
-  isa_portable::apply_activation_kernel(kind, x, y, n);
-  return true;
-}
-
-}  // namespace seqfuse
+SEQFUSE_KERNEL_SET(portable)

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu/backend.hpp"
+#include "cpu/kernel_set.hpp"
 
 namespace seqfuse {
 namespace {
@@ -148,8 +148,13 @@ class ReferenceBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_reference_backend(const Config& c, const WeightMap& w) {
-  return std::make_unique<ReferenceBackend>(c, w);
-}
+// Registered last in the kernel-set table (cpu/kernel_sets.cpp): chosen by name, never by auto.
+extern const KernelSet kernel_set_reference;
+const KernelSet kernel_set_reference = {
+    "reference", "",
+    [](const Config& c, const WeightMap& w) -> std::unique_ptr<Backend> {
+      return std::make_unique<ReferenceBackend>(c, w);
+    },
+    nullptr};
 
 }  // namespace seqfuse

@@ -10,8 +10,8 @@
 #include <optional>
 #include <stdexcept>
 
-// Internal header for the test hooks (activation, cpu_supports); the core is linked in.
-#include "../cpu/backend.hpp"
+// The one internal header: test hooks exported in seqfuse::testing (not part of the API).
+#include "../core/testing.hpp"
 #include "fastcall.hpp"
 #include "seqfuse/seqfuse.hpp"
 
@@ -186,16 +186,22 @@ PYBIND11_MODULE(_C, m) {
       py::arg("b_hh") = py::none());
 
   // Test hook: the vectorized sigmoid (kind 0) / tanh (kind 1) of one kernel set.
-  m.def("activation", [](const std::string& isa, int kind, FloatArray x) {
+  m.def("activation", [](const std::string& kernel_set, int kind, FloatArray x) {
     FloatArray y(x.size());
-    if (!seqfuse::apply_activation(seqfuse::isa_from_string(isa), kind, x.data(), y.mutable_data(),
-                                   size_t(x.size())))
-      throw seqfuse::Unsupported("kernel set '" + isa + "' is not available here");
+    seqfuse::testing::activation(kernel_set, kind, x.data(), y.mutable_data(), size_t(x.size()));
     return y;
   });
-  m.def("cpu_supports", [](const std::string& isa) {
-    auto i = seqfuse::isa_from_string(isa);
-    return i == seqfuse::Isa::automatic || seqfuse::cpu_supports(i);
+  // [(name, supported)], most preferred first, then "reference".
+  m.def("kernel_sets", [] {
+    py::list out;
+    for (const auto& k : seqfuse::kernel_sets()) out.append(py::make_tuple(k.name, k.supported));
+    return out;
+  });
+  m.def("cpu_supports", [](const std::string& name) {
+    if (name == "auto") return true;
+    for (const auto& k : seqfuse::kernel_sets())
+      if (k.name == name) return k.supported;
+    return false;
   });
 
   py::class_<seqfuse::Session>(m, "Session")
@@ -236,13 +242,13 @@ PYBIND11_MODULE(_C, m) {
                t.data.assign(arr.data(), arr.data() + arr.size());
                w.emplace(name, std::move(t));
              }
-             return seqfuse::Model(cfg, w, seqfuse::isa_from_string(isa));
+             return seqfuse::Model(cfg, w, isa);
            }),
            py::arg("config_json"), py::arg("weights"), py::arg("isa") = "auto")
       .def_static(
           "load",
           [](const std::string& path, const std::string& isa) {
-            return seqfuse::Model::load(path, seqfuse::isa_from_string(isa));
+            return seqfuse::Model::load(path, isa);
           },
           py::arg("path"), py::arg("isa") = "auto")
       .def_property_readonly("config_json",

@@ -334,7 +334,7 @@ class NativeModel:
     # -- info
     @property
     def isa(self) -> str:
-        """The kernel set in use: reference, portable, avx2 or avx512."""
+        """The kernel set in use (a name from ``seqfuse._C.kernel_sets()``, e.g. ``"avx2"``)."""
         return self._core.isa
 
     def __repr__(self) -> str:
@@ -650,7 +650,8 @@ class StreamSession:
 # ---- public functions ---------------------------------------------------------------------
 def from_module(m: nn.Module, threads: int = 1, isa: str = "auto", device: Any = "cpu") -> Any:
     """Convert a module (weights are copied and packed now). ``isa`` forces a kernel set
-    (auto, reference, portable, avx2, avx512); the env var SEQFUSE_ISA does the same.
+    ("auto" or a name from ``seqfuse._C.kernel_sets()``: avx512, avx2, portable, reference on
+    x86); the env var SEQFUSE_ISA does the same for "auto".
     ``device="cuda"`` returns the CUDA backend's model (seqfuse.native_cuda) instead."""
     if not isinstance(m, nn.Module):
         raise NativeTypeError(f"from_module expects an nn.Module, got {type(m).__name__}")

@@ -22,7 +22,7 @@ namespace seqfuse {
 namespace cuda {
 
 // Number of usable CUDA devices (0 without a driver or a GPU). Never throws.
-int device_count();
+SEQFUSE_API int device_count();
 
 // Which kernels a call uses.
 //   automatic: for a unidirectional model, a few steps (<= 8) and no lengths, the fused
@@ -72,7 +72,7 @@ enum class Precision { fp32 = 0, bf16 = 1 };
 // layer 0's input projection is folded into a [vocab, dirs*G*H] table there).
 // forward() only enqueues work on the given stream (no allocation, no synchronization), so
 // it can be captured into a CUDA graph after one warm-up call with the same shapes.
-class Model {
+class SEQFUSE_API Model {
  public:
   // config and weights as for seqfuse::Model (names from Config::weight_shapes()).
   // device < 0: the current device. Throws InvalidArgument / Unsupported / std::runtime_error.

@@ -14,6 +14,14 @@
 #include <string>
 #include <vector>
 
+// Only what this header declares is exported from libseqfuse.so (hidden visibility by
+// default; tests/test_build.py checks the dynamic symbol table).
+#if defined(_WIN32)
+#define SEQFUSE_API
+#else
+#define SEQFUSE_API __attribute__((visibility("default")))
+#endif
+
 namespace seqfuse {
 
 // What this binary was built with: compiler, the SIMD level picked at run time on this CPU,
@@ -21,10 +29,18 @@ namespace seqfuse {
 struct BuildInfo {
   std::string version;   // seqfuse version (pyproject.toml), e.g. "1.2.3"
   std::string compiler;  // e.g. "GNU 12.2.0"
-  std::string simd;      // best kernel set usable on this CPU: "avx512", "avx2", "portable"
+  std::string simd;      // the kernel set Model picks for "auto" here (SEQFUSE_ISA honoured)
   bool cuda;             // true if the CUDA backend is compiled in
 };
-BuildInfo build_info();
+SEQFUSE_API BuildInfo build_info();
+
+// The CPU kernel sets compiled into this build, most preferred first, then "reference" (the
+// scalar oracle), each with whether this CPU runs it. "auto" picks the first supported one.
+struct KernelSetInfo {
+  std::string name;  // e.g. "avx512", "avx2", "portable", "reference"
+  bool supported;
+};
+SEQFUSE_API std::vector<KernelSetInfo> kernel_sets();
 
 // Scalar reference for one step of a tanh RNN cell (PyTorch's nn.RNNCell), the simplest
 // oracle the fused loops are grown from.
@@ -33,20 +49,21 @@ BuildInfo build_info();
 //   w_ih: [H, D]   input weights;  w_hh: [H, H] recurrent weights
 //   b_ih, b_hh: [H] biases (either may be null for bias=False)
 //   out:  [B, H]   h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh); may alias neither input
-void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
-                             const float* w_hh, const float* b_ih, const float* b_hh, float* out);
+SEQFUSE_API void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
+                                         const float* w_ih, const float* w_hh, const float* b_ih,
+                                         const float* b_hh, float* out);
 
 // ---- errors ------------------------------------------------------------------------------
 // Bad arguments (shapes, lengths, tokens, states): a std::invalid_argument.
-struct InvalidArgument : std::invalid_argument {
+struct SEQFUSE_API InvalidArgument : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 // An option the engine does not implement (e.g. streaming a bidirectional model).
-struct Unsupported : InvalidArgument {
+struct SEQFUSE_API Unsupported : InvalidArgument {
   using InvalidArgument::InvalidArgument;
 };
 // A weight file that is missing, truncated, tampered with or of another format.
-struct FormatError : std::runtime_error {
+struct SEQFUSE_API FormatError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
@@ -56,11 +73,12 @@ enum class Cell { rnn_tanh, rnn_relu, gru, lstm };
 // last_step: Linear on the output at each sequence's last valid step;
 // last_hidden: Linear on the top layer's final hidden state(s) [fwd, bwd].
 enum class Head { none, step, last_step, last_hidden };
-// Kernel set. automatic = the best this CPU runs (env SEQFUSE_ISA overrides it);
-// reference = the scalar oracle the others are tested against.
+// Kernel set, as an enum (kept for compatibility; kernel sets are named by strings, see
+// kernel_sets(), so that adding one changes no type). automatic = the best this CPU runs
+// (env SEQFUSE_ISA overrides it); reference = the scalar oracle the others are tested against.
 enum class Isa { automatic, reference, portable, avx2, avx512 };
 
-struct Config {
+struct SEQFUSE_API Config {
   Cell cell = Cell::lstm;
   int input_size = 1;   // D of float inputs (ignored when vocab_size > 0)
   int vocab_size = 0;   // > 0: inputs are token ids and an Embedding [vocab, embed] feeds layer 0
@@ -119,12 +137,16 @@ struct ForwardArgs {
 class Session;
 
 // A loaded model. forward() is safe to call from several threads at once.
-class Model {
+class SEQFUSE_API Model {
  public:
   // Load a safetensors weight file written by seqfuse (see docs/FORMAT.md).
-  // Throws FormatError on a missing, truncated or tampered file.
+  // Throws FormatError on a missing, truncated or tampered file. kernel_set: "auto" or a
+  // name from kernel_sets(); Unsupported if this build or CPU lacks it.
+  static Model load(const std::string& path, const std::string& kernel_set);
   static Model load(const std::string& path, Isa isa = Isa::automatic);
   // From a config and weights named as in Config::weight_shapes(). Throws InvalidArgument.
+  Model(const Config& config, const std::map<std::string, Tensor>& weights,
+        const std::string& kernel_set);
   Model(const Config& config, const std::map<std::string, Tensor>& weights,
         Isa isa = Isa::automatic);
   Model(Model&&) noexcept;
@@ -132,8 +154,9 @@ class Model {
   ~Model();
 
   const Config& config() const;
-  Isa isa() const;               // the kernel set in use
-  std::string isa_name() const;  // "reference", "portable", "avx2", "avx512"
+  std::string kernel_set() const;  // the kernel set in use, e.g. "avx2"
+  Isa isa() const;                 // the same as an enum (compatibility)
+  std::string isa_name() const;    // the same as kernel_set() (compatibility)
   // The weights as given (PyTorch layout), by name.
   const std::map<std::string, Tensor>& weights() const;
 
@@ -157,7 +180,7 @@ class Model {
 // Thread safety: calls on one Session are serialized inside (a mutex), so two threads feeding
 // the same session take turns and every step is applied whole, in the order the threads get
 // the lock. Independent streams want one Session each (they run in parallel).
-class Session {
+class SEQFUSE_API Session {
  public:
   Session(Session&&) noexcept;
   Session& operator=(Session&&) noexcept;
@@ -178,11 +201,11 @@ class Session {
   Session();
 };
 
-Cell cell_from_string(const std::string& s);  // "rnn_tanh", "rnn_relu", "gru", "lstm"
-Head head_from_string(const std::string& s);  // "none", "step", "last_step", "last_hidden"
-Isa isa_from_string(const std::string& s);    // "auto", "reference", "portable", "avx2", "avx512"
-std::string to_string(Cell c);
-std::string to_string(Head h);
-std::string to_string(Isa i);
+SEQFUSE_API Cell cell_from_string(const std::string& s);  // "rnn_tanh", "rnn_relu", "gru", "lstm"
+SEQFUSE_API Head head_from_string(const std::string& s);  // "none", "step", "last_step", ...
+SEQFUSE_API Isa isa_from_string(const std::string& s);    // "auto", "reference", "portable", ...
+SEQFUSE_API std::string to_string(Cell c);
+SEQFUSE_API std::string to_string(Head h);
+SEQFUSE_API std::string to_string(Isa i);
 
 }  // namespace seqfuse

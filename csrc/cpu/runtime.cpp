@@ -1,0 +1,100 @@
+// The CPU engines' runtime pieces (declared in cpu/backend.hpp): the aligned scratch buffer,
+// the per-call workspace and the persistent thread pool. ISA-neutral code. Checked by
+// tests/cpp/test_concurrency.cpp (ctest, ASan and TSan in .ci/sanitize) and every parity test.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu/backend.hpp"
+
+namespace seqfuse {
+
+// ---- Buf ---------------------------------------------------------------------------------
+Buf::~Buf() { std::free(p_); }
+float* Buf::ensure(size_t n) {
+  if (n <= n_ && p_) return p_;
+  std::free(p_);
+  size_t bytes = ((std::max<size_t>(n, 16) * sizeof(float)) + 63) / 64 * 64;
+  p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p_) throw std::bad_alloc();
+  n_ = bytes / sizeof(float);
+  std::memset(p_, 0, bytes);
+  return p_;
+}
+void Buf::zero() {
+  if (p_) std::memset(p_, 0, n_ * sizeof(float));
+}
+
+void Buf::release() {
+  std::free(p_);
+  p_ = nullptr;
+  n_ = 0;
+}
+
+int* Workspace::ensure_ints(size_t n) {
+  if (ints.size() < n) ints.resize(n);
+  return ints.data();
+}
+void Workspace::trim(size_t max_bytes) {
+  if (f.size() * sizeof(float) > max_bytes) f.release();
+  if (ints.size() * sizeof(int) > max_bytes) std::vector<int>().swap(ints);
+}
+
+// ---- ThreadPool --------------------------------------------------------------------------
+ThreadPool::ThreadPool(int workers) {
+  for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i + 1); });
+}
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+    job_ = Job{nullptr, 0, job_.gen + 1};
+    gen_.store(job_.gen, std::memory_order_release);
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+void ThreadPool::run(int n, const std::function<void(int)>& fn) {
+  n = std::min(n, size());
+  if (n <= 1) {
+    fn(0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pending_.store(n - 1, std::memory_order_relaxed);
+    job_ = Job{&fn, n, job_.gen + 1};
+    gen_.store(job_.gen, std::memory_order_release);
+  }
+  if (sleepers_.load() > 0) cv_.notify_all();
+  fn(0);
+  for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
+    if (spins > 4000) std::this_thread::yield();
+}
+void ThreadPool::loop(int id) {
+  uint64_t seen = 0;
+  while (true) {
+    // Spin (then yield) for a while: streaming calls come back within microseconds.
+    for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == seen && spins < 200000;
+         ++spins)
+      if (spins > 2000) std::this_thread::yield();
+    Job job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (job_.gen == seen) {
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return job_.gen != seen; });
+        sleepers_.fetch_sub(1);
+      }
+      if (stop_) return;
+      job = job_;  // generation and record together
+    }
+    seen = job.gen;
+    if (id < job.n) {
+      (*job.fn)(id);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+}
+
+}  // namespace seqfuse

@@ -1,0 +1,50 @@
+// SIMD traits of the avx2 kernel set: the vector type and the operations the fused engine
+// (cpu/engine.hpp) and its activations (cpu/simd_math.hpp) are written over. 8 fp32 lanes; needs
+// AVX2 and FMA. Included first by cpu/engine_avx2.cpp, which declares the kernel set; checked by
+// tests/test_native.py and tests/cpp/test_engine.cpp (every kernel set vs the reference) and
+// tests/test_native_kernels.py (the activations).
+#pragma once
+
+#include <immintrin.h>
+
+// SEQFUSE_NS: this kernel set's namespace, set by its engine_*.cpp.
+namespace seqfuse {
+namespace SEQFUSE_NS {
+
+struct S {
+  using V = __m256;
+  static constexpr int W = 8;
+  static constexpr int GEMM_MR = 2;
+  static constexpr int STEP_MR = 2;
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void store_n(float* p, V v, int n) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(p, m, v);
+  }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V abs(V x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+  static V floor(V x) { return _mm256_floor_ps(x); }
+  static V select_lt(V a, V b, V x, V y) {
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+  }
+  static V copysign(V mag, V sgn) {
+    const V sm = _mm256_set1_ps(-0.0f);
+    return _mm256_or_ps(_mm256_andnot_ps(sm, mag), _mm256_and_ps(sm, sgn));
+  }
+  static V pow2n(V n) {
+    __m256i i = _mm256_cvtps_epi32(n);
+    i = _mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23);
+    return _mm256_castsi256_ps(i);
+  }
+};
+
+}  // namespace SEQFUSE_NS
+}  // namespace seqfuse

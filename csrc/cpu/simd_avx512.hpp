@@ -1,0 +1,54 @@
+// SIMD traits of the avx512 kernel set: the vector type and the operations the fused engine
+// (cpu/engine.hpp) and its activations (cpu/simd_math.hpp) are written over. 16 fp32 lanes; needs
+// AVX-512 F, VL, DQ, BW and FMA. Included first by cpu/engine_avx512.cpp, which declares the kernel
+// set; checked by tests/test_native.py and tests/cpp/test_engine.cpp (every kernel set vs the
+// reference) and tests/test_native_kernels.py (the activations).
+#pragma once
+
+#include <immintrin.h>
+
+// SEQFUSE_NS: this kernel set's namespace, set by its engine_*.cpp.
+namespace seqfuse {
+namespace SEQFUSE_NS {
+
+struct S {
+  using V = __m512;
+  static constexpr int W = 16;
+  static constexpr int GEMM_MR = 4;  // rows per GEMM micro-tile (x 4 vectors = 16 accumulators)
+  static constexpr int STEP_MR = 4;  // rows per batched recurrent micro-tile
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, V v, int n) {
+    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1u), v);
+  }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V zero() { return _mm512_setzero_ps(); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V abs(V x) { return _mm512_abs_ps(x); }
+  static V floor(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  // a < b ? x : y, lane-wise
+  static V select_lt(V a, V b, V x, V y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+  }
+  // |mag| with the sign of sgn
+  static V copysign(V mag, V sgn) {
+    const __m512i sm = _mm512_set1_epi32(int(0x80000000u));
+    __m512i m = _mm512_andnot_si512(sm, _mm512_castps_si512(mag));
+    __m512i s = _mm512_and_si512(sm, _mm512_castps_si512(sgn));
+    return _mm512_castsi512_ps(_mm512_or_si512(m, s));
+  }
+  // 2^n for integral-valued n in [-126, 127]
+  static V pow2n(V n) {
+    __m512i i = _mm512_cvtps_epi32(n);
+    i = _mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23);
+    return _mm512_castsi512_ps(i);
+  }
+};
+
+}  // namespace SEQFUSE_NS
+}  // namespace seqfuse
