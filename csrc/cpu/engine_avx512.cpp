@@ -6,7 +6,9 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define SEQFUSE_NS isa_avx512
-#include "cpu/engine.hpp"
+// The traits first: the engine is written over them.
 #include "cpu/simd_avx512.hpp"
+//
+#include "cpu/engine.hpp"
 
 SEQFUSE_KERNEL_SET(avx512)
