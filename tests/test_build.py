@@ -45,6 +45,7 @@ def test_version_is_stated_once():
 # Internal names that must never be exported from libseqfuse.so.
 _INTERNAL = re.compile(
     r"ThreadPool|SpinBarrier|\bBuf\b|Workspace|Backend|KernelSet\b|isa_\w+::|json::|Packed"
+    r"|::Impl::"
 )
 _PUBLIC = ("seqfuse::", "typeinfo for seqfuse::", "typeinfo name for seqfuse::",
            "vtable for seqfuse::")  # fmt: skip

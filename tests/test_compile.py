@@ -15,23 +15,13 @@ from seqfuse.export.wrappers import ModelSpec
 from seqfuse.models import build_model, example_input, preset
 from torch.utils._pytree import tree_leaves
 
-
-def native_built() -> bool:
-    try:
-        import seqfuse.native  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-NATIVE = pytest.mark.skipif(not native_built(), reason="seqfuse.native is not built")
 # rnn_tanh, gru + tokens + last_hidden, bidirectional 2-layer lstm + last_step; the
 # reference kernel (eager module inside the op) checks the torch plumbing on one of them.
 CASES = [
     ("sine", "reference"),
-    pytest.param("sine", "native", marks=NATIVE),
-    pytest.param("names", "native", marks=NATIVE),
-    pytest.param("mnist", "native", marks=NATIVE),
+    ("sine", "native"),
+    ("names", "native"),
+    ("mnist", "native"),
 ]
 
 

@@ -20,4 +20,10 @@ void read_weight_file(const std::string& path, Config& config,
 // Checks names, shapes and finiteness of weights against a config; throws InvalidArgument.
 void check_weights(const Config& config, const std::map<std::string, Tensor>& weights);
 
+// The checks of a forward call that every backend shares (shapes, which inputs and states
+// the config takes, sizes that must not wrap); throws InvalidArgument. Each backend then
+// checks its own fields (and, where the memory is the host's, the values of tokens and
+// lengths).
+void check_call(const Config& config, const CallArgs& args);
+
 }  // namespace seqfuse

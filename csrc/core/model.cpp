@@ -108,13 +108,11 @@ std::string Model::isa_name() const { return impl_->kset->name; }
 std::string Model::kernel_set() const { return impl_->kset->name; }
 const std::map<std::string, Tensor>& Model::weights() const { return impl_->weights; }
 
-static void validate_args(const Config& c, const ForwardArgs& a) {
+void check_call(const Config& c, const CallArgs& a) {
   if (a.batch < 1) throw InvalidArgument("batch must be >= 1, got " + std::to_string(a.batch));
   if (a.steps < 1)
     throw InvalidArgument("sequence length must be >= 1, got " + std::to_string(a.steps));
   if (!a.y) throw InvalidArgument("y (the output array) is required");
-  if (a.threads < 1 || a.threads > 256)
-    throw InvalidArgument("threads must be in [1, 256], got " + std::to_string(a.threads));
   {
     // Every size an engine derives from B and T is computed in 64 bits; bounding the widest
     // row keeps each product far from wrapping (a call this big fails as out of memory).
@@ -128,11 +126,6 @@ static void validate_args(const Config& c, const ForwardArgs& a) {
   }
   if (c.vocab_size > 0) {
     if (!a.tokens || a.x) throw InvalidArgument("this model takes token ids (int64), not floats");
-    const size_t n = size_t(a.batch) * size_t(a.steps);
-    for (size_t i = 0; i < n; ++i)
-      if (a.tokens[i] < 0 || a.tokens[i] >= c.vocab_size)
-        throw InvalidArgument("token id " + std::to_string(a.tokens[i]) + " is out of range [0, " +
-                              std::to_string(c.vocab_size) + ")");
   } else if (!a.x || a.tokens) {
     throw InvalidArgument("this model takes float features, not token ids");
   }
@@ -140,8 +133,22 @@ static void validate_args(const Config& c, const ForwardArgs& a) {
     throw InvalidArgument("a model without recurrent layers takes no state and no lengths");
   if (c.cell != Cell::lstm && (a.c0 || a.c_n))
     throw InvalidArgument("only LSTM models have a cell state (c0 / c_n)");
+}
+
+// The CPU call: the shared checks, its own fields, then the values in host memory.
+static void validate_args(const Config& c, const ForwardArgs& a) {
+  check_call(c, a);
+  if (a.threads < 1 || a.threads > 256)
+    throw InvalidArgument("threads must be in [1, 256], got " + std::to_string(a.threads));
   if (a.head_only && (a.h_n || a.c_n))
     throw InvalidArgument("head_only computes no final state: pass h_n = c_n = null");
+  if (c.vocab_size > 0) {
+    const size_t n = size_t(a.batch) * size_t(a.steps);
+    for (size_t i = 0; i < n; ++i)
+      if (a.tokens[i] < 0 || a.tokens[i] >= c.vocab_size)
+        throw InvalidArgument("token id " + std::to_string(a.tokens[i]) + " is out of range [0, " +
+                              std::to_string(c.vocab_size) + ")");
+  }
   if (a.lengths)
     for (int b = 0; b < a.batch; ++b)
       if (a.lengths[b] < 1 || a.lengths[b] > a.steps)

@@ -370,9 +370,8 @@ class FastBackend final : public Backend {
       const int maxng = c.cell == Cell::lstm  ? CellT<Cell::lstm>::MAXNG
                         : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
                                               : CellT<Cell::rnn_tanh>::MAXNG;
-      const int mng = maxng;
       const int ngrp = Hp_ / W;
-      int np = (ngrp + mng - 1) / mng;
+      int np = (ngrp + maxng - 1) / maxng;
       // An even panel count when a step is big enough to be split by a two-thread team
       // (threads own whole panels): e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
       // split of the weights between the two cores).

@@ -53,7 +53,8 @@ constexpr double kFusedAutoWeights = 128 * 1024;  // floats per block and step (
 
 }  // namespace
 
-struct Model::Impl {
+// Hidden like everything not in the public header (the class around it is exported).
+struct __attribute__((visibility("hidden"))) Model::Impl {
   Config cfg;
   int dev = 0;
   Precision precision = Precision::fp32;
@@ -318,19 +319,7 @@ std::string Model::describe(int batch, Path path) const {
 void Model::forward(const ForwardArgs& a) const {
   const Impl& m = *impl_;
   const Config& c = m.cfg;
-  if (a.batch < 1) throw InvalidArgument("batch must be >= 1, got " + std::to_string(a.batch));
-  if (a.steps < 1)
-    throw InvalidArgument("sequence length must be >= 1, got " + std::to_string(a.steps));
-  if (!a.y) throw InvalidArgument("y (the output array) is required");
-  if (c.vocab_size > 0) {
-    if (!a.tokens || a.x) throw InvalidArgument("this model takes token ids (int64), not floats");
-  } else if (!a.x || a.tokens) {
-    throw InvalidArgument("this model takes float features, not token ids");
-  }
-  if (c.num_layers == 0 && (a.h0 || a.c0 || a.h_n || a.c_n || a.lengths))
-    throw InvalidArgument("a model without recurrent layers takes no state and no lengths");
-  if (c.cell != Cell::lstm && (a.c0 || a.c_n))
-    throw InvalidArgument("only LSTM models have a cell state (c0 / c_n)");
+  check_call(c, a);  // the checks every backend shares (core/model.cpp)
   const size_t need = workspace_bytes(a.batch, a.steps);
   if (need > 0 && (!a.workspace || a.workspace_bytes < need))
     throw InvalidArgument("the workspace must hold at least " + std::to_string(need) +
@@ -340,8 +329,6 @@ void Model::forward(const ForwardArgs& a) const {
   const int B = a.batch, T = a.steps, H = c.hidden_size, G = c.gates(), dirs = c.dirs();
   const int L = c.num_layers, O = c.output_size;
   const size_t N = size_t(B) * T;
-  if (N * size_t(std::max(dirs * G * H, 1)) > (size_t(1) << 40))
-    throw InvalidArgument("batch x steps is too large");
   if (L == 0) {  // linear regression: the head on the input rows
     gemm_bt(int(N), O, c.input_size, a.x, c.input_size, m.head_w, c.input_size, m.head_b, a.y, O,
             s);

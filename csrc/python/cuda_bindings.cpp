@@ -50,7 +50,7 @@ py::dict plan_dict(const seqfuse::cuda::Plan& p) {
 }
 
 #ifdef SEQFUSE_WITH_CUDA
-py::object g_invalid, g_format;
+py::object g_invalid;
 
 using seqfuse_py::addr_of;
 using seqfuse_py::int_of;
@@ -186,7 +186,6 @@ void seqfuse_register_cuda(py::module_& m) {
 
 #ifdef SEQFUSE_WITH_CUDA
   g_invalid = m.attr("InvalidArgumentError");
-  g_format = m.attr("WeightFileError");
   m.def("cuda_device_count", [] { return seqfuse::cuda::device_count(); });
   if (PyModule_AddFunctions(m.ptr(), cuda_methods) != 0) throw py::error_already_set();
   py::class_<seqfuse::cuda::Model>(m, "CudaModel")

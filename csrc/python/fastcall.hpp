@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "seqfuse/seqfuse.hpp"
+
 namespace seqfuse_py {
 
 // A pointer argument: None/0 (absent), an int address (torch's data_ptr()) or a NumPy array
@@ -36,11 +38,10 @@ bool int_of(PyObject* o, Int& out) {
   return !(v == -1 && PyErr_Occurred());
 }
 
-// The fields seqfuse::ForwardArgs and seqfuse::cuda::ForwardArgs share, from the pointers
+// The fields every backend's ForwardArgs shares (seqfuse::CallArgs), from the pointers
 // p = [x, tokens, lengths, h0, c0, y, h_n, c_n] (0 = absent).
-template <class Args>
-void fill_forward_args(Args& a, long long B, long long T, long long batch_first,
-                       const uintptr_t* p) {
+inline void fill_forward_args(seqfuse::CallArgs& a, long long B, long long T, long long batch_first,
+                              const uintptr_t* p) {
   a.batch = int(B);
   a.steps = int(T);
   a.batch_first = batch_first != 0;

@@ -209,14 +209,6 @@ PYBIND11_MODULE(_C, m) {
       // The C++ object's address, for stream_step(); valid while this object lives.
       .def_property_readonly("address",
                              [](seqfuse::Session& s) { return reinterpret_cast<uintptr_t>(&s); })
-      // x_ptr: [B, k, D] float32 or tok_ptr: [B, k] int64 (0 = absent); y_ptr per head.
-      .def(
-          "step_ptr",
-          [](seqfuse::Session& s, uintptr_t x, uintptr_t tok, int k, uintptr_t y, int threads) {
-            py::gil_scoped_release release;
-            s.step(ptr<const float>(x), ptr<const int64_t>(tok), k, ptr<float>(y), threads);
-          },
-          py::arg("x"), py::arg("tokens"), py::arg("k"), py::arg("y"), py::arg("threads") = 1)
       .def("reset", &seqfuse::Session::reset)
       .def("get_state_ptr", [](const seqfuse::Session& s, uintptr_t h,
                                uintptr_t c) { s.get_state(ptr<float>(h), ptr<float>(c)); })
@@ -262,28 +254,6 @@ PYBIND11_MODULE(_C, m) {
              py::dict d;
              for (const auto& kv : m.weights()) d[py::str(kv.first)] = to_numpy(kv.second);
              return d;
-           })
-      // Raw-pointer forward: Python has validated shapes, dtypes and contiguity.
-      .def("forward_ptr",
-           [](const seqfuse::Model& m, int B, int T, bool batch_first, uintptr_t x, uintptr_t tok,
-              uintptr_t lengths, uintptr_t h0, uintptr_t c0, uintptr_t y, uintptr_t hn,
-              uintptr_t cn, int threads, bool head_only) {
-             seqfuse::ForwardArgs a;
-             a.batch = B;
-             a.steps = T;
-             a.batch_first = batch_first;
-             a.x = ptr<const float>(x);
-             a.tokens = ptr<const int64_t>(tok);
-             a.lengths = ptr<const int64_t>(lengths);
-             a.h0 = ptr<const float>(h0);
-             a.c0 = ptr<const float>(c0);
-             a.y = ptr<float>(y);
-             a.h_n = ptr<float>(hn);
-             a.c_n = ptr<float>(cn);
-             a.threads = threads;
-             a.head_only = head_only;
-             py::gil_scoped_release release;
-             m.forward(a);
            })
       .def("stream", &seqfuse::Model::stream, py::arg("batch") = 1);
   void seqfuse_register_cuda(py::module_&);  // csrc/python/cuda_bindings.cpp

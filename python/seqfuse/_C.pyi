@@ -1,5 +1,6 @@
-# Type stubs for seqfuse._C, the private pybind11 module (use seqfuse.native instead).
-# Checked by tests/test_native*.py, which call every entry point.
+# Type stubs for seqfuse._C, the private pybind11 module (use seqfuse.native and
+# seqfuse.native_cuda instead). Checked by tests/test_native*.py and tests/test_cuda_tiling.py,
+# which call these entry points (the CUDA ones on a GPU: tests/test_native_cuda.py).
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,6 @@ class Session:
     def batch(self) -> int: ...
     @property
     def address(self) -> int: ...
-    def step_ptr(self, x: int, tokens: int, k: int, y: int, threads: int = 1) -> None: ...
     def reset(self) -> None: ...
     def get_state_ptr(self, h: int, c: int) -> None: ...
     def set_state_ptr(self, h: int, c: int) -> None: ...
@@ -64,20 +64,59 @@ class Model:
     @property
     def address(self) -> int: ...
     def weights(self) -> dict[str, np.ndarray]: ...
-    def forward_ptr(
-        self,
-        B: int,
-        T: int,
-        batch_first: bool,
-        x: int,
-        tokens: int,
-        lengths: int,
-        h0: int,
-        c0: int,
-        y: int,
-        h_n: int,
-        c_n: int,
-        threads: int,
-        head_only: bool,
-    ) -> None: ...
     def stream(self, batch: int = 1) -> Session: ...
+
+# ---- CUDA (csrc/python/cuda_bindings.cpp) -------------------------------------------------
+cuda_built: bool
+cuda_max_batch_tile: int
+cuda_kernel_variants: list[tuple[int, int, bool]]
+
+def cuda_device_count() -> int: ...
+def cuda_plan(
+    H: int,
+    G: int,
+    B: int,
+    dirs: int = 1,
+    max_cluster: int = 16,
+    smem_limit: int = 232448,
+    bf16: bool = False,
+) -> dict[str, Any]: ...
+def cuda_fused_plan(
+    H: int, G: int, L: int, D: int, B: int, max_cluster: int = 16, smem_limit: int = 232448
+) -> dict[str, Any]: ...
+def cuda_pack_bf16(w: np.ndarray) -> np.ndarray: ...
+def cuda_run(
+    model_addr: int,
+    B: int,
+    T: int,
+    batch_first: int | bool,
+    x: Any,
+    tokens: Any,
+    lengths: Any,
+    h0: Any,
+    c0: Any,
+    y: Any,
+    h_n: Any,
+    c_n: Any,
+    workspace: Any,
+    workspace_bytes: int,
+    stream: int,
+    path: int,
+) -> None: ...
+
+class CudaModel:  # only in CUDA builds
+    def __init__(
+        self,
+        config_json: str,
+        weights: dict[str, np.ndarray],
+        device: int = -1,
+        precision: str = "fp32",
+    ) -> None: ...
+    @property
+    def device(self) -> int: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def address(self) -> int: ...
+    def workspace_bytes(self, batch: int, steps: int) -> int: ...
+    def describe(self, batch: int = 1, path: str = "auto") -> str: ...

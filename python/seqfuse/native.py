@@ -60,7 +60,6 @@ class NativeTypeError(SeqfuseError, TypeError):
     """A wrong dtype, device or argument type."""
 
 
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 _empty_torch = torch.empty
 _f32 = torch.float32
 _i64 = torch.int64

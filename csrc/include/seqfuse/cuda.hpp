@@ -35,26 +35,14 @@ SEQFUSE_API int device_count();
 //     streaming path); Unsupported for bidirectional models, lengths or > 8 layers.
 enum class Path { automatic = 0, persistent = 1, step = 2, fused = 3 };
 
-// Arguments of one forward call. Device pointers are the caller's; null = absent.
-struct ForwardArgs {
-  int batch = 1;                     // B >= 1
-  int steps = 1;                     // T >= 1
-  bool batch_first = true;           // true: [B, T, ...] arrays; false: [T, B, ...]
-  const float* x = nullptr;          // [B, T, D] (or [T, B, D]) float features (vocab_size == 0)
-  const int64_t* tokens = nullptr;   // [B, T] (or [T, B]) token ids (vocab_size > 0). Ids out of
-                                     // [0, vocab) are not read: their outputs become NaN.
-  const int64_t* lengths = nullptr;  // [B] valid lengths in [1, T], any order, ON THE DEVICE
-                                     // (not checked here: the caller validates them; the
-                                     // kernels clamp them, so a bad value never reads or
-                                     // writes outside the arrays)
-  const float* h0 = nullptr;         // [L*dirs, B, H] initial hidden state (zeros if null)
-  const float* c0 = nullptr;         // [L*dirs, B, H] initial LSTM cell state (zeros if null)
-  float* y = nullptr;                // required. head none: [B, T, dirs*H] (or [T, B, dirs*H]);
-                                     // step: [B, T, O] (or [T, B, O]); last_*: [B, O]
-  float* h_n = nullptr;              // [L*dirs, B, H] final hidden state, or null
-  float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
-  // h_n may alias h0 and c_n may alias c0 (a streaming session keeps its state this way):
-  // every kernel reads a layer's initial state before it writes that layer's final state.
+// A CUDA forward call: the fields every backend takes (seqfuse::CallArgs, shapes documented
+// there), with every array in the memory of the model's GPU, plus the CUDA-only fields below.
+// On the GPU: token ids out of [0, vocab) are not read (their outputs become NaN); lengths
+// are not checked here (the caller validates them; the kernels clamp them, so a bad value
+// never reads or writes outside the arrays). h_n may alias h0 and c_n may alias c0 (a
+// streaming session keeps its state this way): every kernel reads a layer's initial state
+// before it writes that layer's final state.
+struct ForwardArgs : seqfuse::CallArgs {
   void* workspace = nullptr;  // device scratch of at least workspace_bytes(B, T) bytes
   size_t workspace_bytes = 0;
   void* stream = nullptr;  // cudaStream_t the work is enqueued on (null: default)

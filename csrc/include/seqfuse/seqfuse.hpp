@@ -113,8 +113,10 @@ struct Tensor {
   std::vector<float> data;
 };
 
-// Arguments of one forward call. Pointers are the caller's; null = absent.
-struct ForwardArgs {
+// The arguments of one forward call that every backend takes (CPU here, CUDA in cuda.hpp):
+// shapes, inputs, outputs and states. Pointers are the caller's (host memory for the CPU,
+// the model's GPU for CUDA); null = absent. Each backend's ForwardArgs adds its own fields.
+struct CallArgs {
   int batch = 1;                     // B >= 1
   int steps = 1;                     // T >= 1
   bool batch_first = true;           // true: [B, T, ...] arrays; false: [T, B, ...]
@@ -128,7 +130,11 @@ struct ForwardArgs {
                                      // step: [B, T, O] (or [T, B, O]); last_*: [B, O]
   float* h_n = nullptr;              // [L*dirs, B, H] final hidden state, or null (not computed)
   float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
-  int threads = 1;                   // threads for this call (directions run on separate threads)
+};
+
+// A CPU forward call: the shared fields plus threads and head_only.
+struct ForwardArgs : CallArgs {
+  int threads = 1;  // threads for this call (directions run on separate threads)
   // Compute only what the head reads (h_n and c_n must be null). With a last_step head on a
   // bidirectional top layer this runs that layer's backward direction for one step, not T.
   bool head_only = false;

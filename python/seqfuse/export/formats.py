@@ -522,11 +522,9 @@ def to_aoti(model: nn.Module, path: str | os.PathLike, example_inputs: tuple[Any
 
 
 def native_module():
-    """seqfuse.native, or FormatUnavailable saying why it cannot be used."""
-    try:
-        import seqfuse.native as native
-    except ImportError as e:
-        raise FormatUnavailable(f"not available: seqfuse.native not built ({e})") from None
+    """seqfuse.native (imported on first use: the export package does not need it)."""
+    import seqfuse.native as native
+
     return native
 
 
