@@ -14,24 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "random_weights.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace {
 
 constexpr int kMaxB = 64, kT = 6;
-
-std::map<std::string, seqfuse::Tensor> random_weights(const seqfuse::Config& c, std::mt19937& g) {
-  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
-  std::map<std::string, seqfuse::Tensor> w;
-  for (const auto& [name, shape] : c.weight_shapes()) {
-    size_t n = 1;
-    for (auto d : shape) n *= size_t(d);
-    seqfuse::Tensor t{shape, std::vector<float>(n)};
-    for (auto& v : t.data) v = u(g);
-    w[name] = std::move(t);
-  }
-  return w;
-}
 
 struct Case {
   seqfuse::Config cfg;
@@ -86,7 +74,7 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> n(0.f, 1.f);
   std::uniform_int_distribution<int> len(1, kT);
   for (auto& k : cases) {
-    models.push_back(std::make_unique<seqfuse::Model>(k.cfg, random_weights(k.cfg, g)));
+    models.push_back(std::make_unique<seqfuse::Model>(k.cfg, random_weights(k.cfg, g, 0.3f)));
     k.x.resize(size_t(kMaxB) * kT * k.cfg.input_size);
     for (auto& v : k.x) v = n(g);
     k.lengths.resize(kMaxB);
@@ -127,7 +115,7 @@ int main(int argc, char** argv) {
   // Two threads feed one stream session the same step: no step may be lost or torn.
   seqfuse::Config sc = gru;
   sc.hidden_size = 48;
-  seqfuse::Model sm(sc, random_weights(sc, g));
+  seqfuse::Model sm(sc, random_weights(sc, g, 0.3f));
   const int steps_per_thread = 2000, sB = 3;
   std::vector<float> sx(size_t(sB) * sc.input_size);
   for (auto& v : sx) v = 0.1f * n(g);

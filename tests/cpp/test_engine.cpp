@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "random_weights.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace {
@@ -21,22 +22,9 @@ void check(bool ok, const std::string& what) {
   }
 }
 
-std::map<std::string, seqfuse::Tensor> random_weights(const seqfuse::Config& c, std::mt19937& g) {
-  std::uniform_real_distribution<float> u(-0.4f, 0.4f);
-  std::map<std::string, seqfuse::Tensor> w;
-  for (const auto& [name, shape] : c.weight_shapes()) {
-    size_t n = 1;
-    for (auto d : shape) n *= size_t(d);
-    seqfuse::Tensor t{shape, std::vector<float>(n)};
-    for (auto& v : t.data) v = u(g);
-    w[name] = std::move(t);
-  }
-  return w;
-}
-
 float run_and_compare(const seqfuse::Config& c, const std::string& isa, std::mt19937& g) {
   const int B = 5, T = 9, H = c.hidden_size, LD = c.num_layers * c.dirs();
-  auto w = random_weights(c, g);
+  auto w = random_weights(c, g, 0.4f);
   seqfuse::Model ref(c, w, "reference"), fast(c, w, isa);
   std::normal_distribution<float> n(0.f, 1.f);
   std::vector<float> x(size_t(B) * T * c.input_size), h0(size_t(LD) * B * H), c0(h0.size());
@@ -105,7 +93,7 @@ int main() {
     }
 
   // A length of 0 is out of range: a clear exception, not a crash.
-  seqfuse::Model m(gru, random_weights(gru, g));
+  seqfuse::Model m(gru, random_weights(gru, g, 0.4f));
   std::vector<float> x(3), y(37);
   int64_t zero = 0;
   seqfuse::ForwardArgs a;
