@@ -2,6 +2,7 @@
 // Checked by tests/test_native_format.py (bad configs) and every parity test.
 #include <sstream>
 
+#include "core/cell.hpp"
 #include "core/json.hpp"
 #include "seqfuse/seqfuse.hpp"
 
@@ -69,16 +70,7 @@ std::string to_string(Isa i) {
   }
 }
 
-int Config::gates() const {
-  switch (cell) {
-    case Cell::gru:
-      return 3;
-    case Cell::lstm:
-      return 4;
-    default:
-      return 1;
-  }
-}
+int Config::gates() const { return cell_gates(cell); }
 int Config::layer_input_size(int layer) const {
   return layer == 0 ? rnn_input_size() : dirs() * hidden_size;
 }

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 
+#include "core/cell.hpp"
 #include "cpu/kernel_set.hpp"
 #include "cpu/simd_math.hpp"
 
@@ -35,7 +36,7 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 template <Cell C>
 struct CellT {
-  static constexpr int G = C == Cell::lstm ? 4 : C == Cell::gru ? 3 : 1;
+  static constexpr int G = cell_gates(C);  // core/cell.hpp
   // Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
   static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;
   // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).

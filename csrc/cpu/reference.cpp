@@ -5,12 +5,11 @@
 #include <cstring>
 #include <vector>
 
+#include "core/cell.hpp"
 #include "cpu/kernel_set.hpp"
 
 namespace seqfuse {
 namespace {
-
-double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 class ReferenceBackend final : public Backend {
  public:
@@ -63,32 +62,13 @@ class ReferenceBackend final : public Backend {
               gx[r] = ax;
               gh[r] = ah;
             }
-            for (int j = 0; j < H; ++j) {
-              switch (c_.cell) {
-                case Cell::rnn_tanh:
-                  h[j] = std::tanh(gx[j] + gh[j]);
-                  break;
-                case Cell::rnn_relu: {
-                  const double v = gx[j] + gh[j];
-                  h[j] = v > 0.0 || std::isnan(v) ? v : 0.0;  // NaN stays NaN, as torch.relu
-                  break;
-                }
-                case Cell::gru: {
-                  double r = sigm(gx[j] + gh[j]);
-                  double z = sigm(gx[H + j] + gh[H + j]);
-                  double nn = std::tanh(gx[2 * H + j] + r * gh[2 * H + j]);
-                  h[j] = (1.0 - z) * nn + z * h[j];
-                  break;
-                }
-                case Cell::lstm: {
-                  double i = sigm(gx[j] + gh[j]), f = sigm(gx[H + j] + gh[H + j]);
-                  double g = std::tanh(gx[2 * H + j] + gh[2 * H + j]);
-                  double o = sigm(gx[3 * H + j] + gh[3 * H + j]);
-                  cs[j] = f * cs[j] + i * g;
-                  h[j] = o * std::tanh(cs[j]);
-                  break;
-                }
+            for (int j = 0; j < H; ++j) {  // PyTorch's formula (core/cell.hpp), unit j
+              double gxu[4], ghu[4];
+              for (int g = 0; g < G; ++g) {
+                gxu[g] = gx[size_t(g) * H + j];
+                ghu[g] = gh[size_t(g) * H + j];  // includes b_hh (GRU n: b_hn, so bhn = 0)
               }
+              h[j] = cell_update(c_.cell, gxu, ghu, 0.0, h[j], cs[j]);
             }
             // Single-precision state between steps, like every fp32 engine.
             for (int j = 0; j < H; ++j) {

@@ -1,6 +1,7 @@
 // Device helpers shared by the CUDA kernels (cuda/recurrent.cu, cuda/fused.cu): PyTorch's cell
-// formulas with accurate expf/tanhf (no fast-math intrinsics, so fp32 parity holds) and the
-// row index of (t, b) in the caller's layout. Checked through tests/test_native_cuda.py.
+// formulas from core/cell.hpp with accurate expf/tanhf (no fast-math intrinsics, so fp32
+// parity holds) and the row index of (t, b) in the caller's layout. Checked through
+// tests/test_native_cuda.py.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -8,42 +9,17 @@
 
 #include <cstdint>
 
+#include "core/cell.hpp"
+
 namespace cg = cooperative_groups;
 
 namespace seqfuse {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ float sigm(float x) { return 1.f / (1.f + expf(-x)); }
-
-// cell as seqfuse::Cell: 0 rnn_tanh, 1 rnn_relu, 2 gru (r,z,n), 3 lstm (i,f,g,o).
-// gx: input projections with biases (GRU n: b_in only); gh: recurrent products without
-// bias; bhn: GRU's b_hn, applied inside r * (W_hn h + b_hn).
-__device__ __forceinline__ float cell_update(int cell, const float* gx, const float* gh, float bhn,
-                                             float hprev, float& c) {
-  switch (cell) {
-    case 0:
-      return tanhf(gx[0] + gh[0]);
-    case 1: {
-      const float v = gx[0] + gh[0];
-      return v < 0.f ? 0.f : v;  // keeps a NaN (bad token) visible, like torch.relu
-    }
-    case 2: {
-      const float r = sigm(gx[0] + gh[0]);
-      const float z = sigm(gx[1] + gh[1]);
-      const float n = tanhf(gx[2] + r * (gh[2] + bhn));
-      return (1.f - z) * n + z * hprev;
-    }
-    default: {
-      const float i = sigm(gx[0] + gh[0]);
-      const float f = sigm(gx[1] + gh[1]);
-      const float g = tanhf(gx[2] + gh[2]);
-      const float o = sigm(gx[3] + gh[3]);
-      c = f * c + i * g;
-      return o * tanhf(c);
-    }
-  }
-}
+// PyTorch's cell formulas, written once for every engine: seqfuse::cell_update
+// (core/cell.hpp), here with float and CUDA's expf/tanhf.
+using seqfuse::cell_update;
 
 // Sequence b's length (T without lengths), clamped to [0, T]: a bad device value can never
 // index outside the arrays (the Python layer validates lengths before they get here).

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda/plan.hpp"
+#include "seqfuse/seqfuse.hpp"
 
 namespace seqfuse {
 namespace cuda {
@@ -37,7 +38,8 @@ void head_rows(bool last_step, int B, int T, bool batch_first, const int64_t* le
 // caller's order, dir d's gate g of unit j at column d*G*H + g*H + j (ldg = dirs*G*H); with
 // tokens != null, gx is the [vocab, ldg] Embedding table and row (t, b) is gx[tokens[row]].
 struct LayerArgs {
-  int B = 1, T = 1, H = 1, G = 1, dirs = 1, cell = 0;  // cell: seqfuse::Cell as int
+  int B = 1, T = 1, H = 1, G = 1, dirs = 1;
+  Cell cell = Cell::lstm;
   bool batch_first = true;
   const float* gx = nullptr;
   int ldg = 0;
@@ -78,7 +80,8 @@ void run_stepwise(const LayerArgs& a, float* scratch, cudaStream_t s);
 // The fused small-T kernel (cuda/fused.cu): all layers and the head of a unidirectional model
 // in one launch. Per-layer weights as in the persistent path (biases folded, GRU b_hn apart).
 struct FusedArgs {
-  int B = 1, T = 1, H = 1, G = 1, L = 1, D = 0, cell = 0;
+  int B = 1, T = 1, H = 1, G = 1, L = 1, D = 0;
+  Cell cell = Cell::lstm;
   int head = 0;  // 0 none (y = top h, [rows, H]), 1 step, 2 last_step, 3 last_hidden
   int O = 0;
   bool batch_first = true;

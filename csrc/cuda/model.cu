@@ -281,7 +281,7 @@ static LayerArgs layer_shape(const Config& c, int B, int T) {
   la.H = c.hidden_size;
   la.G = c.gates();
   la.dirs = c.dirs();
-  la.cell = int(c.cell);
+  la.cell = c.cell;
   return la;
 }
 
@@ -352,7 +352,7 @@ void Model::forward(const ForwardArgs& a) const {
       fa.G = G;
       fa.L = L;
       fa.D = c.vocab_size > 0 ? 0 : c.input_size;
-      fa.cell = int(c.cell);
+      fa.cell = c.cell;
       fa.head = int(c.head);
       fa.O = O;
       fa.batch_first = a.batch_first;
