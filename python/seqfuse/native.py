@@ -86,19 +86,16 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _rnn_config(rnn: nn.RNNBase) -> dict[str, Any]:
-    if isinstance(rnn, nn.LSTM):
-        if getattr(rnn, "proj_size", 0):
-            raise InvalidArgumentError(
-                f"nn.LSTM option proj_size={rnn.proj_size} is not supported by the native engine"
-            )
-        cell = "lstm"
-    elif isinstance(rnn, nn.GRU):
-        cell = "gru"
-    elif isinstance(rnn, nn.RNN):
-        if rnn.nonlinearity not in ("tanh", "relu"):
-            raise InvalidArgumentError(f"nn.RNN nonlinearity={rnn.nonlinearity!r} is not supported")
-        cell = "rnn_" + rnn.nonlinearity
-    else:
+    from seqfuse.models.seq import cell_of
+
+    if isinstance(rnn, nn.LSTM) and getattr(rnn, "proj_size", 0):
+        raise InvalidArgumentError(
+            f"nn.LSTM option proj_size={rnn.proj_size} is not supported by the native engine"
+        )
+    cell = cell_of(rnn)
+    if cell is None and isinstance(rnn, nn.RNN):
+        raise InvalidArgumentError(f"nn.RNN nonlinearity={rnn.nonlinearity!r} is not supported")
+    if cell is None:
         raise InvalidArgumentError(f"unsupported recurrent module {type(rnn).__name__}")
     return {
         "cell": cell,
@@ -756,19 +753,17 @@ def to_module(model: NativeModel) -> nn.Module:
             w = {"linear.weight": w["head.weight"], "linear.bias": w["head.bias"]}
         m.load_state_dict(w)
         return m.eval()
+    from seqfuse.models.seq import make_rnn
+
     c = model.config
-    cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(c["cell"], nn.RNN)
-    kw: dict[str, Any] = {}
-    if cls is nn.RNN:
-        kw["nonlinearity"] = c["cell"].split("_")[1]
-    m = cls(
-        c["input_size"],
-        c["hidden_size"],
+    m = make_rnn(
+        c["cell"],
+        input_size=c["input_size"],
+        hidden_size=c["hidden_size"],
         num_layers=c["num_layers"],
         bias=c["bias"],
         batch_first=info.get("batch_first", True),
         bidirectional=c["bidirectional"],
-        **kw,
     )
     m.load_state_dict({k[len("rnn.") :]: v for k, v in w.items()})
     return m.eval()

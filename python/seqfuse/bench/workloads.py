@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from seqfuse.models import build_model, example_input, preset
+from seqfuse.models.seq import GATES
 
 # (preset name, sequence length the tutorial uses)
 SEED_MODELS: dict[str, int] = {
@@ -37,7 +38,6 @@ GRID_HIDDENS = (32, 128, 256, 512, 1024)
 GRID_BASE = {"batch": 1, "seq_len": 128, "hidden": 128}
 GRID_INPUT = 64  # input features of grid models (one layer, unidirectional, no head)
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 STREAM_STEPS = 16  # distinct one-char inputs the streaming workload cycles through
 
 

@@ -9,21 +9,27 @@ Checked by tests/test_models.py against hand-written torch code.
 
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import (
+    CELL_TABLE,
     CELLS,
     HEADS,
+    CellInfo,
     LinearRegression,
     SeqConfig,
     SeqModel,
     build_model,
+    cell_of,
     check_state_dict,
     config_of,
     example_input,
+    make_rnn,
     parse_config,
     state_shapes,
 )
 
 __all__ = [
+    "CELL_TABLE",
     "CELLS",
+    "CellInfo",
     "HEADS",
     "PRESETS",
     "LinearRegression",
@@ -32,7 +38,9 @@ __all__ = [
     "build_model",
     "check_state_dict",
     "config_of",
+    "cell_of",
     "example_input",
+    "make_rnn",
     "parse_config",
     "preset",
     "state_shapes",

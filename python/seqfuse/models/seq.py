@@ -16,9 +16,43 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+
+@dataclass(frozen=True)
+class CellInfo:
+    """One cell kind: seqfuse's name for it (the C++ core's Cell, csrc/core/cell.hpp) and how
+    torch builds it. The one Python table of cell facts."""
+
+    gates: int  # PyTorch's gate order: LSTM i,f,g,o; GRU r,z,n; RNN one
+    module: type  # nn.RNN / nn.GRU / nn.LSTM
+    nonlinearity: str | None = None  # nn.RNN's nonlinearity
+
+
+CELL_TABLE: dict[str, CellInfo] = {
+    "rnn_tanh": CellInfo(1, nn.RNN, "tanh"),
+    "rnn_relu": CellInfo(1, nn.RNN, "relu"),
+    "gru": CellInfo(3, nn.GRU),
+    "lstm": CellInfo(4, nn.LSTM),
+}
+CELLS = tuple(CELL_TABLE)
+GATES = {name: info.gates for name, info in CELL_TABLE.items()}
 HEADS = ("none", "step", "last_step", "last_hidden")
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+
+
+def make_rnn(cell: str, **kwargs: Any) -> nn.RNNBase:
+    """The torch module of a cell kind (kwargs as nn.RNN/GRU/LSTM take them)."""
+    info = CELL_TABLE[cell]
+    if info.nonlinearity is not None:
+        kwargs["nonlinearity"] = info.nonlinearity
+    return info.module(**kwargs)
+
+
+def cell_of(rnn: nn.Module) -> str | None:
+    """seqfuse's name for a torch recurrent module's cell, or None if it has none."""
+    for name, info in CELL_TABLE.items():
+        if isinstance(rnn, info.module) and getattr(rnn, "nonlinearity", None) == info.nonlinearity:
+            return name
+    return None
+
 
 # Size bounds of a config, the native engine's own (csrc/core/config.cpp): a config read
 # from a file is checked against them before any tensor is allocated.
@@ -142,12 +176,7 @@ class SeqModel(nn.Module):
             dropout=c.dropout if c.num_layers > 1 else 0.0,
             bidirectional=c.bidirectional,
         )
-        if c.cell == "lstm":
-            self.rnn: nn.RNNBase = nn.LSTM(**rnn_kwargs)
-        elif c.cell == "gru":
-            self.rnn = nn.GRU(**rnn_kwargs)
-        else:
-            self.rnn = nn.RNN(nonlinearity=c.cell.split("_")[1], **rnn_kwargs)
+        self.rnn: nn.RNNBase = make_rnn(c.cell, **rnn_kwargs)
         feat = c.hidden_size * c.num_directions
         self.head = nn.Linear(feat, c.output_size) if c.head != "none" else None
 
