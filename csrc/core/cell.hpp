@@ -7,16 +7,8 @@
 
 #include <cmath>
 
+#include "core/host_device.hpp"
 #include "seqfuse/seqfuse.hpp"
-
-// Host and device code (the same definition as cuda/plan.hpp's).
-#ifndef SEQFUSE_HD
-#ifdef __CUDACC__
-#define SEQFUSE_HD __host__ __device__
-#else
-#define SEQFUSE_HD
-#endif
-#endif
 
 namespace seqfuse {
 

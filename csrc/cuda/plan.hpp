@@ -14,13 +14,7 @@
 
 // Layout helpers are shared with device code: the kernels carve their shared memory with the
 // same functions the planner sizes it with (and the CPU test checks).
-#ifndef SEQFUSE_HD  // also defined, the same way, by core/cell.hpp
-#ifdef __CUDACC__
-#define SEQFUSE_HD __host__ __device__
-#else
-#define SEQFUSE_HD
-#endif
-#endif
+#include "../core/host_device.hpp"
 
 namespace seqfuse {
 namespace cuda {
