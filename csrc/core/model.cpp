@@ -138,8 +138,9 @@ void check_call(const Config& c, const CallArgs& a) {
 // The CPU call: the shared checks, its own fields, then the values in host memory.
 static void validate_args(const Config& c, const ForwardArgs& a) {
   check_call(c, a);
-  if (a.threads < 1 || a.threads > 256)
-    throw InvalidArgument("threads must be in [1, 256], got " + std::to_string(a.threads));
+  if (a.threads < 1 || a.threads > kMaxThreads)
+    throw InvalidArgument("threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                          std::to_string(a.threads));
   if (a.head_only && (a.h_n || a.c_n))
     throw InvalidArgument("head_only computes no final state: pass h_n = c_n = null");
   if (c.vocab_size > 0) {

@@ -33,7 +33,6 @@ class Buf {
   float* ensure(size_t n);
   float* data() const { return p_; }
   size_t size() const { return n_; }
-  void zero();
   void release();  // frees the memory (size() becomes 0)
 
  private:

@@ -21,9 +21,6 @@ float* Buf::ensure(size_t n) {
   std::memset(p_, 0, bytes);
   return p_;
 }
-void Buf::zero() {
-  if (p_) std::memset(p_, 0, n_ * sizeof(float));
-}
 
 void Buf::release() {
   std::free(p_);

@@ -85,7 +85,7 @@ PyObject* fast_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
   for (int i = 0; i < 8; ++i)
     if (!addr_of(args[4 + i], p[i])) return nullptr;
   if (!in_range(B, 1, INT32_MAX, "batch") || !in_range(T, 1, INT32_MAX, "sequence length") ||
-      !in_range(threads, 1, 256, "threads"))
+      !in_range(threads, 1, seqfuse::kMaxThreads, "threads"))
     return nullptr;
   seqfuse::ForwardArgs a;
   seqfuse_py::fill_forward_args(a, B, T, bf, p);
@@ -106,7 +106,8 @@ PyObject* fast_step(PyObject*, PyObject* const* args, Py_ssize_t n) {
   if (!addr_of(args[0], sess) || !addr_of(args[1], x) || !addr_of(args[2], tok) ||
       !int_of(args[3], k) || !addr_of(args[4], y) || !int_of(args[5], threads))
     return nullptr;
-  if (!in_range(k, 1, INT32_MAX, "stream step length k") || !in_range(threads, 1, 256, "threads"))
+  if (!in_range(k, 1, INT32_MAX, "stream step length k") ||
+      !in_range(threads, 1, seqfuse::kMaxThreads, "threads"))
     return nullptr;
   auto* s = reinterpret_cast<seqfuse::Session*>(sess);
   return guarded([&] {
@@ -197,12 +198,7 @@ PYBIND11_MODULE(_C, m) {
     for (const auto& k : seqfuse::kernel_sets()) out.append(py::make_tuple(k.name, k.supported));
     return out;
   });
-  m.def("cpu_supports", [](const std::string& name) {
-    if (name == "auto") return true;
-    for (const auto& k : seqfuse::kernel_sets())
-      if (k.name == name) return k.supported;
-    return false;
-  });
+  m.attr("MAX_THREADS") = seqfuse::kMaxThreads;
 
   py::class_<seqfuse::Session>(m, "Session")
       .def_property_readonly("batch", &seqfuse::Session::batch)

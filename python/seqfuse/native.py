@@ -67,8 +67,8 @@ _Tensor = torch.Tensor
 _ndarray = np.ndarray
 _run = _C.run
 _stream_step = _C.stream_step
-#: The most threads one call may use (the C++ core's bound).
-MAX_THREADS = 256
+#: The most threads one call may use (the C++ core's seqfuse::kMaxThreads).
+MAX_THREADS: int = _C.MAX_THREADS
 
 
 def _int_in(value: Any, name: str, lo: int, hi: int) -> int:

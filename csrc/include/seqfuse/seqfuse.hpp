@@ -132,9 +132,12 @@ struct CallArgs {
   float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
 };
 
+// The most threads one CPU call may use.
+constexpr int kMaxThreads = 256;
+
 // A CPU forward call: the shared fields plus threads and head_only.
 struct ForwardArgs : CallArgs {
-  int threads = 1;  // threads for this call (directions run on separate threads)
+  int threads = 1;  // threads for this call, 1..kMaxThreads (directions run on separate threads)
   // Compute only what the head reads (h_n and c_n must be null). With a last_step head on a
   // bidirectional top layer this runs that layer's backward direction for one step, not T.
   bool head_only = false;
