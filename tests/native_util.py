@@ -135,3 +135,15 @@ def module_of(case: dict) -> nn.RNNBase:
         case["cell"], case["input_size"], case["hidden"], case["layers"], case["bidir"],
         case["bias"], case["batch_first"], case["seed"],
     )  # fmt: skip
+
+
+def nan_inf_case(cell: str) -> tuple[nn.RNNBase, torch.Tensor]:
+    """A 2-layer bidirectional module and an input holding NaN, +Inf and -Inf in three of its
+    four sequences (the fourth stays finite): the CPU and CUDA NaN/Inf parity tests' case."""
+    m = make_rnn(cell, 4, 20, 2, True, True, True, seed=5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, 4, generator=g)
+    x[0, 2, 1] = float("nan")  # sequence 0 turns NaN from step 2 on (forward) / all (backward)
+    x[1, 4, :] = float("inf")
+    x[2, 1, 3] = float("-inf")
+    return m, x

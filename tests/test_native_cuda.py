@@ -29,6 +29,7 @@ from native_util import (
     make_rnn,
     max_err,
     module_of,
+    nan_inf_case,
     random_case,
 )
 from seqfuse.models.presets import PRESETS, preset
@@ -305,12 +306,7 @@ def test_cuda_model_moves_and_saves_like_the_native_model(tmp_path):
 @pytest.mark.parametrize("cell", CELLS)
 def test_cuda_nan_and_inf_propagate_like_eager(cell, path):
     # The CUDA twin of test_native_robustness.py's check: NaN stays NaN, Inf as in eager.
-    m = make_rnn(cell, 4, 20, 2, True, True, True, seed=5)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 6, 4, generator=g)  # sequence 3 stays finite
-    x[0, 2, 1] = float("nan")
-    x[1, 4, :] = float("inf")
-    x[2, 1, 3] = float("-inf")
+    m, x = nan_inf_case(cell)
     want, _ = eager_rnn(m, x)
     got, _ = cpu(snc.CudaNativeModel(sn.from_module(m), "cuda", path=path)(cuda(x)))
     assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ from eager"

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import seqfuse.native as sn
 import torch
-from native_util import ISAS, eager_rnn, make_rnn
+from native_util import ISAS, eager_rnn, make_rnn, nan_inf_case
 from safetensors.numpy import save_file
 
 CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
@@ -35,13 +35,8 @@ CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("cell", CELLS)
 def test_nan_and_inf_propagate_like_eager(cell, isa):
-    m = make_rnn(cell, 4, 20, 2, True, True, True, seed=5)
+    m, x = nan_inf_case(cell)
     nm = sn.from_module(m, isa=isa)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 6, 4, generator=g)  # sequence 3 stays finite
-    x[0, 2, 1] = float("nan")  # sequence 0 turns NaN from step 2 on (forward) / all (backward)
-    x[1, 4, :] = float("inf")
-    x[2, 1, 3] = float("-inf")
     want, _ = eager_rnn(m, x)
     got, _ = nm(x)
     assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ from eager"
