@@ -6,19 +6,8 @@ seqfuse.bench. Checked by the pytest suite in tests/.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:  # stated once, in pyproject.toml; the compiled core reports the same (build_info)
-    __version__ = version("seqfuse")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
-
-
-class SeqfuseError(Exception):
-    """A user-facing error: bad input, a missing file, an unsupported option.
-
-    The CLI prints its message on one line and exits non-zero, without a traceback.
-    """
+from seqfuse.errors import SeqfuseError
+from seqfuse.version import __version__
 
 
 def build_info() -> dict:

@@ -15,7 +15,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from seqfuse import SeqfuseError, __version__
+from seqfuse.errors import SeqfuseError
+from seqfuse.version import __version__
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

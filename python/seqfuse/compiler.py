@@ -30,7 +30,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from seqfuse import SeqfuseError
+from seqfuse.errors import SeqfuseError
 
 MODES = ("native", "reference", "torch")
 OP_NAME = "seqfuse::seq_forward"

@@ -13,7 +13,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from seqfuse import SeqfuseError
 from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS
 from seqfuse.bench.workloads import (
     GRID_BATCHES,
@@ -25,6 +24,7 @@ from seqfuse.bench.workloads import (
     grid_workloads,
     seed_workloads,
 )
+from seqfuse.errors import SeqfuseError
 
 QUICK_BACKENDS = ["eager", "torchscript", "ort", "seqfuse.compile", "native"]
 QUICK_MODELS = ["sine", "names", "shakespeare-stream"]

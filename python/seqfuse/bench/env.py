@@ -72,9 +72,9 @@ def _versions() -> dict[str, str | None]:
             out[mod] = __import__(mod).__version__
         except Exception:
             out[mod] = None
-    import seqfuse
+    from seqfuse.version import __version__
 
-    out["seqfuse"] = seqfuse.__version__
+    out["seqfuse"] = __version__
     out["python"] = platform.python_version()
     return out
 

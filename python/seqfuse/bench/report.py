@@ -274,14 +274,14 @@ def write_json(results: dict[str, Any], path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(clean(results), indent=1) + "\n", encoding="utf-8")
     except OSError as e:
-        from seqfuse import SeqfuseError
+        from seqfuse.errors import SeqfuseError
 
         raise SeqfuseError(f"cannot write benchmark results {path}: {e.strerror or e}") from None
     return path
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
-    from seqfuse import SeqfuseError
+    from seqfuse.errors import SeqfuseError
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -380,7 +380,7 @@ def markdown_section(
 def update_readme(path: str | Path, section: str | None) -> None:
     """Replace the text between the bench markers of ``path`` with ``section`` (None: only
     check that the file has the markers)."""
-    from seqfuse import SeqfuseError
+    from seqfuse.errors import SeqfuseError
 
     path = Path(path)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from seqfuse import SeqfuseError
+from seqfuse.errors import SeqfuseError
 from seqfuse.models.presets import HIHELL_CHARS, NAMES_ALPHABET
 
 ENV_VAR = "SEQFUSE_DATA_DIR"

@@ -24,10 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqfuse import SeqfuseError, __version__
+from seqfuse.errors import SeqfuseError
 from seqfuse.export import formats as F
 from seqfuse.export import verify as V
 from seqfuse.export.wrappers import ModelSpec
+from seqfuse.version import __version__
 
 MANIFEST_FORMAT = "seqfuse-export-manifest"
 MANIFEST_VERSION = 1

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqfuse import SeqfuseError
+from seqfuse.errors import SeqfuseError
 from seqfuse.models import SeqConfig, build_model, check_state_dict, parse_config
 
 FORMAT = "seqfuse-checkpoint"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from seqfuse import SeqfuseError
 from seqfuse.cli import finite_float, int_at_least, int_within
+from seqfuse.errors import SeqfuseError
 from seqfuse.models.sampling import sample_text
 from seqfuse.train.checkpoint import MAX_SEED, model_from_checkpoint
 

@@ -9,9 +9,9 @@ import argparse
 
 import torch
 
-from seqfuse import SeqfuseError
 from seqfuse.cli import int_at_least
 from seqfuse.data.datasets import encode_name
+from seqfuse.errors import SeqfuseError
 from seqfuse.train.checkpoint import model_from_checkpoint
 
 

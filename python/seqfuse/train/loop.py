@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from seqfuse import SeqfuseError, __version__
+from seqfuse.errors import SeqfuseError
 from seqfuse.models import build_model
 from seqfuse.train.checkpoint import (
     MAX_SEED,
@@ -31,6 +31,7 @@ from seqfuse.train.checkpoint import (
     save_checkpoint,
 )
 from seqfuse.train.tasks import TASKS, Task, save_figure
+from seqfuse.version import __version__
 
 SCHEDULERS = ("step", "cosine", "plateau", "none")
 CHECKPOINT_NAME = "checkpoint.pt"
