@@ -310,3 +310,19 @@ def test_threads_zero_is_an_error_not_the_default():
     nm = sn.from_module(torch.nn.GRU(3, 5))
     with pytest.raises(ValueError, match="threads"):
         nm(torch.randn(4, 2, 3), threads=0)
+
+
+def test_native_cuda_alias_still_works():
+    # seqfuse.native_cuda (the old module) is a deprecated alias: same objects, one warning
+    import importlib
+    import sys
+
+    import seqfuse.native.cuda as cuda
+    from seqfuse.bench import cuda_check
+
+    sys.modules.pop("seqfuse.native_cuda", None)
+    with pytest.warns(DeprecationWarning, match="seqfuse.native.cuda"):
+        alias = importlib.import_module("seqfuse.native_cuda")
+    assert alias.CudaNativeModel is cuda.CudaNativeModel
+    assert alias.unavailable_reason is cuda.unavailable_reason
+    assert alias.main is cuda_check.main and alias.time_per_step is cuda_check.time_per_step

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import seqfuse.native as sn
-import seqfuse.native_cuda as snc
+import seqfuse.native.cuda as snc
 import torch
 from native_util import (
     CELLS,
@@ -32,6 +32,7 @@ from native_util import (
     nan_inf_case,
     random_case,
 )
+from seqfuse.bench import cuda_check
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import build_model, example_input
 
@@ -243,7 +244,7 @@ def test_cuda_bad_inputs_give_clear_errors():
 def test_cuda_time_per_step_reports_positive_finite_numbers():
     nm = sn.from_module(make_rnn("lstm", 8, 64, 1, False, True, True, 3))
     gm = snc.CudaNativeModel(nm, "cuda")
-    t = snc.time_per_step(gm, batch=1, short=4, long=36, repeats=3)
+    t = cuda_check.time_per_step(gm, batch=1, short=4, long=36, repeats=3)
     assert set(t) == {"per_step", "short_call", "long_call"}
     assert 0 < t["short_call"] < t["long_call"] < 1e6
 
@@ -271,7 +272,7 @@ def test_cuda_bf16_weights_equal_fp32_on_bf16_rounded_module(cell, path):
 def test_cuda_self_check_says_why_it_cannot_run(capsys):
     if WHY is None:
         pytest.skip("a CUDA device is available: the self-check runs (see the GPU test)")
-    assert snc.main(["--out", "unused"]) == 2
+    assert cuda_check.main(["--out", "unused"]) == 2
     assert "CUDA backend unavailable" in capsys.readouterr().out
 
 
@@ -279,7 +280,7 @@ def test_cuda_self_check_says_why_it_cannot_run(capsys):
 def test_cuda_self_check_writes_parity_and_timings(tmp_path):
     import json
 
-    assert snc.main(["--out", str(tmp_path), "--repeats", "3"]) == 0
+    assert cuda_check.main(["--out", str(tmp_path), "--repeats", "3"]) == 0
     report = json.loads((tmp_path / "cuda_check.json").read_text())
     assert set(report["models"]) == {"sine", "hihell", "names", "mnist", "shakespeare"}
     for name, row in report["models"].items():

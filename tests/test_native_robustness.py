@@ -27,6 +27,7 @@ import seqfuse.native as sn
 import torch
 from native_util import ISAS, eager_rnn, make_rnn, nan_inf_case
 from safetensors.numpy import save_file
+from seqfuse import _C
 
 CELLS = ["rnn_tanh", "rnn_relu", "gru", "lstm"]
 
@@ -63,8 +64,6 @@ def test_nan_initial_state_propagates(isa):
 
 @pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
 def test_vectorized_activations_keep_nan_and_saturate_at_inf(isa):
-    from seqfuse import _C
-
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 88.0, -88.0, 1e30],
                  np.float32)  # fmt: skip
     for kind, ref in ((0, torch.sigmoid), (1, torch.tanh)):
@@ -209,7 +208,7 @@ def test_integers_are_reported_as_given_not_as_narrowed():
     with pytest.raises(TypeError, match="stream batch must be an integer"):
         nm.stream(batch=1.5)
     with pytest.raises(ValueError, match=r"batch must be in \[1, 2147483647\], got 2147483648"):
-        sn._run(nm._addr, 2**31, 1, 1, 0, None, None, None, None, 0, None, None, 1, 0)
+        _C.run(nm._addr, 2**31, 1, 1, 0, None, None, None, None, 0, None, None, 1, 0)
 
 
 _BIG_BT = r"""

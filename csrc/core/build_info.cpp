@@ -1,6 +1,8 @@
-// Build information and the scalar reference RNN step. Checked by tests/test_build.py.
+// Build information, and the scalar reference RNN step (a test hook; its public name is
+// deprecated). Checked by tests/test_build.py.
 #include <cmath>
 
+#include "core/testing.hpp"
 #include "cpu/kernel_set.hpp"
 
 #ifndef SEQFUSE_COMPILER
@@ -30,6 +32,7 @@ BuildInfo build_info() {
   return BuildInfo{SEQFUSE_VERSION, SEQFUSE_COMPILER, default_kernel_set(), cuda};
 }
 
+namespace testing {
 void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
                              const float* w_hh, const float* b_ih, const float* b_hh, float* out) {
   for (int b = 0; b < B; ++b) {
@@ -40,6 +43,14 @@ void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h
       out[b * H + j] = static_cast<float>(std::tanh(acc));
     }
   }
+}
+
+}  // namespace testing
+
+// The deprecated public alias of testing::rnn_tanh_step_reference.
+void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
+                             const float* w_hh, const float* b_ih, const float* b_hh, float* out) {
+  testing::rnn_tanh_step_reference(B, D, H, x, h, w_ih, w_hh, b_ih, b_hh, out);
 }
 
 }  // namespace seqfuse

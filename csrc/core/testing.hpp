@@ -16,5 +16,13 @@ namespace testing {
 SEQFUSE_API void activation(const std::string& kernel_set, int kind, const float* x, float* y,
                             size_t n);
 
+// One step of a tanh RNN cell (PyTorch's nn.RNNCell) in double, the simplest oracle:
+//   x: [B, D] input, h: [B, H] previous state, w_ih: [H, D], w_hh: [H, H], b_ih, b_hh: [H]
+//   (either may be null), out: [B, H] = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh), aliasing
+//   neither input.
+SEQFUSE_API void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
+                                         const float* w_ih, const float* w_hh, const float* b_ih,
+                                         const float* b_hh, float* out);
+
 }  // namespace testing
 }  // namespace seqfuse

@@ -1,5 +1,5 @@
 // seqfuse._C's CUDA part: registered by seqfuse_register_cuda(m) from module.cpp. Thin: it
-// converts arguments and exceptions and forwards to seqfuse::cuda (python/seqfuse/native_cuda.py
+// converts arguments and exceptions and forwards to seqfuse::cuda (python/seqfuse/native/cuda.py
 // validates tensors and passes device pointers plus torch's current stream).
 // cuda_plan (the tile planner, plain C++) exists in every build so that
 // tests/test_cuda_tiling.py checks it anywhere; the rest needs a CUDA build and is checked by
@@ -9,13 +9,14 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "../cuda/plan.hpp"
-#include "fastcall.hpp"
+#include "glue.hpp"
 #include "seqfuse/seqfuse.hpp"
 #ifdef SEQFUSE_WITH_CUDA
 #include "seqfuse/cuda.hpp"
@@ -50,51 +51,28 @@ py::dict plan_dict(const seqfuse::cuda::Plan& p) {
 }
 
 #ifdef SEQFUSE_WITH_CUDA
-py::object g_invalid;
-
 using seqfuse_py::addr_of;
+using seqfuse_py::in_range;
 using seqfuse_py::int_of;
 
 // cuda_run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n,
 //          workspace, workspace_bytes, stream, path): CudaModel::forward through
 // METH_FASTCALL (batch-1 and streaming calls are dominated by per-call overhead).
 PyObject* fast_cuda_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
-  if (n != 16) {
-    PyErr_SetString(PyExc_TypeError, "cuda_run() takes 16 arguments");
-    return nullptr;
-  }
-  uintptr_t model, p[9], stream;
-  long long B, T, bf, ws_bytes, path;
-  if (!addr_of(args[0], model) || !int_of(args[1], B) || !int_of(args[2], T) ||
-      !int_of(args[3], bf) || !int_of(args[13], ws_bytes) || !addr_of(args[14], stream) ||
-      !int_of(args[15], path))
-    return nullptr;
-  for (int i = 0; i < 9; ++i)
-    if (!addr_of(args[4 + i], p[i])) return nullptr;
-  if (B < 1 || T < 1 || B > (1LL << 30) || T > (1LL << 30) || ws_bytes < 0 || path < 0 ||
-      path > 3) {
-    PyErr_SetString(g_invalid.ptr(), "cuda_run: batch, steps, workspace or path out of range");
-    return nullptr;
-  }
+  uintptr_t model, workspace, stream;
   seqfuse::cuda::ForwardArgs a;
-  seqfuse_py::fill_forward_args(a, B, T, bf, p);
-  a.workspace = reinterpret_cast<void*>(p[8]);
+  long long ws_bytes, path;
+  if (!seqfuse_py::parse_forward(args, n, 16, "cuda_run", 1LL << 30, model, a) ||
+      !addr_of(args[12], workspace) || !int_of(args[13], ws_bytes) || !addr_of(args[14], stream) ||
+      !int_of(args[15], path) || !in_range(ws_bytes, 0, LLONG_MAX, "workspace bytes") ||
+      !in_range(path, 0, 3, "path"))
+    return nullptr;
+  a.workspace = reinterpret_cast<void*>(workspace);
   a.workspace_bytes = size_t(ws_bytes);
   a.stream = reinterpret_cast<void*>(stream);
   a.path = static_cast<seqfuse::cuda::Path>(path);
   const auto* m = reinterpret_cast<const seqfuse::cuda::Model*>(model);
-  try {
-    {
-      py::gil_scoped_release release;
-      m->forward(a);
-    }
-    Py_RETURN_NONE;
-  } catch (const seqfuse::InvalidArgument& e) {
-    PyErr_SetString(g_invalid.ptr(), e.what());
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return nullptr;
+  return seqfuse_py::guarded([&] { m->forward(a); });
 }
 
 PyMethodDef cuda_methods[] = {
@@ -185,40 +163,22 @@ void seqfuse_register_cuda(py::module_& m) {
   m.attr("cuda_kernel_variants") = variants;
 
 #ifdef SEQFUSE_WITH_CUDA
-  g_invalid = m.attr("InvalidArgumentError");
   m.def("cuda_device_count", [] { return seqfuse::cuda::device_count(); });
   if (PyModule_AddFunctions(m.ptr(), cuda_methods) != 0) throw py::error_already_set();
   py::class_<seqfuse::cuda::Model>(m, "CudaModel")
-      .def(
-          py::init([](const std::string& config_json,
-                      const std::map<std::string,
-                                     py::array_t<float, py::array::c_style | py::array::forcecast>>&
-                          weights,
-                      int device, const std::string& precision) {
-            seqfuse::Config cfg;
-            try {
-              cfg = seqfuse::Config::from_json(config_json);
-            } catch (const seqfuse::FormatError& e) {
-              throw seqfuse::InvalidArgument(e.what());
-            }
-            std::map<std::string, seqfuse::Tensor> w;
-            for (const auto& kv : weights) {
-              seqfuse::Tensor t;
-              for (py::ssize_t d = 0; d < kv.second.ndim(); ++d)
-                t.shape.push_back(kv.second.shape(d));
-              t.data.assign(kv.second.data(), kv.second.data() + kv.second.size());
-              w.emplace(kv.first, std::move(t));
-            }
-            if (precision != "fp32" && precision != "bf16")
-              throw seqfuse::InvalidArgument("precision must be 'fp32' or 'bf16', got '" +
-                                             precision + "'");
-            const auto prec = precision == "bf16" ? seqfuse::cuda::Precision::bf16
-                                                  : seqfuse::cuda::Precision::fp32;
-            py::gil_scoped_release release;
-            return seqfuse::cuda::Model(cfg, w, device, prec);
-          }),
-          py::arg("config_json"), py::arg("weights"), py::arg("device") = -1,
-          py::arg("precision") = "fp32")
+      .def(py::init([](const std::string& config_json, py::dict weights, int device,
+                       const std::string& precision) {
+             auto [cfg, w] = seqfuse_py::model_inputs(config_json, weights);
+             if (precision != "fp32" && precision != "bf16")
+               throw seqfuse::InvalidArgument("precision must be 'fp32' or 'bf16', got '" +
+                                              precision + "'");
+             const auto prec = precision == "bf16" ? seqfuse::cuda::Precision::bf16
+                                                   : seqfuse::cuda::Precision::fp32;
+             py::gil_scoped_release release;
+             return seqfuse::cuda::Model(cfg, w, device, prec);
+           }),
+           py::arg("config_json"), py::arg("weights"), py::arg("device") = -1,
+           py::arg("precision") = "fp32")
       .def_property_readonly("device", &seqfuse::cuda::Model::device)
       .def_property_readonly("precision",
                              [](const seqfuse::cuda::Model& mm) {
@@ -233,8 +193,9 @@ void seqfuse_register_cuda(py::module_& m) {
            py::arg("steps"))
       .def(
           "describe",
-          [](const seqfuse::cuda::Model& mm, int batch,
-             const std::string& path) { return mm.describe(batch, path_of(path)); },
+          [](const seqfuse::cuda::Model& mm, int batch, const std::string& path) {
+            return mm.describe(batch, path_of(path));
+          },
           py::arg("batch") = 1, py::arg("path") = "auto");
 #else
   m.def("cuda_device_count", [] { return 0; });

@@ -12,7 +12,7 @@
 
 // The one internal header: test hooks exported in seqfuse::testing (not part of the API).
 #include "../core/testing.hpp"
-#include "fastcall.hpp"
+#include "glue.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace py = pybind11;
@@ -32,63 +32,24 @@ py::array_t<float> to_numpy(const seqfuse::Tensor& t) {
   return a;
 }
 
-py::object g_format_error, g_invalid_error;
-
 using seqfuse_py::addr_of;
+using seqfuse_py::guarded;
+using seqfuse_py::in_range;
 using seqfuse_py::int_of;
-
-// Runs fn with the GIL released and turns C++ exceptions into Python ones.
-template <class F>
-PyObject* guarded(F&& fn) {
-  try {
-    {
-      py::gil_scoped_release release;
-      fn();
-    }
-    Py_RETURN_NONE;
-  } catch (const seqfuse::FormatError& e) {
-    PyErr_SetString(g_format_error.ptr(), e.what());
-  } catch (const seqfuse::InvalidArgument& e) {
-    PyErr_SetString(g_invalid_error.ptr(), e.what());
-  } catch (const std::bad_alloc&) {
-    PyErr_SetString(PyExc_MemoryError,
-                    "not enough memory for this call's scratch space (batch x length too large)");
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return nullptr;
-}
-
-// An integer argument outside [lo, hi]: InvalidArgumentError naming the value as given (not
-// as it would read after narrowing to int).
-bool in_range(long long v, long long lo, long long hi, const char* what) {
-  if (v >= lo && v <= hi) return true;
-  PyErr_SetString(g_invalid_error.ptr(), (std::string(what) + " must be in [" + std::to_string(lo) +
-                                          ", " + std::to_string(hi) + "], got " + std::to_string(v))
-                                             .c_str());
-  return false;
-}
+using seqfuse_py::invalid_argument_error;
+using seqfuse_py::weight_file_error;
 
 // run(model_addr, B, T, batch_first, x, tokens, lengths, h0, c0, y, h_n, c_n, threads,
 //     head_only): Model::forward through METH_FASTCALL, the batch-1 hot path (no pybind11
 // argument machinery: about 0.1 us instead of about 1 us).
 PyObject* fast_run(PyObject*, PyObject* const* args, Py_ssize_t n) {
-  if (n != 14) {
-    PyErr_SetString(PyExc_TypeError, "run() takes 14 arguments");
-    return nullptr;
-  }
-  uintptr_t model, p[8];
-  long long B, T, bf, threads, head_only;
-  if (!addr_of(args[0], model) || !int_of(args[1], B) || !int_of(args[2], T) ||
-      !int_of(args[3], bf) || !int_of(args[12], threads) || !int_of(args[13], head_only))
-    return nullptr;
-  for (int i = 0; i < 8; ++i)
-    if (!addr_of(args[4 + i], p[i])) return nullptr;
-  if (!in_range(B, 1, INT32_MAX, "batch") || !in_range(T, 1, INT32_MAX, "sequence length") ||
+  uintptr_t model;
+  seqfuse::ForwardArgs a;
+  long long threads, head_only;
+  if (!seqfuse_py::parse_forward(args, n, 14, "run", INT32_MAX, model, a) ||
+      !int_of(args[12], threads) || !int_of(args[13], head_only) ||
       !in_range(threads, 1, seqfuse::kMaxThreads, "threads"))
     return nullptr;
-  seqfuse::ForwardArgs a;
-  seqfuse_py::fill_forward_args(a, B, T, bf, p);
   a.threads = int(threads);
   a.head_only = head_only != 0;
   const auto* m = reinterpret_cast<const seqfuse::Model*>(model);
@@ -131,21 +92,21 @@ PYBIND11_MODULE(_C, m) {
 
   // Errors: FormatError -> seqfuse.SeqfuseError subclass; bad arguments -> a class that is
   // both a SeqfuseError and a ValueError.
-  py::object base = py::module_::import("seqfuse").attr("SeqfuseError");
-  g_format_error = py::reinterpret_steal<py::object>(
+  py::object base = py::module_::import("seqfuse.errors").attr("SeqfuseError");
+  weight_file_error() = py::reinterpret_steal<py::object>(
       PyErr_NewException("seqfuse._C.WeightFileError", base.ptr(), nullptr));
   py::tuple bases = py::make_tuple(base, py::handle(PyExc_ValueError));
-  g_invalid_error = py::reinterpret_steal<py::object>(
+  invalid_argument_error() = py::reinterpret_steal<py::object>(
       PyErr_NewException("seqfuse._C.InvalidArgumentError", bases.ptr(), nullptr));
-  m.attr("WeightFileError") = g_format_error;
-  m.attr("InvalidArgumentError") = g_invalid_error;
+  m.attr("WeightFileError") = weight_file_error();
+  m.attr("InvalidArgumentError") = invalid_argument_error();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const seqfuse::FormatError& e) {
-      PyErr_SetString(g_format_error.ptr(), e.what());
+      PyErr_SetString(weight_file_error().ptr(), e.what());
     } catch (const seqfuse::InvalidArgument& e) {
-      PyErr_SetString(g_invalid_error.ptr(), e.what());
+      PyErr_SetString(invalid_argument_error().ptr(), e.what());
     }
   });
   if (PyModule_AddFunctions(m.ptr(), fast_methods) != 0) throw py::error_already_set();
@@ -178,8 +139,8 @@ PYBIND11_MODULE(_C, m) {
         float* o = out.mutable_data();
         {
           py::gil_scoped_release release;
-          seqfuse::rnn_tanh_step_reference(B, D, H, x.data(), h.data(), w_ih.data(), w_hh.data(),
-                                           bi, bh, o);
+          seqfuse::testing::rnn_tanh_step_reference(B, D, H, x.data(), h.data(), w_ih.data(),
+                                                    w_hh.data(), bi, bh, o);
         }
         return out;
       },
@@ -214,22 +175,7 @@ PYBIND11_MODULE(_C, m) {
 
   py::class_<seqfuse::Model>(m, "Model")
       .def(py::init([](const std::string& config_json, py::dict weights, const std::string& isa) {
-             seqfuse::Config cfg;
-             try {
-               cfg = seqfuse::Config::from_json(config_json);
-             } catch (const seqfuse::FormatError& e) {
-               throw seqfuse::InvalidArgument(e.what());
-             }
-             std::map<std::string, seqfuse::Tensor> w;
-             for (auto item : weights) {
-               auto name = item.first.cast<std::string>();
-               auto arr = FloatArray::ensure(item.second);
-               if (!arr) throw seqfuse::InvalidArgument("weight '" + name + "' is not an array");
-               seqfuse::Tensor t;
-               for (py::ssize_t d = 0; d < arr.ndim(); ++d) t.shape.push_back(arr.shape(d));
-               t.data.assign(arr.data(), arr.data() + arr.size());
-               w.emplace(name, std::move(t));
-             }
+             auto [cfg, w] = seqfuse_py::model_inputs(config_json, weights);
              return seqfuse::Model(cfg, w, isa);
            }),
            py::arg("config_json"), py::arg("weights"), py::arg("isa") = "auto")

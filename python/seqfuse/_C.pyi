@@ -1,5 +1,5 @@
 # Type stubs for seqfuse._C, the private pybind11 module (use seqfuse.native and
-# seqfuse.native_cuda instead). Checked by tests/test_native*.py and tests/test_cuda_tiling.py,
+# seqfuse.native.cuda instead). Checked by tests/test_native*.py and tests/test_cuda_tiling.py,
 # which call these entry points (the CUDA ones on a GPU: tests/test_native_cuda.py).
 from typing import Any
 
@@ -25,22 +25,12 @@ def kernel_sets() -> list[tuple[str, bool]]: ...
 MAX_THREADS: int
 
 # Pointer arguments: None, an int address (torch data_ptr()) or a C-contiguous NumPy array.
-def run(
-    model_addr: int,
-    B: int,
-    T: int,
-    batch_first: int | bool,
-    x: Any,
-    tokens: Any,
-    lengths: Any,
-    h0: Any,
-    c0: Any,
-    y: Any,
-    h_n: Any,
-    c_n: Any,
-    threads: int,
-    head_only: int | bool,
-) -> None: ...
+# The leading arguments of run() and cuda_run() are seqfuse::CallArgs's fields, in its order.
+# fmt: off
+def run(model_addr: int, B: int, T: int, batch_first: int | bool,
+        x: Any, tokens: Any, lengths: Any, h0: Any, c0: Any, y: Any, h_n: Any, c_n: Any,
+        threads: int, head_only: int | bool) -> None: ...
+# fmt: on
 def stream_step(session_addr: int, x: Any, tokens: Any, k: int, y: Any, threads: int) -> None: ...
 
 class Session:
@@ -86,24 +76,12 @@ def cuda_fused_plan(
     H: int, G: int, L: int, D: int, B: int, max_cluster: int = 16, smem_limit: int = 232448
 ) -> dict[str, Any]: ...
 def cuda_pack_bf16(w: np.ndarray) -> np.ndarray: ...
-def cuda_run(
-    model_addr: int,
-    B: int,
-    T: int,
-    batch_first: int | bool,
-    x: Any,
-    tokens: Any,
-    lengths: Any,
-    h0: Any,
-    c0: Any,
-    y: Any,
-    h_n: Any,
-    c_n: Any,
-    workspace: Any,
-    workspace_bytes: int,
-    stream: int,
-    path: int,
-) -> None: ...
+
+# fmt: off
+def cuda_run(model_addr: int, B: int, T: int, batch_first: int | bool,
+             x: Any, tokens: Any, lengths: Any, h0: Any, c0: Any, y: Any, h_n: Any, c_n: Any,
+             workspace: Any, workspace_bytes: int, stream: int, path: int) -> None: ...
+# fmt: on
 
 class CudaModel:  # only in CUDA builds
     def __init__(

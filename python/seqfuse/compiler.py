@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from seqfuse.errors import SeqfuseError
+from seqfuse.models.spec import ModelSpec
 
 MODES = ("native", "reference", "torch")
 OP_NAME = "seqfuse::seq_forward"
@@ -103,8 +104,6 @@ class FusedSeq(nn.Module):
 
     def __init__(self, model: nn.Module, mode: str = "native") -> None:
         super().__init__()
-        from seqfuse.export.wrappers import ModelSpec
-
         try:
             spec = ModelSpec.of(model)
         except ValueError as e:

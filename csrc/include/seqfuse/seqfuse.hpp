@@ -42,16 +42,13 @@ struct KernelSetInfo {
 };
 SEQFUSE_API std::vector<KernelSetInfo> kernel_sets();
 
-// Scalar reference for one step of a tanh RNN cell (PyTorch's nn.RNNCell), the simplest
-// oracle the fused loops are grown from.
-//   x:    [B, D]   input at this step
-//   h:    [B, H]   previous hidden state
-//   w_ih: [H, D]   input weights;  w_hh: [H, H] recurrent weights
-//   b_ih, b_hh: [H] biases (either may be null for bias=False)
-//   out:  [B, H]   h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh); may alias neither input
-SEQFUSE_API void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
-                                         const float* w_ih, const float* w_hh, const float* b_ih,
-                                         const float* b_hh, float* out);
+// Deprecated: a test scaffold that was never part of the engine (kept so that code calling it
+// still links; removed in a later version). One step of a tanh RNN cell, in double:
+//   x: [B, D], h: [B, H], w_ih: [H, D], w_hh: [H, H], b_ih, b_hh: [H] or null, out: [B, H]
+//   out = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh); may alias neither input
+[[deprecated("a test scaffold, not part of the seqfuse API")]] SEQFUSE_API void
+rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h, const float* w_ih,
+                        const float* w_hh, const float* b_ih, const float* b_hh, float* out);
 
 // ---- errors ------------------------------------------------------------------------------
 // Bad arguments (shapes, lengths, tokens, states): a std::invalid_argument.

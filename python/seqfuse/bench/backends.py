@@ -405,7 +405,7 @@ class _CudaMixin:
 
 
 class NativeCUDA(_CudaMixin, Native):
-    """seqfuse's CUDA kernels (seqfuse.native_cuda.CudaNativeModel); inputs live on the GPU,
+    """seqfuse's CUDA kernels (seqfuse.native.cuda.CudaNativeModel); inputs live on the GPU,
     work goes on torch's current stream, the harness synchronizes after each call."""
 
     name, label = "native-cuda", "seqfuse native CUDA"
@@ -419,14 +419,14 @@ class NativeCUDA(_CudaMixin, Native):
         if not ok:
             return ok, why
         try:
-            nc = importlib.import_module("seqfuse.native_cuda")
+            nc = importlib.import_module("seqfuse.native.cuda")
         except ImportError as e:
-            return False, f"seqfuse.native_cuda not importable ({e})"
+            return False, f"seqfuse.native.cuda not importable ({e})"
         why = nc.unavailable_reason()
         return (False, why) if why else (True, "")
 
     def _convert(self, model, threads):
-        nc = importlib.import_module("seqfuse.native_cuda")
+        nc = importlib.import_module("seqfuse.native.cuda")
         return nc.CudaNativeModel(_native().from_module(model, threads=threads), device="cuda")
 
     def prepare(self, model, inputs):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from seqfuse.bench.backends import (
+    BACKENDS,
     DEFAULT_BACKENDS,
     Backend,
     BackendUnsupported,
@@ -323,6 +324,7 @@ def run_benchmarks(
             "onnx_exporter": onnx_exporter,
         },
         "backend_notes": {b.name: b.note for b in objs if b.note},
+        "backend_order": list(BACKENDS),  # the tables' column order (seqfuse.bench.report)
         "peak": roofline_peak(env),
         "workloads": [w.to_dict() for w in workloads],
         "results": rows,

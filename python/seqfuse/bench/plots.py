@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqfuse.bench.report import PIVOT_ORDER
+from seqfuse.bench.report import backend_columns
 
 
 def _plt():
@@ -26,9 +26,8 @@ def _ok(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in results["results"] if r["status"] == "ok"]
 
 
-def _backends(rows: list[dict[str, Any]]) -> list[str]:
-    present = {r["backend"] for r in rows}
-    return [b for b in PIVOT_ORDER if b in present] + sorted(present - set(PIVOT_ORDER))
+def _backends(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    return backend_columns(results, {r["backend"] for r in rows})
 
 
 def plot_summary(results: dict[str, Any], path: str | Path) -> Path | None:
@@ -38,7 +37,7 @@ def plot_summary(results: dict[str, Any], path: str | Path) -> Path | None:
     if not rows:
         return None
     threads = results["settings"]["threads"]
-    backends = [b for b in _backends(rows) if b != "eager"]  # eager is the 1.0 line
+    backends = [b for b in _backends(results, rows) if b != "eager"]  # eager is the 1.0 line
     fig, axes = plt.subplots(
         len(threads), 1, figsize=(max(8, 1.1 * len(seed) + 3), 3.8 * len(threads)), squeeze=False
     )
@@ -92,7 +91,7 @@ def plot_grid(results: dict[str, Any], path: str | Path) -> Path | None:
     th = results["settings"]["threads"][0]
     full = any(w["sweep"] == "full" for w in grid)
     fig, axes = plt.subplots(len(cells), 3, figsize=(13, 3.4 * len(cells)), squeeze=False)
-    backends = _backends([r for r in rows if r["workload"].startswith("grid/")])
+    backends = _backends(results, [r for r in rows if r["workload"].startswith("grid/")])
     cmap = plt.get_cmap("tab20")
     for i, cell in enumerate(cells):
         for j, (sweep, key, label) in enumerate(SWEEPS):

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from seqfuse.bench.backends import BACKENDS
 from seqfuse.bench.env import busy_warning, summary_line
 
 # Register-blocked AVX-512 matvec streaming weights from L1/L2, measured on this project's
@@ -294,8 +293,16 @@ def load_json(path: str | Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- README section
 
-# column order: the registry's (seqfuse.bench.backends.BACKENDS)
-PIVOT_ORDER = list(BACKENDS)
+
+def backend_columns(results: dict[str, Any], present: set[str] | None = None) -> list[str]:
+    """The backends in table order: the registry's order as the run recorded it
+    (``backend_order``; a file from before that field: the requested order), then any
+    other backend in the order its rows come. ``present``: keep only these."""
+    order = results.get("backend_order") or results.get("settings", {}).get("backends") or []
+    cols = list(
+        dict.fromkeys([*order, *(r["backend"] for r in results["results"] if r["backend"])])
+    )
+    return [b for b in cols if present is None or b in present]
 
 
 def markdown_section(
@@ -305,7 +312,7 @@ def markdown_section(
     targets and the plot. Rows: seed workloads at each thread count."""
     res = results["results"]
     seed = [w for w in results["workloads"] if w["group"] == "seed"]
-    cols = [b for b in PIVOT_ORDER if any(r["backend"] == b and r["status"] == "ok" for r in res)]
+    cols = backend_columns(results, {r["backend"] for r in res if r["status"] == "ok"})
     skipped = sorted(
         {(r["backend"], r["reason"]) for r in res if r["status"] != "ok" and r["backend"]}
     )

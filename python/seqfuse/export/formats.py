@@ -21,20 +21,17 @@ and compares it with eager PyTorch. Checked by tests/test_export.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
-import re
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from seqfuse.export.quiet import error_line, quiet_torch
+from seqfuse.export.verify import AOTI_SEQ_LIMIT, verify_onnx
 from seqfuse.export.wrappers import (
     FlatIO,
     FlatIOLengthsLSTM,
@@ -56,55 +53,6 @@ class FormatUnavailable(Exception):
     """This format cannot be produced for this model; the message says why."""
 
 
-@contextlib.contextmanager
-def _mute_native_stderr():
-    """Silence C++-level writes to fd 2 (torch's ``[W ...]`` exporter warnings)."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (embedded interpreters): nothing to mute
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-@contextlib.contextmanager
-def _quiet_torch(notes: list[str]):
-    """Run an exporter without letting its warnings/prints reach the user unfiltered.
-
-    Deprecation warnings from torch.jit / torch.onnx are the expected, documented kind:
-    they become one note each (deduplicated). The exporters' chatter on stdout is dropped.
-    """
-    previous = logging.root.manager.disable
-    # torch.export logs whole graphs at ERROR level when it fails; the failure itself is
-    # what we keep (the exception, in the manifest), so logging is muted meanwhile
-    logging.disable(logging.CRITICAL)
-    try:
-        with (
-            warnings.catch_warnings(record=True) as caught,
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-            _mute_native_stderr(),
-        ):
-            warnings.simplefilter("always")
-            yield
-    finally:
-        logging.disable(previous)
-    seen = set()
-    for w in caught:
-        msg = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
-        if issubclass(w.category, (DeprecationWarning, FutureWarning)) and "deprecat" in msg:
-            key = msg[:80]
-            if key not in seen:
-                seen.add(key)
-                notes.append(f"deprecation: {msg}")
-
-
 # ---- TorchScript ------------------------------------------------------------------------
 
 
@@ -117,7 +65,7 @@ def torchscript_with_info(
     notes: list[str] = []
     method = "script"
     script_error = None
-    with _quiet_torch(notes):
+    with quiet_torch(notes):
         try:
             sm = torch.jit.script(scriptable(model))
         except Exception as e:  # a model TorchScript's compiler does not accept
@@ -192,7 +140,7 @@ def _export_onnx_once(
     else:
         wrapper = FlatIOStates(model, spec)
     wrapper = wrapper.eval()
-    with _quiet_torch(notes):
+    with quiet_torch(notes):
         if dynamo:
             batch = torch.export.Dim("batch", min=1, max=65536)
             shapes: dict[str, Any] = {"x": {0: batch}}
@@ -351,8 +299,6 @@ def to_onnx(
     else the legacy one. Returns the facts for the manifest, including every candidate's
     outcome. Raises RuntimeError naming each candidate's error if none verifies.
     """
-    from seqfuse.export import verify as V
-
     spec = ModelSpec.of(model)
     model = model.eval()
     path = Path(path)
@@ -360,7 +306,7 @@ def to_onnx(
     if verify_fn is None:
 
         def verify_fn(p: Path, with_lengths: bool) -> dict[str, Any]:
-            return V.verify_onnx(p, model, spec, x.shape, lengths=with_lengths)
+            return verify_onnx(p, model, spec, x.shape, lengths=with_lengths)
 
     candidates: dict[str, dict[str, Any]] = {}
     chosen = None
@@ -391,7 +337,7 @@ def to_onnx(
                 rec["error"] = check["error"]
         except Exception as e:
             rec["ok"] = False
-            rec["error"] = _first_line(e)
+            rec["error"] = error_line(e)
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         if notes:
             rec["notes"] = notes
@@ -426,24 +372,7 @@ def to_onnx(
     return info
 
 
-def _first_line(e: BaseException) -> str:
-    """One readable line for an exception: the root cause's first line, ANSI codes removed."""
-    while e.__cause__ is not None:  # torch.onnx wraps the real error (TorchExportError)
-        e = e.__cause__
-    s = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-    for line in s.splitlines():
-        line = line.strip()
-        if line:
-            return f"{type(e).__name__}: " + re.sub(r"\s+", " ", line)[:300]
-    return type(e).__name__
-
-
 # ---- torch.export + AOTInductor -------------------------------------------------------------
-
-AOTI_SEQ_LIMIT = (
-    "sequence length fixed at export time: torch.export of nn.RNN/GRU/LSTM fails with a "
-    "dynamic sequence length in torch {ver} (Constraints violated); the batch is dynamic"
-)
 
 
 def aoti_with_info(
@@ -459,14 +388,14 @@ def aoti_with_info(
     info: dict[str, Any] = {"exporter": "torch.export.export + aoti_compile_and_package"}
     notes: list[str] = []
     dynamic_seq = False
-    with _quiet_torch(notes), torch.no_grad():
+    with quiet_torch(notes), torch.no_grad():
         if spec.is_seq:
             try:  # measured, not assumed: a future torch may take a dynamic sequence length
                 seq = torch.export.Dim("seq", min=1, max=65536)
                 ep = torch.export.export(wrapper, (x,), dynamic_shapes=({0: batch, 1: seq},))
                 dynamic_seq = True
             except Exception as e:
-                info["dynamic_seq_error"] = _first_line(e)
+                info["dynamic_seq_error"] = error_line(e)
                 ep = torch.export.export(wrapper, (x,), dynamic_shapes=({0: batch},))
         else:
             ep = torch.export.export(wrapper, (x,), dynamic_shapes=({0: batch},))
@@ -521,17 +450,11 @@ def to_aoti(model: nn.Module, path: str | os.PathLike, example_inputs: tuple[Any
 # ---- native -------------------------------------------------------------------------------
 
 
-def native_module():
-    """seqfuse.native (imported on first use: the export package does not need it)."""
-    import seqfuse.native as native
-
-    return native
-
-
 def to_native(model: nn.Module, path: str | os.PathLike) -> Path:
     """The native engine's safetensors weight file (``model.seqfuse.safetensors``)."""
     ModelSpec.of(model)
-    native = native_module()
+    import seqfuse.native as native  # on first use: the other formats do not need it
+
     try:
         nm = native.from_module(model.eval())
     except (ValueError, NotImplementedError, TypeError) as e:

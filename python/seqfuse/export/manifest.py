@@ -27,6 +27,7 @@ from torch import nn
 from seqfuse.errors import SeqfuseError
 from seqfuse.export import formats as F
 from seqfuse.export import verify as V
+from seqfuse.export.quiet import error_line, quiet_torch
 from seqfuse.export.wrappers import ModelSpec
 from seqfuse.version import __version__
 
@@ -112,7 +113,7 @@ def _export_one(
     if fmt == "torchscript":
         sm, info = F.torchscript_with_info(model, (x,))
         tmp = path.with_name(f".{path.name}.tmp")
-        with F._quiet_torch([]):  # torch.jit.save's deprecation: already noted in info
+        with quiet_torch([]):  # torch.jit.save's deprecation: already noted in info
             torch.jit.save(sm, str(tmp))
         os.replace(tmp, path)
         rec.update(info)
@@ -216,7 +217,7 @@ def export_model(
             rec = {
                 "file": None,
                 "status": "failed",
-                "error": F._first_line(e),
+                "error": error_line(e),
                 "versions": versions(fmt),
             }
             path.unlink(missing_ok=True)

@@ -23,11 +23,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqfuse.export.wrappers import ModelSpec, flat_outputs
+from seqfuse.export.quiet import error_line, quiet_torch
+from seqfuse.models.spec import ModelSpec, flat_outputs
 
 # fp32 error vs eager, |got - eager| / max(1, |eager|). ONNX Runtime's kernels (own GEMMs and activation
 # approximations) are allowed 1e-4, the bar issue 4 sets for it; the measured error of each
 # artifact is in the manifest (it is ~1e-7 on the seed models).
+AOTI_SEQ_LIMIT = (
+    "sequence length fixed at export time: torch.export of nn.RNN/GRU/LSTM fails with a "
+    "dynamic sequence length in torch {ver} (Constraints violated); the batch is dynamic"
+)
+
 TOLERANCE = {"torchscript": 1e-5, "onnx": 1e-4, "aoti": 1e-5, "native": 1e-5}
 
 
@@ -140,9 +146,7 @@ def run_checks(
             got = runner(case)
             err, problem, abs_err = compare(ref, tuple(got), spec.output_names)
         except Exception as e:
-            from seqfuse.export.formats import _first_line
-
-            err, problem, abs_err = float("inf"), _first_line(e), float("inf")
+            err, problem, abs_err = float("inf"), error_line(e), float("inf")
         rec["max_abs_err"] = abs_err if abs_err != float("inf") else None
         rec["max_err"] = err if err != float("inf") else None
         result["checks"].append(rec)
@@ -167,9 +171,7 @@ def run_checks(
 def verify_torchscript(
     path: Path, model: nn.Module, spec: ModelSpec, export_shape: tuple[int, ...]
 ) -> dict[str, Any]:
-    from seqfuse.export.formats import _quiet_torch
-
-    with _quiet_torch([]):  # torch.jit.load's deprecation warning: noted once at export
+    with quiet_torch([]):  # torch.jit.load's deprecation warning: noted once at export
         sm = torch.jit.load(str(path), map_location="cpu")
 
     def run(case: Case) -> tuple[Any, ...]:
@@ -221,8 +223,6 @@ def verify_aoti(
     export_shape: tuple[int, ...],
     dynamic_seq: bool = False,
 ) -> dict[str, Any]:
-    from seqfuse.export.formats import AOTI_SEQ_LIMIT
-
     runner = torch._inductor.aoti_load_package(str(path))
 
     def run(case: Case) -> tuple[Any, ...]:
@@ -242,9 +242,9 @@ def verify_aoti(
 def verify_native(
     path: Path, model: nn.Module, spec: ModelSpec, export_shape: tuple[int, ...]
 ) -> dict[str, Any]:
-    from seqfuse.export.formats import native_module
+    import seqfuse.native  # imported on first use: exporting does not need the engine
 
-    nm = native_module().load(str(path))
+    nm = seqfuse.native.load(str(path))
 
     def run(case: Case) -> tuple[Any, ...]:
         if not spec.is_seq:

@@ -1,7 +1,7 @@
 """Model facts and the thin nn.Module wrappers each export format needs.
 
-- :class:`ModelSpec` says what a seqfuse model takes (states, lengths, token ids) and what
-  its states look like, so exporters and verification build inputs without guessing.
+- :class:`ModelSpec` (defined in seqfuse.models.spec, re-exported here) says what a
+  seqfuse model takes and returns.
 - ``_ScriptSeqRNN`` / ``_ScriptSeqLSTM`` re-state :meth:`SeqModel.forward` in the subset of
   Python TorchScript compiles (the model keeps a dataclass config, which TorchScript cannot
   hold); they share the model's own submodules, so no weights are copied.
@@ -13,95 +13,24 @@ Checked by tests/test_export.py: every wrapper is compared against the eager mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqfuse.models import LinearRegression, SeqModel, config_of
+from seqfuse.models import LinearRegression, SeqModel
+from seqfuse.models.spec import ModelSpec, flat_outputs
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model takes and returns, from its config."""
-
-    kind: str  # "seq" or "linear"
-    config: dict[str, Any]
-
-    @classmethod
-    def of(cls, model: nn.Module) -> ModelSpec:
-        if not isinstance(model, (SeqModel, LinearRegression)):
-            raise ValueError(
-                f"seqfuse.export exports seqfuse models (SeqModel, LinearRegression), "
-                f"got {type(model).__name__}"
-            )
-        cfg = config_of(model)
-        return cls(kind=cfg.get("kind", "seq"), config=cfg)
-
-    @property
-    def is_seq(self) -> bool:
-        return self.kind == "seq"
-
-    @property
-    def is_lstm(self) -> bool:
-        return self.is_seq and self.config["cell"] == "lstm"
-
-    @property
-    def tokens(self) -> bool:
-        return self.is_seq and self.config.get("vocab_size", 0) > 0
-
-    @property
-    def state_layers(self) -> int:
-        """First dim of h0/c0: num_layers * num_directions."""
-        return self.config["num_layers"] * (2 if self.config["bidirectional"] else 1)
-
-    @property
-    def state_names(self) -> list[str]:
-        if not self.is_seq:
-            return []
-        return ["h0", "c0"] if self.is_lstm else ["h0"]
-
-    @property
-    def output_names(self) -> list[str]:
-        if not self.is_seq:
-            return ["y"]
-        return ["y", "h_n", "c_n"] if self.is_lstm else ["y", "h_n"]
-
-    def zero_states(self, batch: int) -> list[Tensor]:
-        if not self.is_seq:
-            return []
-        shape = (self.state_layers, batch, self.config["hidden_size"])
-        return [torch.zeros(shape) for _ in self.state_names]
-
-    def random_states(self, batch: int, seed: int) -> list[Tensor]:
-        if not self.is_seq:
-            return []
-        g = torch.Generator().manual_seed(seed)
-        shape = (self.state_layers, batch, self.config["hidden_size"])
-        return [0.5 * torch.randn(shape, generator=g) for _ in self.state_names]
-
-    def hx(self, states: list[Tensor] | None) -> Any:
-        """States as the model's ``hx`` argument (tuple for LSTM, tensor otherwise)."""
-        if not states:
-            return None
-        return (states[0], states[1]) if self.is_lstm else states[0]
-
-    def example(self, batch: int, seq_len: int, seed: int = 0) -> Tensor:
-        from seqfuse.models import example_input
-
-        return example_input(self.config, batch, seq_len, seed)
-
-
-def flat_outputs(out: Any) -> tuple[Tensor, ...]:
-    """``(y, h_n)`` / ``(y, (h_n, c_n))`` / ``y`` -> a flat tuple of tensors."""
-    if isinstance(out, Tensor):
-        return (out,)
-    flat: list[Tensor] = []
-    for item in out:
-        flat.extend(flat_outputs(item))
-    return tuple(flat)
+__all__ = [
+    "FlatIO",
+    "FlatIOLengthsLSTM",
+    "FlatIOLengthsRNN",
+    "FlatIOStates",
+    "ModelSpec",
+    "flat_outputs",
+    "scriptable",
+]
 
 
 class _ScriptSeqBase(nn.Module):
