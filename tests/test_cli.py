@@ -33,7 +33,9 @@ def assert_one_line_error(r, pattern):
     assert pattern in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval", "predict", "generate", "demo"])
+@pytest.mark.parametrize(
+    "cmd", ["train", "eval", "predict", "generate", "demo", "serve", "predict-batch"]
+)
 def test_help(cmd):
     r = seqfuse(cmd, "--help")
     assert r.returncode == 0 and "usage: seqfuse" in r.stdout

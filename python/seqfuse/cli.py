@@ -1,6 +1,7 @@
-"""The `seqfuse` command line: train, eval, predict, generate, export, bench, demo.
+"""The `seqfuse` command line: train, eval, predict, generate, export, bench, demo, serve,
+predict-batch.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+Each subcommand lives in its own module (or a class in one) exposing ``add_arguments(parser)`` and
 ``run(args) -> int``. User errors (:class:`seqfuse.SeqfuseError`) and bad arguments print
 one line and exit with status 2, never a traceback (set SEQFUSE_DEBUG=1 to see one).
 Checked by tests/test_cli.py.
@@ -27,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("seqfuse.export.cli", "export a checkpoint to verified artifacts"),
     "bench": ("seqfuse.bench.cli", "benchmark every backend side by side"),
     "demo": ("seqfuse.demo", "train, export and benchmark the embedded default models"),
+    "serve": ("seqfuse.serve.cli:ServeCommand", "serve a model over HTTP with Ray Serve"),
+    "predict-batch": (
+        "seqfuse.serve.cli:PredictBatchCommand",
+        "run a model over a .npy/.parquet file with Ray Data",
+    ),
 }
 
 
@@ -86,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqfuse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
+        module_name, _, attr = module_name.partition(":")  # "module" or "module:Class"
         module = importlib.import_module(module_name)
+        if attr:
+            module = getattr(module, attr)
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

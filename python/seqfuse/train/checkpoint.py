@@ -2,7 +2,8 @@
 
 A checkpoint is a torch.save'd dict (loaded with ``weights_only=True``, so no pickle code
 runs) holding: format/version, task, model config, model/optimizer/scheduler state, epoch,
-RNG state, metrics and task extras (e.g. a vocabulary). Loading checks every field's type
+RNG state (each rank's, for a torchrun run), how the run was distributed (world size,
+backend), metrics and task extras (e.g. a vocabulary). Loading checks every field's type
 and the model config against the model state's shapes (before any model is built), so a
 bad file is one :class:`SeqfuseError` for every command that reads one (eval, predict,
 generate, export, bench, train --resume). Checked by tests/test_train.py (resume
@@ -247,6 +248,18 @@ _EXTRAS: dict[str, tuple[str, Any]] = {
 _SCALARS = (str, int, float, bool, type(None))
 
 
+def _is_rng_state(rng: Any) -> bool:
+    py = rng.get("python") if isinstance(rng, dict) else None
+    t = rng.get("torch") if isinstance(rng, dict) else None
+    return (
+        isinstance(t, torch.Tensor)
+        and t.dtype == torch.uint8
+        and isinstance(py, list)
+        and len(py) == 625
+        and all(is_int(x) and 0 <= x < 2**32 for x in py)
+    )
+
+
 def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """Check the type of every field seqfuse reads, and the model config against the model
     state's shapes (no model is built); a bad one raises :class:`SeqfuseError` naming it."""
@@ -279,18 +292,21 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     for key, (desc, ok) in _EXTRAS.items():
         if key in extras and not ok(extras[key]):
             raise bad(f"extras.{key} must be {desc}, not {_kind(extras[key])}")
-    if "rng_state" in ckpt:
-        rng = ckpt["rng_state"]
-        py = rng.get("python") if isinstance(rng, dict) else None
-        t = rng.get("torch") if isinstance(rng, dict) else None
+    if "rng_state" in ckpt and not _is_rng_state(ckpt["rng_state"]):
+        raise bad("rng_state must hold a uint8 'torch' tensor and 625 'python' integers")
+    if "distributed" in ckpt:
+        dd = ckpt["distributed"]
         if not (
-            isinstance(t, torch.Tensor)
-            and t.dtype == torch.uint8
-            and isinstance(py, list)
-            and len(py) == 625
-            and all(is_int(x) and 0 <= x < 2**32 for x in py)
+            isinstance(dd, dict)
+            and is_int(dd.get("world_size"))
+            and dd["world_size"] >= 1
+            and isinstance(dd.get("backend"), str)
         ):
-            raise bad("rng_state must hold a uint8 'torch' tensor and 625 'python' integers")
+            raise bad("distributed must be a dict with world_size (an integer >= 1) and backend")
+    if "rng_states" in ckpt:
+        states = ckpt["rng_states"]
+        if not (isinstance(states, list) and states and all(map(_is_rng_state, states))):
+            raise bad("rng_states must be a non-empty list of per-rank RNG states")
     metrics = ckpt.get("metrics", {})
     if not isinstance(metrics, dict):
         raise bad(f"metrics must be a dict, not {_kind(metrics)}")

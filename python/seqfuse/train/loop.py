@@ -1,9 +1,12 @@
 """The training loop shared by every task: Adam, an LR scheduler, atomic per-epoch
-checkpoints that resume exactly, metrics.json and plots.
+checkpoints that resume exactly, metrics.json and plots; one process or many (torchrun +
+DistributedDataParallel, see seqfuse.train.distributed).
 
-Determinism: each epoch's shuffling comes from a generator seeded by (seed, epoch) and the
-global RNG state is saved in the checkpoint, so 2 epochs + resume 1 equals 3 epochs.
-Checked by tests/test_train.py.
+Determinism: each epoch's order comes from a DistributedSampler seeded by (seed, epoch), the
+same on every rank, which deals the ranks interleaved slices of it: with a global batch B
+and W ranks of B/W each, step i of every world size trains on the same B items. Each
+rank's RNG state is saved in the checkpoint, so 2 epochs + resume 1 equals 3 epochs.
+Checked by tests/test_train.py (one process) and tests/test_distributed.py (several).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from seqfuse.errors import SeqfuseError
 from seqfuse.models import build_model
+from seqfuse.train import distributed as D
 from seqfuse.train.checkpoint import (
     MAX_SEED,
     check_fits_task,
@@ -99,6 +104,14 @@ def check_hparams(hp: dict[str, Any], opts: TrainOptions) -> None:
         raise SeqfuseError(f"clip must be a finite number >= 0, got {opts.clip}")
 
 
+def check_batch_split(task: Task, batch_size: int | None, world_size: int) -> None:
+    """The global batch must split evenly across the processes (checked before launching)."""
+    D.local_batch(
+        task.defaults["batch_size"] if batch_size is None else batch_size,
+        D.Dist(world_size=world_size),
+    )
+
+
 def output_files(save_dir: Path, plots: bool) -> list[Path]:
     """The files a run writes into ``save_dir`` whose names are known up front."""
     names = [CHECKPOINT_NAME, "metrics.json"] + (["loss.png"] if plots else [])
@@ -136,13 +149,20 @@ def make_scheduler(
     raise SeqfuseError(f"unknown scheduler '{kind}'; choose one of: {', '.join(SCHEDULERS)}")
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None))
+def _restore_rng(resumed: dict[str, Any], d: D.Dist) -> None:
+    """Each rank continues its own RNG stream when the process count is the checkpoint's;
+    under another count rank 0 continues rank 0's and the others start fresh streams from
+    (seed, rank, epoch) (they only drive per-rank randomness such as dropout masks)."""
+    states = resumed.get("rng_states")
+    saved_world = resumed.get("distributed", {}).get("world_size", 1)
+    if states and saved_world == d.world_size and len(states) == d.world_size:
+        D.set_rng_state(states[d.rank])
+    elif d.rank == 0:
+        D.set_rng_state(resumed["rng_state"])
+    else:
+        fresh = D.rank_seed(resumed["seed"], d.rank) + 7919 * int(resumed["epoch"])
+        torch.manual_seed(fresh)
+        random.seed(fresh)
 
 
 def plot_losses(history: list[dict[str, Any]], metric: str, path: Path, title: str) -> Path:
@@ -173,11 +193,20 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     """Train ``opts.task``; returns {"checkpoint", "metrics", "history", "files"}."""
     task = get_task(opts.task)
     device = resolve_device(opts.device)
+    d = D.setup(device)
+    try:
+        return _train(opts, task, D.device_for(d, device), d)
+    finally:
+        D.teardown(d)
+
+
+def _train(opts: TrainOptions, task: Task, device: torch.device, d: D.Dist) -> dict[str, Any]:
     hp = dict(task.defaults)
     for k in ("epochs", "batch_size", "lr", "scheduler", "step_size", "gamma"):
         if getattr(opts, k) is not None:
             hp[k] = getattr(opts, k)
     check_hparams(hp, opts)
+    local_batch = D.local_batch(hp["batch_size"], d)
     if hp["scheduler"] not in SCHEDULERS:
         raise SeqfuseError(
             f"unknown scheduler '{hp['scheduler']}'; choose one of: {', '.join(SCHEDULERS)}"
@@ -201,14 +230,18 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 f"N > {resumed['epoch']} to train more"
             )
     save_dir = Path(opts.save_dir.replace("{task}", task.name))
-    prepare_save_dir(save_dir, output_files(save_dir, opts.plots))
+    if d.is_main:  # only rank 0 writes (on multi-node runs the folder is rank 0's)
+        prepare_save_dir(save_dir, output_files(save_dir, opts.plots))
     seed = resumed["seed"] if resumed else opts.seed
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same on every rank: same data and initial weights
     random.seed(seed)
     td = task.data(opts.data_dir, seed)
     if resumed:
         check_fits_task(resumed["config"], td.config, opts.resume, task.name)
     model = build_model(resumed["config"] if resumed else td.config).to(device)
+    if d.rank:
+        torch.manual_seed(D.rank_seed(seed, d.rank))
+        random.seed(D.rank_seed(seed, d.rank))
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"])
     sched = make_scheduler(opt, hp["scheduler"], hp["epochs"], hp["step_size"], hp["gamma"])
     history: list[dict[str, Any]] = []
@@ -219,7 +252,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             opt.load_state_dict(resumed["optimizer_state"])
             if sched is not None and resumed.get("scheduler_state"):
                 sched.load_state_dict(resumed["scheduler_state"])
-            _set_rng_state(resumed["rng_state"])
+            _restore_rng(resumed, d)
         except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise SeqfuseError(
@@ -228,22 +261,39 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         start = int(resumed["epoch"])
         history = list(resumed.get("metrics", {}).get("history", []))
 
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward;
+    # ``net`` trains, ``model`` (the same parameters) evaluates and is saved.
+    net: torch.nn.Module = model
+    if d.active:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     ckpt_path = save_dir / CHECKPOINT_NAME
-    log = (lambda *a: None) if opts.quiet else print
+    log = print if d.is_main and not opts.quiet else (lambda *a: None)
+    where = f"{d.world_size} processes ({d.backend}), " if d.active else ""
     log(
         f"seqfuse train {task.name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"device {device}, epochs {start + 1}..{hp['epochs']}, batch {hp['batch_size']}, "
-        f"lr {hp['lr']}, scheduler {hp['scheduler']}"
+        f"device {device.type}, {where}epochs {start + 1}..{hp['epochs']}, "
+        f"batch {hp['batch_size']}, lr {hp['lr']}, scheduler {hp['scheduler']}"
+    )
+    sampler = DistributedSampler(
+        td.train,
+        num_replicas=d.world_size,
+        rank=d.rank,
+        shuffle=task.shuffle,
+        seed=seed * 100_003,
     )
 
     for epoch in range(start, hp["epochs"]):
         t0 = time.perf_counter()
         model.train()
+        sampler.set_epoch(epoch)
+        # the loader's own seed draw comes from g, not the global RNG (left to the model)
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
         loader = DataLoader(
             td.train,
-            batch_size=hp["batch_size"],
-            shuffle=task.shuffle,
+            batch_size=local_batch,
+            sampler=sampler,
             generator=g,
             collate_fn=td.collate,
         )
@@ -253,14 +303,14 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             loader,
             total=n_batches,
             desc=f"{task.name} epoch {epoch + 1}/{hp['epochs']}",
-            disable=not opts.progress,
+            disable=not (opts.progress and d.is_main),
             leave=False,
             unit="batch",
         )
         for i, batch in enumerate(bar):
             if i >= n_batches:
                 break
-            loss, state = task.loss(model, batch, state, device)
+            loss, state = task.loss(net, batch, state, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if opts.clip > 0:
@@ -271,9 +321,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             if i % 10 == 0:
                 bar.set_postfix(loss=f"{total / count:.4g}")
         bar.close()
+        # every rank's batches have the same size, so the mean of the ranks' mean losses is
+        # the global batch's mean loss, as in one process
+        total, count = D.reduce_sum(d, [total, float(count)])
+        count = int(count)
         model.eval()
-        with torch.inference_mode():
-            metrics = task.evaluate(model, td, device)
+        metrics = None
+        if d.is_main:  # the weights are the same on every rank: evaluate once, share it
+            with torch.inference_mode():
+                metrics = task.evaluate(model, td, device)
+        metrics = D.broadcast(d, metrics)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(metrics.get("test_loss", metrics[task.metric]))
         elif sched is not None:
@@ -293,6 +350,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 f"  epoch {epoch + 1:3d}/{hp['epochs']}  train loss {row['train_loss']:.4g}  "
                 f"{task.summary(metrics)}  ({row['seconds']:.1f}s)"
             )
+        rng_states = D.gather(d, D.rng_state())
+        if not d.is_main:
+            continue
         save_checkpoint(
             ckpt_path,
             {
@@ -304,7 +364,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 "epoch": epoch + 1,
                 "seed": seed,
                 "hparams": hp,
-                "rng_state": _rng_state(),
+                "rng_state": rng_states[0],
+                "rng_states": rng_states,
+                "distributed": d.describe(),
                 "metrics": {"final": metrics, "history": history},
                 "extras": td.extras,
                 "seqfuse_version": __version__,
@@ -313,11 +375,26 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     final = history[-1] if history else {}
     files = [ckpt_path]
+    if not d.is_main:
+        return {
+            "checkpoint": ckpt_path,
+            "metrics": final,
+            "history": history,
+            "files": [],
+            "model": model,
+        }
     metrics_path = save_dir / "metrics.json"
     try:
         metrics_path.write_text(
             json.dumps(
-                {"task": task.name, "hparams": hp, "final": final, "history": history}, indent=2
+                {
+                    "task": task.name,
+                    "hparams": hp,
+                    "distributed": d.describe(),
+                    "final": final,
+                    "history": history,
+                },
+                indent=2,
             )
         )
         files.append(metrics_path)
