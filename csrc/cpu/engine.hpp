@@ -40,7 +40,7 @@ struct CellT {
   // Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
   static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;
   // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
-  static constexpr int MAXACC = S::W == 16 ? 24 : 12;
+  static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
   static constexpr int MAXNG = C == Cell::lstm || C == Cell::gru ? MAXACC / G : MAXACC * 2 / 3;
   static constexpr int BNG = C == Cell::lstm ? 1 : C == Cell::gru ? 1 : 4;  // batched groups
 };
@@ -102,7 +102,10 @@ inline void gemm_mk(int K, const float* A, size_t lda, const float* wp, size_t w
     } else {
       V wv[NV];
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
+      for (int v = 0; v < NV; ++v) {
+        wv[v] = S::load(w + v * W);
+        S::keep(wv[v]);
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         V a = S::set1(A[size_t(r) * lda + k]);
@@ -123,13 +126,14 @@ inline void gemm_mk(int K, const float* A, size_t lda, const float* wp, size_t w
     }
 }
 
+// nv <= S::GEMM_NV (wider tiles are not instantiated: they would not fit the registers).
 template <int MR>
 inline void gemm_nv(int nv, int K, const float* A, size_t lda, const float* wp, size_t wst,
                     const float* bias, float* C, size_t ldc, int ncols) {
   switch (nv) {
-#define SEQFUSE_NV(n)                                        \
-  case n:                                                    \
-    gemm_mk<MR, n>(K, A, lda, wp, wst, bias, C, ldc, ncols); \
+#define SEQFUSE_NV(n)                                                                       \
+  case n:                                                                                   \
+    if constexpr (n <= S::GEMM_NV) gemm_mk<MR, n>(K, A, lda, wp, wst, bias, C, ldc, ncols); \
     break;
     SEQFUSE_NV(1)
     SEQFUSE_NV(2)
@@ -179,8 +183,8 @@ inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const fl
                   ncols - cbase);
       continue;
     }
-    for (int v0 = 0; v0 < nvp; v0 += 4) {
-      const int nv = std::min(4, nvp - v0), c0 = cbase + v0 * W;
+    for (int v0 = 0; v0 < nvp; v0 += S::GEMM_NV) {
+      const int nv = std::min(S::GEMM_NV, nvp - v0), c0 = cbase + v0 * W;
       if (c0 >= ncols) break;
       const float* b0 = bp ? bp + v0 * W : nullptr;
       size_t r = 0;
@@ -191,6 +195,10 @@ inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const fl
       for (; r + S::GEMM_MR <= M; r += S::GEMM_MR)
         gemm_nv<S::GEMM_MR>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
                             C + size_t(r) * ldc + c0, ldc, ncols - c0);
+      if constexpr (S::GEMM_MR > 3)  // a tall tile's remainder: 3 rows at a time first
+        for (; r + 3 <= M; r += 3)
+          gemm_nv<3>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
+                     C + size_t(r) * ldc + c0, ldc, ncols - c0);
       for (; r < M; ++r)
         gemm_nv<1>(nv, P.K, A + size_t(r) * lda, lda, wp + v0 * W, wst, b0,
                    C + size_t(r) * ldc + c0, ldc, ncols - c0);
@@ -260,7 +268,10 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
     } else {
       V wv[NV];
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; ++v) wv[v] = S::load(w + v * W);
+      for (int v = 0; v < NV; ++v) {
+        wv[v] = S::load(w + v * W);
+        S::keep(wv[v]);
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         V a = S::set1(h[r][k]);
@@ -517,7 +528,11 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const size_t wst = size_t(x.whh.PV) * W;
   const float* bh = c_.cell == Cell::gru ? x.bias_h.data() : nullptr;
   const float* table = x.table.data();
+  // Without an initial state h is zero at step 0, so W_hh h is too (weights are finite:
+  // check_weights refuses NaN and Inf): step 0 runs the epilogue alone.
+  const int k_first = a.h0 == nullptr ? 0 : H;
   for (int s = 0; s < nsteps; ++s) {
+    const int K = s == 0 ? k_first : H;
     const int na = a.lengths ? k.nact[s] : B;
     float* hin = hb[s & 1];
     float* hout = hb[(s + 1) & 1];
@@ -540,7 +555,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       if (na == 1) {
         RowPtrs rp;
         ptrs(0, rp);
-        dispatch(1, ng, H, &rp, bh, grp0, wp, wst);
+        dispatch(1, ng, K, &rp, bh, grp0, wp, wst);
         continue;
       }
       const int bng = c_.cell == Cell::lstm || c_.cell == Cell::gru ? 1 : 4;
@@ -550,7 +565,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           const int mr = std::min(S::STEP_MR, na - i);
           RowPtrs rp[S::STEP_MR];
           for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
-          dispatch(mr, n, H, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
+          dispatch(mr, n, K, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
         }
       }
     }

@@ -14,8 +14,15 @@ namespace SEQFUSE_NS {
 struct S {
   using V = __m256;
   static constexpr int W = 8;
-  static constexpr int GEMM_MR = 2;
+  static constexpr int REGS = 16;  // ymm0-15
+  // GEMM register tile: 6 rows x 2 vectors = 12 accumulators, plus the 2 weight vectors and a
+  // broadcast: 15 of the 16 ymm registers (the 6x16 tile of MLAS's FMA3 SGEMM).
+  static constexpr int GEMM_MR = 6;
+  static constexpr int GEMM_NV = 2;
   static constexpr int STEP_MR = 2;
+  // Pins a value in a register: without it gcc folds the weight loads into every row's FMA
+  // (a memory operand per FMA), and the loads, not the FMAs, bound the tile.
+  static void keep(V& v) { __asm__("" : "+x"(v)); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static void store_n(float* p, V v, int n) {

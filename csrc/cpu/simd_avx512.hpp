@@ -14,8 +14,13 @@ namespace SEQFUSE_NS {
 struct S {
   using V = __m512;
   static constexpr int W = 16;
-  static constexpr int GEMM_MR = 4;  // rows per GEMM micro-tile (x 4 vectors = 16 accumulators)
+  static constexpr int REGS = 32;    // zmm0-31
+  static constexpr int GEMM_MR = 4;  // rows per GEMM micro-tile
+  static constexpr int GEMM_NV = 4;  // vectors per GEMM micro-tile (4 x 4 = 16 accumulators)
   static constexpr int STEP_MR = 4;  // rows per batched recurrent micro-tile
+  // Pins a value in a register (any of zmm0-31): keeps weight vectors out of the FMAs' memory
+  // operands.
+  static void keep(V& v) { __asm__("" : "+v"(v)); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static void store_n(float* p, V v, int n) {

@@ -19,8 +19,11 @@ struct S {
     float v[8];
   };
   static constexpr int W = 8;
+  static constexpr int REGS = 16;  // what the tiles assume of an unknown target
   static constexpr int GEMM_MR = 2;
+  static constexpr int GEMM_NV = 4;
   static constexpr int STEP_MR = 2;
+  static void keep(V&) {}  // plain arrays: the compiler places them
 #define SEQFUSE_LANES(expr)                    \
   V r;                                         \
   for (int l = 0; l < 8; ++l) r.v[l] = (expr); \

@@ -1,0 +1,201 @@
+// ctest: every kernel set this build has and this CPU runs, against the scalar reference, over
+// a seeded randomized grid (every cell, 1-2 layers, both directions, odd and tile-sized hidden
+// sizes, batch 1 and batched, with and without initial states and lengths, features and token
+// ids, every head, 1 and 2 threads), plus the vectorized activations over the whole float
+// range (saturation, denormals, NaN, +-Inf) against double precision. Errors are relative to
+// max(1, |reference|): a relu RNN's outputs may grow large. The C++ half of the
+// parity tests: it is what checks a kernel set where Python does not run, such as the neon set
+// cross-compiled and run under qemu-aarch64 in CI (.ci/arm).
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../csrc/core/testing.hpp"
+#include "random_weights.hpp"
+#include "seqfuse/seqfuse.hpp"
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+struct Case {
+  seqfuse::Config c;
+  int B, T, threads;
+  bool h0, lengths;
+};
+
+std::string describe(const Case& k) {
+  const auto& c = k.c;
+  return seqfuse::to_string(c.cell) + " L" + std::to_string(c.num_layers) +
+         (c.bidirectional ? " bi" : "") + " H" + std::to_string(c.hidden_size) +
+         (c.vocab_size ? " tokens" : " D" + std::to_string(c.input_size)) + " head " +
+         seqfuse::to_string(c.head) + " B" + std::to_string(k.B) + " T" + std::to_string(k.T) +
+         (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") + " threads " +
+         std::to_string(k.threads);
+}
+
+Case random_case(std::mt19937& g) {
+  auto pick = [&](std::initializer_list<int> v) {
+    return *(v.begin() + std::uniform_int_distribution<size_t>(0, v.size() - 1)(g));
+  };
+  Case k;
+  auto& c = k.c;
+  const seqfuse::Cell cells[] = {seqfuse::Cell::rnn_tanh, seqfuse::Cell::rnn_relu,
+                                 seqfuse::Cell::gru, seqfuse::Cell::lstm};
+  c.cell = cells[pick({0, 1, 2, 3})];
+  c.num_layers = pick({1, 1, 2});
+  c.bidirectional = pick({0, 1}) == 1;
+  c.hidden_size = pick({1, 5, 16, 37, 64, 100});
+  if (pick({0, 0, 1}) == 1) {
+    c.vocab_size = pick({3, 40});
+    c.embed_dim = pick({2, 9});
+    c.input_size = 0;
+  } else {
+    c.input_size = pick({1, 3, 28});
+  }
+  const seqfuse::Head heads[] = {seqfuse::Head::none, seqfuse::Head::step, seqfuse::Head::last_step,
+                                 seqfuse::Head::last_hidden};
+  c.head = heads[pick({0, 1, 2, 3})];
+  c.output_size = c.head == seqfuse::Head::none ? 0 : pick({1, 7});
+  k.B = pick({1, 1, 2, 5, 9});
+  k.T = pick({1, 3, 12});
+  k.threads = pick({1, 2});
+  k.h0 = pick({0, 1}) == 1;
+  k.lengths = pick({0, 1}) == 1;
+  return k;
+}
+
+// Max difference (relative to max(1, |reference|)) of every output (y, h_n, c_n) between the
+// reference and one kernel set.
+float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
+  const auto& c = k.c;
+  const int B = k.B, T = k.T, H = c.hidden_size, S = c.num_layers * c.dirs();
+  auto w = random_weights(c, g, 1.0f / std::sqrt(float(H)));  // torch's default init range
+  seqfuse::Model ref(c, w, "reference"), fast(c, w, isa);
+  std::normal_distribution<float> n(0.f, 1.f);
+  std::vector<float> x(size_t(B) * T * std::max(1, c.input_size));
+  for (auto& e : x) e = n(g);
+  std::vector<int64_t> tokens(size_t(B) * T), lengths(static_cast<size_t>(B));
+  for (auto& t : tokens) t = std::uniform_int_distribution<int64_t>(0, c.vocab_size - 1)(g);
+  for (auto& l : lengths) l = std::uniform_int_distribution<int64_t>(1, T)(g);
+  std::vector<float> h0(size_t(S) * B * H), c0(h0.size());
+  for (auto* v : {&h0, &c0})
+    for (auto& e : *v) e = 0.5f * n(g);
+  const bool lstm = c.cell == seqfuse::Cell::lstm;
+  size_t ysize = size_t(B) * c.output_size;
+  if (c.head == seqfuse::Head::none) ysize = size_t(B) * T * c.dirs() * H;
+  if (c.head == seqfuse::Head::step) ysize = size_t(B) * T * c.output_size;
+  std::vector<float> y[2], hn[2], cn[2];
+  const seqfuse::Model* models[2] = {&ref, &fast};
+  for (int m = 0; m < 2; ++m) {
+    y[m].assign(ysize, -1.f);
+    hn[m].assign(h0.size(), -1.f);
+    cn[m].assign(h0.size(), -1.f);
+    seqfuse::ForwardArgs a;
+    a.batch = B;
+    a.steps = T;
+    if (c.vocab_size)
+      a.tokens = tokens.data();
+    else
+      a.x = x.data();
+    a.lengths = k.lengths ? lengths.data() : nullptr;
+    a.h0 = k.h0 ? h0.data() : nullptr;
+    a.c0 = k.h0 && lstm ? c0.data() : nullptr;
+    a.y = y[m].data();
+    a.h_n = hn[m].data();
+    a.c_n = lstm ? cn[m].data() : nullptr;
+    a.threads = m == 0 ? 1 : k.threads;
+    models[m]->forward(a);
+  }
+  float worst = 0.f;
+  auto cmp = [&](const std::vector<float>& p, const std::vector<float>& q) {
+    for (size_t i = 0; i < p.size(); ++i) {
+      const float d = std::fabs(p[i] - q[i]) / std::fmax(1.f, std::fabs(p[i]));
+      worst = std::isnan(d) ? std::numeric_limits<float>::infinity() : std::fmax(worst, d);
+    }
+  };
+  cmp(y[0], y[1]);
+  cmp(hn[0], hn[1]);
+  if (lstm) cmp(cn[0], cn[1]);
+  return worst;
+}
+
+// The vectorized sigmoid and tanh of one kernel set against double precision: <= 1e-6 relative
+// (or 1e-7 absolute near 0) on a sweep of the float range, and the special values as eager has
+// them (NaN stays NaN; +-Inf saturates; denormals and -0 pass through tanh unchanged).
+void check_activations(const std::string& isa) {
+  std::vector<float> x;
+  for (float v = -100.f; v <= 100.f; v += 0.0137f) x.push_back(v);
+  for (float v : {0.f, -0.f, 1e-38f, -1e-38f, 1e-45f, 88.7f, -88.7f, 1e30f, -1e30f}) x.push_back(v);
+  const float inf = std::numeric_limits<float>::infinity();
+  x.push_back(inf);
+  x.push_back(-inf);
+  x.push_back(std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> y(x.size());
+  for (int kind = 0; kind < 2; ++kind) {
+    seqfuse::testing::activation(isa, kind, x.data(), y.data(), x.size());
+    double worst = 0;
+    bool specials = true;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double want =
+          kind == 0 ? 1.0 / (1.0 + std::exp(-double(x[i]))) : std::tanh(double(x[i]));
+      if (std::isnan(x[i])) {
+        specials = specials && std::isnan(y[i]);
+        continue;
+      }
+      if (std::isnan(y[i])) {
+        specials = false;
+        continue;
+      }
+      worst = std::fmax(worst, std::fabs(y[i] - want) / std::fmax(std::fabs(want), 1e-1));
+    }
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float v = x[i];
+      if (kind == 1 && std::fabs(v) < 1e-30f)  // tanh(x) = x for tiny x and denormals
+        specials = specials && y[i] == v;
+      if (std::isinf(v))  // saturation: sigmoid 0 (within exp(-87)) or 1, tanh -1 or 1
+        specials =
+            specials &&
+            std::fabs(y[i] - (kind == 0 ? (v > 0 ? 1.f : 0.f) : (v > 0 ? 1.f : -1.f))) <= 1e-37f;
+    }
+    const std::string name = isa + (kind == 0 ? " sigmoid" : " tanh");
+    std::printf("%s: max relative error %.3g\n", name.c_str(), worst);
+    check(worst <= 1e-6, name + " accuracy");
+    check(specials, name + " special values (NaN, +-Inf, -0, denormals)");
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::vector<std::string> sets;
+  for (const auto& k : seqfuse::kernel_sets())
+    if (k.supported && k.name != "reference") sets.push_back(k.name);
+  check(!sets.empty(), "at least one kernel set runs here");
+  std::mt19937 g(2024);
+  const int n_cases = 60;
+  for (const auto& isa : sets) {
+    float worst = 0.f;
+    for (int i = 0; i < n_cases; ++i) {
+      const Case k = random_case(g);
+      const float err = run_and_compare(k, isa, g);
+      worst = std::fmax(worst, err);
+      check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
+    }
+    std::printf("%s: %d random cases, max err vs reference %.3g\n", isa.c_str(), n_cases, worst);
+    check_activations(isa);
+  }
+  if (failures) return 1;
+  std::printf("ok\n");
+  return 0;
+}
