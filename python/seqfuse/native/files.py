@@ -19,7 +19,7 @@ from seqfuse import _C
 from seqfuse.native.contract import WeightFileError
 
 FORMAT = "seqfuse-native"
-VERSION = 1
+VERSION = 2  # docs/FORMAT.md; the C++ reader takes 1 and 2
 
 
 def save(model: Any, path: str | os.PathLike) -> Path:
