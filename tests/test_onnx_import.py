@@ -12,7 +12,8 @@
 - round trips: seqfuse's own ONNX exports and torch.onnx exports (legacy and dynamo) of
   nn.LSTM/GRU/RNN give what from_module (and eager PyTorch) gives;
 - `seqfuse convert` writes a version-2 weight file that seqfuse.native.load and the C++ app
-  seqfuse-run run as ONNX Runtime does; a version-1 file still loads;
+  seqfuse-run run as ONNX Runtime does; a version-1 file still loads; the CUDA backend
+  refuses ONNX semantics with one error (on a GPU);
 - bad ONNX (unsupported op, wrong shapes, truncated file, missing external data, bad feeds)
   gives one clear error.
 
@@ -534,6 +535,22 @@ def test_a_reverse_model_does_not_stream(tmp_path):
         nm.stream(1)
     with pytest.raises(InvalidArgumentError, match="kernel set 'portable' lacks reverse"):
         sn.load(tmp_path / "r.safetensors", isa="portable")
+
+
+def test_cuda_refuses_onnx_semantics_with_one_error(tmp_path):
+    # The CUDA kernels implement PyTorch's semantics only: a model beyond them is refused when
+    # it is built (csrc/cuda/model.cu's constructor check), not run wrong.
+    from seqfuse import _C
+
+    if not getattr(_C, "cuda_built", False) or _C.cuda_device_count() == 0:
+        pytest.skip("needs a CUDA GPU and a CUDA build")
+    c = node_case(np.random.default_rng(4), op="LSTM", direction="forward", layout=0, peep=True,
+                  lens=False, h0=False, c0=False, outputs=[True, True, True])  # fmt: skip
+    m, _ = build(c)
+    onnx.save(m, tmp_path / "p.onnx")
+    assert _convert(tmp_path / "p.onnx", tmp_path / "p.safetensors").returncode == 0
+    with pytest.raises(InvalidArgumentError, match="the CUDA backend does not implement peepholes"):
+        sn.load(tmp_path / "p.safetensors", device="cuda")
 
 
 def test_version_1_files_still_load(tmp_path):
