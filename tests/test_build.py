@@ -191,7 +191,8 @@ def test_ctest_engine_against_reference(tmp_path):
         check=True, capture_output=True,
     )  # fmt: skip
     subprocess.run(
-        ["cmake", "--build", str(build), "--target", "test_engine", "test_concurrency", "-j2"],
+        ["cmake", "--build", str(build), "--target", "test_engine", "test_concurrency",
+         "test_onnx_semantics", "-j2"],
         check=True, capture_output=True,
     )  # fmt: skip
     r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True)
