@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from seqfuse import SeqfuseError
+from seqfuse.errors import SeqfuseError
 
 class WeightFileError(SeqfuseError): ...
 class InvalidArgumentError(SeqfuseError, ValueError): ...

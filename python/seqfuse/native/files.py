@@ -1,5 +1,5 @@
 """Native weight files: a safetensors file with the engine config and the module
-description in its metadata (docs/FORMAT.md). The C++ reader (csrc/core/weight_file.cpp)
+description in its metadata (docs/FORMAT.md). The C++ reader (csrc/core/safetensors.cpp)
 validates the whole file; this module writes it atomically and reads the module description
 that decides the Python call's output shapes.
 
