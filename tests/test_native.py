@@ -128,6 +128,23 @@ def test_team_split_large_hidden(cell, hidden, bidir, lengths):
             assert max_err(got, full) <= TOL
 
 
+# The batched step cuts a recurrent weight slice that exceeds half of L1 into K blocks
+# (accumulators parked between blocks): H=400 is blocked on every kernel set and L1 size, and
+# batch 7 with lengths makes full and partial row tiles, with and without initial states.
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_k_blocked_batched_step(cell, isa):
+    m = make_rnn(cell, 6, 400, 1, False, True, True, 11)
+    case = dict(
+        cell=cell, input_size=6, hidden=400, layers=1, bidir=False, bias=True,
+        batch_first=True, B=7, T=4, hx=True, lengths=True, seed=11,
+    )  # fmt: skip
+    x, hx, ln = case_inputs(case)
+    nm = sn.from_module(m, isa=isa)
+    assert max_err(nm(x, hx, lengths=ln), eager_rnn(m, x, hx, ln)) <= TOL
+    assert max_err(nm(x), eager_rnn(m, x)) <= TOL
+
+
 def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool):
     cfg = preset(name)
     torch.manual_seed(seed)

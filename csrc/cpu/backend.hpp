@@ -51,6 +51,10 @@ struct Workspace {
   void trim(size_t max_bytes);
 };
 
+// This CPU's level-1 data cache in bytes, read once at run time (sysconf; 32 KiB when the
+// system does not say): the batched recurrent step blocks its weights to fit half of it.
+size_t l1d_cache_bytes();
+
 // Sense-reversing spin barrier for a fixed team; spins, then yields.
 class SpinBarrier {
  public:

@@ -33,6 +33,7 @@ namespace SEQFUSE_NS {
 
 constexpr int W = S::W;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples of floats
 
 template <Cell C>
 struct CellT {
@@ -217,22 +218,39 @@ struct RowPtrs {
   float* hout;       // [Hp] new h
 };
 
+// A K block of the product: k in [k0, k1). The first block starts the accumulators (from the
+// x projection, or b_hh for GRU), the last runs the epilogue; a block that is not last parks
+// the accumulators in part ([MR][NV] vectors) and the next block picks them up there.
+struct KBlock {
+  int k0, k1;
+  bool first, last;
+  float* part;
+};
+
 template <Cell C, int NG, int MR>
-inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const float* wp,
-                    size_t wst) {
+inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
+                    const float* wp, size_t wst) {
   constexpr int G = CellT<C>::G, NV = NG * G;
   const int vec0 = grp0 * G, unit0 = grp0 * W;
   V acc[MR][NV];
+  if (kb.first) {
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 32
-    for (int v = 0; v < NV; ++v)
-      acc[r][v] = C == Cell::gru ? (bh ? S::load(bh + (vec0 + v) * W) : S::zero())
-                                 : S::load(rows[r].x + (vec0 + v) * W);
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = C == Cell::gru ? (bh ? S::load(bh + (vec0 + v) * W) : S::zero())
+                                   : S::load(rows[r].x + (vec0 + v) * W);
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; ++v) acc[r][v] = S::load(kb.part + (r * NV + v) * W);
+  }
   const float* h[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
-  int k = 0;
+  const int K = kb.k1;
+  int k = kb.k0;
   if (MR == 1 && NV < 8) {
     // Few accumulators: split k over KS independent partial sums so the FMA latency chain
     // does not bound the step (small hidden sizes, e.g. the sine RNN).
@@ -270,7 +288,9 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) {
         wv[v] = S::load(w + v * W);
-        S::keep(wv[v]);
+        // pinned when tile, weights and a broadcast fit the registers; otherwise the weights
+        // are FMA memory operands (L1-resident: the caller blocks K)
+        if constexpr (MR * NV + NV + 1 <= S::REGS) S::keep(wv[v]);
       }
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
@@ -279,6 +299,13 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
         for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, wv[v], acc[r][v]);
       }
     }
+  }
+  if (!kb.last) {
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; ++v) S::store(kb.part + (r * NV + v) * W, acc[r][v]);
+    return;
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
@@ -309,13 +336,13 @@ inline void step_mk(int K, const RowPtrs* rows, const float* bh, int grp0, const
 }
 
 template <Cell C, int MR>
-inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp0, const float* wp,
-                    size_t wst) {
+inline void step_ng(int ng, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
+                    const float* wp, size_t wst) {
   switch (ng) {
 #define SEQFUSE_NG(n)                                               \
   case n:                                                           \
     if constexpr (n <= (MR == 1 ? CellT<C>::MAXNG : CellT<C>::BNG)) \
-      step_mk<C, n, MR>(K, rows, bh, grp0, wp, wst);                \
+      step_mk<C, n, MR>(kb, rows, bh, grp0, wp, wst);               \
     break;
     SEQFUSE_NG(1)
     SEQFUSE_NG(2)
@@ -342,20 +369,20 @@ inline void step_ng(int ng, int K, const RowPtrs* rows, const float* bh, int grp
 // mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
 // instantiated at all.
 template <Cell C>
-inline void step_rows(int mr, int ng, int K, const RowPtrs* rows, const float* bh, int grp0,
-                      const float* wp, size_t wst) {
+inline void step_rows(int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
+                      int grp0, const float* wp, size_t wst) {
   switch (mr) {
     case 1:
-      step_ng<C, 1>(ng, K, rows, bh, grp0, wp, wst);
+      step_ng<C, 1>(ng, kb, rows, bh, grp0, wp, wst);
       break;
     case 2:
-      if constexpr (S::STEP_MR >= 2) step_ng<C, 2>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 2) step_ng<C, 2>(ng, kb, rows, bh, grp0, wp, wst);
       break;
     case 3:
-      if constexpr (S::STEP_MR >= 3) step_ng<C, 3>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 3) step_ng<C, 3>(ng, kb, rows, bh, grp0, wp, wst);
       break;
     case 4:
-      if constexpr (S::STEP_MR >= 4) step_ng<C, 4>(ng, K, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 4) step_ng<C, 4>(ng, kb, rows, bh, grp0, wp, wst);
       break;
     default:
       break;
@@ -391,6 +418,14 @@ class FastBackend final : public Backend {
       if (np > 1 && np % 2 == 1 && np < ngrp && step_bytes >= 384.0 * 1024) ++np;
       U_ = (ngrp + np - 1) / np;
     }
+    // Batched steps: a tile of S::STEP_MR rows x bng_ groups; its weight slice (K x bng_*G
+    // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
+    // fits half of this CPU's L1d.
+    bng_ = c.cell == Cell::lstm  ? CellT<Cell::lstm>::BNG
+           : c.cell == Cell::gru ? CellT<Cell::gru>::BNG
+                                 : CellT<Cell::rnn_tanh>::BNG;
+    const size_t slice_row = size_t(bng_) * G_ * W * sizeof(float);  // bytes per k
+    kblock_ = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
     const int ux = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
     const int L = c.num_layers, dirs = c.dirs();
     ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
@@ -429,27 +464,30 @@ class FastBackend final : public Backend {
     Buf bias_x, bias_h, table;
   };
   struct Call;  // per-call state shared by the threads
-  void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar) const;
-  void dispatch(int mr, int ng, int K, const RowPtrs* rows, const float* bh, int grp0,
+  void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar,
+               float* part) const;
+  void dispatch(int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
                 const float* wp, size_t wst) const {
     switch (c_.cell) {
       case Cell::lstm:
-        step_rows<Cell::lstm>(mr, ng, K, rows, bh, grp0, wp, wst);
+        step_rows<Cell::lstm>(mr, ng, kb, rows, bh, grp0, wp, wst);
         break;
       case Cell::gru:
-        step_rows<Cell::gru>(mr, ng, K, rows, bh, grp0, wp, wst);
+        step_rows<Cell::gru>(mr, ng, kb, rows, bh, grp0, wp, wst);
         break;
       case Cell::rnn_tanh:
-        step_rows<Cell::rnn_tanh>(mr, ng, K, rows, bh, grp0, wp, wst);
+        step_rows<Cell::rnn_tanh>(mr, ng, kb, rows, bh, grp0, wp, wst);
         break;
       default:
-        step_rows<Cell::rnn_relu>(mr, ng, K, rows, bh, grp0, wp, wst);
+        step_rows<Cell::rnn_relu>(mr, ng, kb, rows, bh, grp0, wp, wst);
         break;
     }
   }
 
   Config c_;
   int G_ = 1, H_ = 1, Hp_ = 1, Np_ = 1, U_ = 1;
+  int bng_ = 1;           // groups per batched step tile
+  int kblock_ = 1 << 30;  // K per block of the batched step (no blocking: any K fits)
   std::unique_ptr<LayerDir[]> ld_;
   Packed head_w_;
   Buf head_b_;
@@ -477,8 +515,8 @@ struct FastBackend::Call {
   }
 };
 
-inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsize,
-                                 SpinBarrier& bar) const {
+inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar,
+                                 float* part) const {
   const ForwardArgs& a = *k.a;
   const LayerDir& x = ld_[size_t(l * k.dirs + d)];
   const int B = k.B, H = H_, Hp = Hp_, Np = Np_;
@@ -555,17 +593,23 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       if (na == 1) {
         RowPtrs rp;
         ptrs(0, rp);
-        dispatch(1, ng, K, &rp, bh, grp0, wp, wst);
+        dispatch(1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, wp, wst);
         continue;
       }
-      const int bng = c_.cell == Cell::lstm || c_.cell == Cell::gru ? 1 : 4;
-      for (int g = 0; g < ng; g += bng) {
-        const int n = std::min(bng, ng - g);
-        for (int i = 0; i < na; i += S::STEP_MR) {
-          const int mr = std::min(S::STEP_MR, na - i);
-          RowPtrs rp[S::STEP_MR];
-          for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
-          dispatch(mr, n, K, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
+      // Batched: each chunk of groups takes every row tile in turn, so its weight slice is
+      // reused from L1 by all of them; a slice larger than half of L1 is cut into K blocks
+      // (the accumulators wait in part between blocks).
+      for (int g = 0; g < ng; g += bng_) {
+        const int n = std::min(bng_, ng - g), nv = n * G_;
+        for (int k0 = 0; k0 < K || k0 == 0; k0 += kblock_) {
+          const int k1 = std::min(K, k0 + kblock_);
+          for (int i = 0; i < na; i += S::STEP_MR) {
+            const int mr = std::min(S::STEP_MR, na - i);
+            RowPtrs rp[S::STEP_MR];
+            for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
+            const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
+            dispatch(mr, n, kb, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
+          }
         }
       }
     }
@@ -651,14 +695,18 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const size_t n_out = L > 0 ? size_t(rows) * dirs * H : 0;
   const size_t n_h = size_t(dirs) * 2 * B * Hp_, n_c = size_t(dirs) * B * Hp_;
   const size_t n_f = size_t(B) * F;
-  auto al = [](size_t n) { return (n + 15) / 16 * 16; };
-  float* base = ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_f));
+  // each thread's parked accumulators of the K-blocked batched step: [B][bng_*G] vectors
+  const size_t part_ld = L > 0 ? al16(size_t(B) * bng_ * G_ * W) : 0;
+  auto al = al16;
+  float* base =
+      ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_f) + size_t(nt) * part_ld);
   k.xproj = base;
   k.outbuf[0] = base + al(n_x);
   k.outbuf[1] = k.outbuf[0] + al(n_out);
   k.hbuf = k.outbuf[1] + al(n_out);
   k.cbuf = k.hbuf + al(n_h);
   float* feat = k.cbuf + al(n_c);
+  float* part = feat + al(n_f);
   k.feat = use_feat ? feat : nullptr;
   k.in = nullptr;
   k.in_ld = 0;
@@ -683,9 +731,11 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
         kl.out = hd == Head::none ? a.y : k.outbuf[l & 1];
       if (split) {
         const int team = tid & 1;
-        run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team[team]);
+        run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team[team],
+                part + size_t(tid) * part_ld);
       } else {
-        for (int d = 0; d < dirs; ++d) run_dir(kl, l, d, tid, nt, bar_all);
+        for (int d = 0; d < dirs; ++d)
+          run_dir(kl, l, d, tid, nt, bar_all, part + size_t(tid) * part_ld);
       }
       // One team ran every direction: its last step's barrier already published this layer's
       // output, and what rank 0 does after it (final states) touches nothing the next layer

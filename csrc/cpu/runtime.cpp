@@ -7,7 +7,23 @@
 
 #include "cpu/backend.hpp"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 namespace seqfuse {
+
+size_t l1d_cache_bytes() {
+  static const size_t bytes = [] {
+    long n = 0;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    n = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+    // a size outside 8 KiB..4 MiB is not a real L1d (some VMs report 0 or garbage)
+    return n >= 8 * 1024 && n <= 4 * 1024 * 1024 ? size_t(n) : size_t(32) * 1024;
+  }();
+  return bytes;
+}
 
 // ---- Buf ---------------------------------------------------------------------------------
 Buf::~Buf() { std::free(p_); }

@@ -55,7 +55,7 @@ Case random_case(std::mt19937& g) {
   c.cell = cells[pick({0, 1, 2, 3})];
   c.num_layers = pick({1, 1, 2});
   c.bidirectional = pick({0, 1}) == 1;
-  c.hidden_size = pick({1, 5, 16, 37, 64, 100});
+  c.hidden_size = pick({1, 5, 16, 37, 64, 100, 400});  // 400: K-blocked batched steps
   if (pick({0, 0, 1}) == 1) {
     c.vocab_size = pick({3, 40});
     c.embed_dim = pick({2, 9});
