@@ -43,7 +43,7 @@ def test_file_maps_to_state_dict(good):
     m, path = good
     header, _ = split(path)
     meta = header["__metadata__"]
-    assert meta["format"] == "seqfuse-native" and meta["version"] == "1"
+    assert meta["format"] == "seqfuse-native" and meta["version"] == "2"
     names = {k for k in header if k != "__metadata__"}
     assert names == set(m.state_dict())
     from safetensors.numpy import load_file

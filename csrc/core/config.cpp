@@ -1,5 +1,11 @@
-// Model config: validation, JSON round trip and the weight names/shapes a config needs.
-// Checked by tests/test_native_format.py (bad configs) and every parity test.
+// Model config: validation, JSON round trip and the weight names/shapes a config needs, and
+// what of a config the fused kernels lack (the ONNX semantics only the reference runs).
+// Checked by tests/test_native_format.py and tests/test_onnx_import.py (bad configs, version 1
+// and 2 files) and every parity test.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include "core/cell.hpp"
@@ -70,7 +76,67 @@ std::string to_string(Isa i) {
   }
 }
 
+namespace {
+struct ActivationName {
+  Activation fn;
+  const char* name;
+};
+constexpr ActivationName kActivationNames[] = {{Activation::sigmoid, "Sigmoid"},
+                                               {Activation::tanh, "Tanh"},
+                                               {Activation::relu, "Relu"},
+                                               {Activation::affine, "Affine"},
+                                               {Activation::leaky_relu, "LeakyRelu"},
+                                               {Activation::thresholded_relu, "ThresholdedRelu"},
+                                               {Activation::scaled_tanh, "ScaledTanh"},
+                                               {Activation::hard_sigmoid, "HardSigmoid"},
+                                               {Activation::elu, "Elu"},
+                                               {Activation::softsign, "Softsign"},
+                                               {Activation::softplus, "Softplus"}};
+
+std::string lower(std::string s) {
+  for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+}  // namespace
+
+Activation activation_from_string(const std::string& s) {
+  for (const auto& a : kActivationNames)
+    if (lower(s) == lower(a.name)) return a.fn;
+  throw Unsupported("unknown activation '" + s +
+                    "' (expected Sigmoid, Tanh, Relu, Affine, LeakyRelu, ThresholdedRelu, "
+                    "ScaledTanh, HardSigmoid, Elu, Softsign or Softplus)");
+}
+std::string to_string(Activation a) {
+  for (const auto& n : kActivationNames)
+    if (n.fn == a) return n.name;
+  return "Tanh";  // unreachable: every enumerator is listed
+}
+
 int Config::gates() const { return cell_gates(cell); }
+int Config::activation_slots() const { return cell_activation_slots(cell); }
+ActivationSpec Config::activation(int dir, int slot) const {
+  const size_t k = size_t(dir) * size_t(activation_slots()) + size_t(slot);
+  return k < activations.size() ? activations[k] : default_activation(cell, slot);
+}
+
+std::string Config::fused_kernels_lack() const {
+  std::vector<std::string> lack;
+  if (reverse) lack.push_back("reverse direction");
+  if (cell == Cell::gru && !linear_before_reset) lack.push_back("linear_before_reset=0");
+  if (peepholes) lack.push_back("peepholes");
+  if (input_forget) lack.push_back("input_forget");
+  if (clip > 0) lack.push_back("clip");
+  bool own = true;  // activations spelled out but equal to the cell's own cost nothing
+  for (int d = 0; d < dirs(); ++d)
+    for (int s = 0; s < activation_slots(); ++s) {
+      const ActivationSpec a = activation(d, s), o = default_activation(cell, s);
+      own = own && a.fn == o.fn;
+    }
+  if (!own) lack.push_back("activations");
+  std::string r;
+  for (const auto& x : lack) r += (r.empty() ? "" : ", ") + x;
+  return r;
+}
 int Config::layer_input_size(int layer) const {
   return layer == 0 ? rnn_input_size() : dirs() * hidden_size;
 }
@@ -101,6 +167,28 @@ void Config::validate() const {
     throw Unsupported("config: an Embedding (vocab_size > 0) needs num_layers >= 1");
   if (num_layers == 0 && bidirectional)
     throw Unsupported("config: num_layers=0 cannot be bidirectional");
+  // The ONNX semantics (format version 2): each only where it means something.
+  if (reverse && (bidirectional || num_layers == 0))
+    throw InvalidArgument("config: reverse needs a unidirectional recurrent model");
+  if (!linear_before_reset && cell != Cell::gru)
+    throw InvalidArgument("config: linear_before_reset=false is for GRU only");
+  if ((peepholes || input_forget) && cell != Cell::lstm)
+    throw InvalidArgument("config: peepholes and input_forget are for LSTM only");
+  if (!(clip >= 0.f) || !std::isfinite(clip))
+    throw InvalidArgument("config: clip must be a finite number >= 0 (0 = no clip)");
+  if (!activations.empty()) {
+    if (cell == Cell::rnn_relu)
+      throw InvalidArgument("config: activations replace rnn_relu's relu; use cell rnn_tanh");
+    const size_t want = size_t(dirs()) * size_t(activation_slots());
+    if (activations.size() != want)
+      throw InvalidArgument("config: activations needs " + std::to_string(want) +
+                            " entries (directions x " + std::to_string(activation_slots()) +
+                            " slots), got " + std::to_string(activations.size()));
+    for (const auto& a : activations)
+      if (!std::isfinite(a.alpha) || !std::isfinite(a.beta))
+        throw InvalidArgument("config: activation " + to_string(a.fn) +
+                              " has a non-finite alpha or beta");
+  }
   // Keep every tensor addressable with int32 element counts per row/col product checks.
   for (const auto& kv : weight_shapes()) {
     int64_t n = 1;
@@ -123,6 +211,7 @@ std::map<std::string, std::vector<int64_t>> Config::weight_shapes() const {
         m["rnn.bias_ih" + sfx] = {GH};
         m["rnn.bias_hh" + sfx] = {GH};
       }
+      if (peepholes) m["rnn.weight_p" + sfx] = {3 * H};
     }
   }
   if (head != Head::none) {
@@ -139,7 +228,23 @@ std::string Config::to_json() const {
     << ", \"hidden_size\": " << hidden_size << ", \"num_layers\": " << num_layers
     << ", \"bidirectional\": " << (bidirectional ? "true" : "false")
     << ", \"bias\": " << (bias ? "true" : "false") << ", \"head\": " << json::quote(to_string(head))
-    << ", \"output_size\": " << output_size << "}";
+    << ", \"output_size\": " << output_size;
+  // The ONNX keys only when they differ from PyTorch's defaults, so that a PyTorch model's
+  // config reads as it did in format version 1.
+  o << std::setprecision(9);  // every float round-trips
+  if (reverse) o << ", \"reverse\": true";
+  if (!linear_before_reset) o << ", \"linear_before_reset\": false";
+  if (peepholes) o << ", \"peepholes\": true";
+  if (input_forget) o << ", \"input_forget\": true";
+  if (clip > 0) o << ", \"clip\": " << clip;
+  if (!activations.empty()) {
+    o << ", \"activations\": [";
+    for (size_t k = 0; k < activations.size(); ++k)
+      o << (k ? ", " : "") << "{\"fn\": " << json::quote(to_string(activations[k].fn))
+        << ", \"alpha\": " << activations[k].alpha << ", \"beta\": " << activations[k].beta << "}";
+    o << "]";
+  }
+  o << "}";
   return o.str();
 }
 
@@ -171,9 +276,11 @@ Config Config::from_json(const std::string& text) {
       throw FormatError(std::string("config: '") + key + "' must be a string");
     return f->str;
   };
-  static const char* known[] = {"cell",        "input_size", "vocab_size",    "embed_dim",
-                                "hidden_size", "num_layers", "bidirectional", "bias",
-                                "head",        "output_size"};
+  static const char* known[] = {
+      "cell",        "input_size",          "vocab_size",    "embed_dim",
+      "hidden_size", "num_layers",          "bidirectional", "bias",
+      "head",        "output_size",         "reverse",       "peepholes",
+      "clip",        "linear_before_reset", "input_forget",  "activations"};
   for (const auto& kv : v.obj) {
     bool ok = false;
     for (const char* k : known) ok = ok || kv.first == k;
@@ -193,6 +300,46 @@ Config Config::from_json(const std::string& text) {
   get_int("output_size", c.output_size, true);
   get_bool("bidirectional", c.bidirectional);
   get_bool("bias", c.bias);
+  // Format version 2's optional keys (absent: PyTorch's semantics).
+  auto opt_bool = [&](const char* key, bool& out) {
+    if (v.find(key)) get_bool(key, out);
+  };
+  auto get_num = [&](const json::Value& f, const std::string& what) {
+    if (f.type != json::Value::Number || !std::isfinite(f.num) || std::fabs(f.num) > 3.4e38)
+      throw FormatError("config: " + what + " must be a finite number");
+    return float(f.num);
+  };
+  opt_bool("reverse", c.reverse);
+  opt_bool("linear_before_reset", c.linear_before_reset);
+  opt_bool("peepholes", c.peepholes);
+  opt_bool("input_forget", c.input_forget);
+  if (const json::Value* f = v.find("clip")) c.clip = get_num(*f, "'clip'");
+  if (const json::Value* f = v.find("activations")) {
+    if (f->type != json::Value::Array || f->arr.size() > 6)
+      throw FormatError("config: 'activations' must be a list of at most 6 entries");
+    for (const auto& e : f->arr) {
+      const json::Value* fn = e.type == json::Value::Object ? e.find("fn") : nullptr;
+      if (!fn || fn->type != json::Value::String || e.obj.size() > 3)
+        throw FormatError(
+            "config: each activation must be {\"fn\": name, \"alpha\": a, \"beta\": b}");
+      ActivationSpec a;
+      try {
+        a.fn = activation_from_string(fn->str);
+      } catch (const InvalidArgument& err) {
+        throw FormatError(std::string("config: ") + err.what());
+      }
+      for (const auto& kv : e.obj) {
+        if (kv.first == "alpha") {
+          a.alpha = get_num(kv.second, "activation alpha");
+        } else if (kv.first == "beta") {
+          a.beta = get_num(kv.second, "activation beta");
+        } else if (kv.first != "fn") {
+          throw FormatError("config: unknown activation key '" + kv.first + "'");
+        }
+      }
+      c.activations.push_back(a);
+    }
+  }
   try {
     c.validate();
   } catch (const InvalidArgument& e) {

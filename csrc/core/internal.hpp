@@ -10,7 +10,9 @@
 namespace seqfuse {
 
 constexpr const char* kFormatName = "seqfuse-native";
-constexpr int kFormatVersion = 1;
+// The version written; the reader takes every version from 1 (PyTorch's semantics only) up to
+// it (2: the ONNX semantics' config keys and peephole weights; docs/FORMAT.md).
+constexpr int kFormatVersion = 2;
 
 // Reads and fully validates a seqfuse safetensors weight file (docs/FORMAT.md).
 // Throws FormatError naming the problem; never reads out of bounds.

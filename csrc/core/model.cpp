@@ -1,5 +1,7 @@
-// Model and Session: argument validation, kernel-set choice, workspace reuse, the thread
-// pool and streaming state. Checked by tests/test_native*.py.
+// Model and Session: argument validation, kernel-set choice (a config with ONNX semantics
+// the fused kernels lack runs on the reference), workspace reuse, the thread pool and
+// streaming state. Checked by tests/test_native*.py, tests/test_onnx_import.py and
+// tests/cpp/test_onnx_semantics.cpp.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -15,6 +17,7 @@ struct Model::Impl {
   Config cfg;
   WeightMap weights;
   const KernelSet* kset = nullptr;
+  std::string kset_reason;  // why "auto" gave the reference (empty: as asked)
   std::unique_ptr<Backend> backend;
   std::mutex ws_mu;
   std::vector<std::unique_ptr<Workspace>> free_ws;
@@ -77,7 +80,21 @@ std::shared_ptr<Model::Impl> ModelAccess::build(const Config& c, WeightMap&& w,
   auto impl = std::make_shared<Model::Impl>();
   impl->cfg = c;
   impl->weights = std::move(w);
-  impl->kset = &resolve_kernel_set(kernel_set);
+  // The fused kernels implement PyTorch's semantics; a config beyond them runs on the scalar
+  // reference, which implements every ONNX semantic exactly. "auto" (SEQFUSE_ISA included)
+  // falls back to it and says why; a fused kernel set asked for by name is refused.
+  const std::string lack = c.fused_kernels_lack();
+  const bool automatic = kernel_set.empty() || kernel_set == "auto";
+  if (lack.empty()) {
+    impl->kset = &resolve_kernel_set(kernel_set);
+  } else if (automatic || kernel_set == "reference") {
+    impl->kset = &resolve_kernel_set("reference");
+    if (automatic) impl->kset_reason = "fused kernels lack: " + lack;
+  } else {
+    resolve_kernel_set(kernel_set);  // an unknown name is reported as such first
+    throw Unsupported("kernel set '" + kernel_set + "' lacks " + lack +
+                      " (use 'auto' or 'reference' for this model)");
+  }
   impl->backend = impl->kset->make(c, impl->weights);
   return impl;
 }
@@ -106,6 +123,7 @@ const Config& Model::config() const { return impl_->cfg; }
 Isa Model::isa() const { return isa_from_string(impl_->kset->name); }
 std::string Model::isa_name() const { return impl_->kset->name; }
 std::string Model::kernel_set() const { return impl_->kset->name; }
+std::string Model::kernel_set_reason() const { return impl_->kset_reason; }
 const std::map<std::string, Tensor>& Model::weights() const { return impl_->weights; }
 
 void check_call(const Config& c, const CallArgs& a) {
@@ -184,9 +202,10 @@ Session::~Session() = default;
 
 Session Model::stream(int batch) const {
   const Config& c = impl_->cfg;
-  if (c.bidirectional)
+  if (c.bidirectional || c.reverse)
     throw Unsupported(
-        "streaming needs a unidirectional model (a backward direction reads the future)");
+        "streaming needs a unidirectional, forward model (a backward direction reads the "
+        "future)");
   if (batch < 1) throw InvalidArgument("stream batch must be >= 1, got " + std::to_string(batch));
   if (c.num_layers > 0 &&
       uint64_t(batch) * uint64_t(c.num_layers) * uint64_t(c.hidden_size) > (uint64_t(1) << 40))

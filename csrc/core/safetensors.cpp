@@ -51,10 +51,16 @@ void read_weight_file(const std::string& path, Config& config,
   };
   if (meta_str("format") != kFormatName)
     bad(path, "metadata format is '" + meta_str("format") + "', expected '" + kFormatName + "'");
-  if (meta_str("version") != std::to_string(kFormatVersion))
-    bad(path, "format version " + meta_str("version") + " is not supported (this build reads " +
+  const std::string version = meta_str("version");
+  int vnum = 0;
+  for (int k = 1; k <= kFormatVersion; ++k)
+    if (version == std::to_string(k)) vnum = k;
+  if (vnum == 0)
+    bad(path, "format version " + version + " is not supported (this build reads 1 to " +
                   std::to_string(kFormatVersion) + ")");
   config = Config::from_json(meta_str("config"));
+  if (vnum < 2 && !config.fused_kernels_lack().empty())
+    bad(path, "format version 1 has no " + config.fused_kernels_lack() + " (version 2 does)");
 
   const uint64_t data_size = uint64_t(fsize) - 8 - hlen;
   struct Entry {

@@ -1,6 +1,9 @@
 // The scalar reference engine: the oracle every SIMD path is tested against, written for
-// clarity from PyTorch's formulas (double accumulation, libm activations, no packing).
-// Checked against eager PyTorch by tests/test_native.py (Isa::reference).
+// clarity from the formulas of core/cell.hpp (double accumulation, libm activations, no
+// packing). It alone runs the ONNX semantics the fused kernels lack (reverse, GRU
+// linear_before_reset=0, peepholes, input_forget, clip, other activations).
+// Checked against eager PyTorch by tests/test_native.py (Isa::reference), against ONNX Runtime
+// and the onnx conformance cases by tests/test_onnx_import.py, and by tests/cpp.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -44,8 +47,13 @@ class ReferenceBackend final : public Backend {
         const float* whh = get("rnn.weight_hh" + sfx);
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
+        const float* wp = get("rnn.weight_p" + sfx);  // LSTM peepholes [3H] i, f, o, or null
         const size_t slot = size_t(l * dirs + d) * B * H;
-        std::vector<double> h(H), cs(H), gx(size_t(G) * H), gh(size_t(G) * H);
+        const bool backward = d == 1 || c_.reverse;
+        const CellMath m = cell_math_of(c_, d);
+        // GRU with linear_before_reset=0: n's recurrent product W_hn (r * h) needs r first.
+        const bool r_first = c_.cell == Cell::gru && !c_.linear_before_reset;
+        std::vector<double> h(H), cs(H), gx(size_t(G) * H), gh(size_t(G) * H), rh(H);
         for (int b = 0; b < B; ++b) {
           for (int j = 0; j < H; ++j) {
             h[j] = a.h0 ? a.h0[slot + size_t(b) * H + j] : 0.0;
@@ -53,22 +61,34 @@ class ReferenceBackend final : public Backend {
           }
           const int n = len(b);
           for (int s = 0; s < n; ++s) {
-            const int t = d == 0 ? s : n - 1 - s;
+            const int t = backward ? n - 1 - s : s;
             const float* xt = &inp[row(t, b) * Din];
+            const int direct_rows = r_first ? 2 * H : G * H;  // rows whose W_h reads h itself
             for (int r = 0; r < G * H; ++r) {
               double ax = bih ? bih[r] : 0.0, ah = bhh ? bhh[r] : 0.0;
               for (int k = 0; k < Din; ++k) ax += double(wih[size_t(r) * Din + k]) * xt[k];
-              for (int k = 0; k < H; ++k) ah += double(whh[size_t(r) * H + k]) * h[k];
+              if (r < direct_rows)
+                for (int k = 0; k < H; ++k) ah += double(whh[size_t(r) * H + k]) * h[k];
               gx[r] = ax;
               gh[r] = ah;
             }
-            for (int j = 0; j < H; ++j) {  // PyTorch's formula (core/cell.hpp), unit j
-              double gxu[4], ghu[4];
+            if (r_first) {  // gh_n = W_hn (r * h) + b_hn
+              for (int j = 0; j < H; ++j) rh[j] = gru_reset_gate(m, gx[j], gh[j]) * h[j];
+              for (int j = 0; j < H; ++j) {
+                double ah = gh[size_t(2) * H + j];  // b_hn
+                for (int k = 0; k < H; ++k) ah += double(whh[size_t(2 * H + j) * H + k]) * rh[k];
+                gh[size_t(2) * H + j] = ah;
+              }
+            }
+            for (int j = 0; j < H; ++j) {  // core/cell.hpp's formula, unit j
+              double gxu[4], ghu[4], pu[3];
               for (int g = 0; g < G; ++g) {
                 gxu[g] = gx[size_t(g) * H + j];
-                ghu[g] = gh[size_t(g) * H + j];  // includes b_hh (GRU n: b_hn, so bhn = 0)
+                ghu[g] = gh[size_t(g) * H + j];  // includes b_hh (GRU n: b_hn)
               }
-              h[j] = cell_update(c_.cell, gxu, ghu, 0.0, h[j], cs[j]);
+              if (wp)
+                for (int g = 0; g < 3; ++g) pu[g] = wp[size_t(g) * H + j];
+              h[j] = onnx_update(m, gxu, ghu, wp ? pu : nullptr, h[j], cs[j]);
             }
             // Single-precision state between steps, like every fp32 engine.
             for (int j = 0; j < H; ++j) {

@@ -188,6 +188,7 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("config_json",
                              [](const seqfuse::Model& m) { return m.config().to_json(); })
       .def_property_readonly("isa", &seqfuse::Model::isa_name)
+      .def_property_readonly("kernel_set_reason", &seqfuse::Model::kernel_set_reason)
       // The C++ object's address, for run(); valid while this object lives.
       .def_property_readonly(
           "address", [](const seqfuse::Model& m) { return reinterpret_cast<uintptr_t>(&m); })

@@ -1,5 +1,5 @@
-"""The `seqfuse` command line: train, eval, predict, generate, export, bench, demo, serve,
-predict-batch.
+"""The `seqfuse` command line: train, eval, predict, generate, export, bench, convert, demo,
+serve, predict-batch.
 
 Each subcommand lives in its own module (or a class in one) exposing ``add_arguments(parser)`` and
 ``run(args) -> int``. User errors (:class:`seqfuse.SeqfuseError`) and bad arguments print
@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("seqfuse.train.cli_generate", "generate text with a trained shakespeare model"),
     "export": ("seqfuse.export.cli", "export a checkpoint to verified artifacts"),
     "bench": ("seqfuse.bench.cli", "benchmark every backend side by side"),
+    "convert": (
+        "seqfuse.native.cli_convert",
+        "turn an ONNX file's RNN/GRU/LSTM stack into a native weight file",
+    ),
     "demo": ("seqfuse.demo", "train, export and benchmark the embedded default models"),
     "serve": ("seqfuse.serve.cli:ServeCommand", "serve a model over HTTP with Ray Serve"),
     "predict-batch": (

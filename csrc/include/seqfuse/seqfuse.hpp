@@ -70,6 +70,34 @@ enum class Cell { rnn_tanh, rnn_relu, gru, lstm };
 // last_step: Linear on the output at each sequence's last valid step;
 // last_hidden: Linear on the top layer's final hidden state(s) [fwd, bwd].
 enum class Head { none, step, last_step, last_hidden };
+// ONNX's activation functions for RNN/GRU/LSTM (its `activations` attribute), each with the
+// alpha and beta it reads (others ignore them):
+//   sigmoid 1/(1+e^-x); tanh; relu max(0,x); affine alpha*x+beta; leaky_relu x<0 ? alpha*x : x;
+//   thresholded_relu x>alpha ? x : 0; scaled_tanh alpha*tanh(beta*x);
+//   hard_sigmoid clamp(alpha*x+beta, 0, 1); elu x<0 ? alpha*(e^x-1) : x; softsign x/(1+|x|);
+//   softplus log(1+e^x).
+enum class Activation {
+  sigmoid,
+  tanh,
+  relu,
+  affine,
+  leaky_relu,
+  thresholded_relu,
+  scaled_tanh,
+  hard_sigmoid,
+  elu,
+  softsign,
+  softplus
+};
+struct ActivationSpec {
+  Activation fn = Activation::tanh;
+  float alpha = 0.f;
+  float beta = 0.f;
+  bool operator==(const ActivationSpec& o) const {
+    return fn == o.fn && alpha == o.alpha && beta == o.beta;
+  }
+};
+
 // Kernel set, as an enum (kept for compatibility; kernel sets are named by strings, see
 // kernel_sets(), so that adding one changes no type). automatic = the best this CPU runs
 // (env SEQFUSE_ISA overrides it); reference = the scalar oracle the others are tested against.
@@ -87,12 +115,37 @@ struct SEQFUSE_API Config {
   Head head = Head::none;
   int output_size = 0;  // O (head != none)
 
+  // ONNX's RNN/GRU/LSTM semantics beyond PyTorch's (format version 2). The defaults are
+  // PyTorch's; a model that uses any of them runs on the "reference" kernel set on the CPU
+  // (fused_kernels_lack() names why; kernel_set_reason() reports it), and the CUDA backend
+  // refuses it with Unsupported. Every layer and direction shares them, except activations.
+  bool reverse = false;             // unidirectional only: read each sequence backward, from
+                                    // its own last valid step (ONNX direction="reverse")
+  bool linear_before_reset = true;  // GRU only. false (ONNX's default, Keras reset_after=False):
+                                    // n = g(W_in x + b_in + W_hn (r * h) + b_hn)
+  bool peepholes = false;           // LSTM only: weights rnn.weight_p_l{k}[_reverse] [3H],
+                                    // order i, f, o (p_i, p_f read c_{t-1}; p_o reads c_t)
+  bool input_forget = false;        // LSTM only: f = 1 - i (ONNX input_forget=1)
+  float clip = 0.f;                 // > 0: every gate's pre-activation is clamped to
+                                    // [-clip, clip] (ONNX clip); 0 = no clip
+  // Empty: the cell's own activations (lstm sigmoid, tanh, tanh; gru sigmoid, tanh; rnn_tanh
+  // tanh). Else dirs * activation_slots() entries, direction by direction, each direction's
+  // in slot order: lstm f (gates i, f, o), g (the cell input), h (the output);
+  // gru f (r, z), g (n); rnn f. Not allowed with rnn_relu (use rnn_tanh and relu).
+  std::vector<ActivationSpec> activations;
+
   int gates() const;  // G
   int dirs() const { return bidirectional ? 2 : 1; }
   int rnn_input_size() const { return vocab_size > 0 ? embed_dim : input_size; }
   int layer_input_size(int layer) const;  // layer 0: rnn_input_size(); else dirs*H
   int feature_size() const;               // width of the top layer's output (dirs*H or D)
-  void validate() const;                  // throws InvalidArgument / Unsupported
+  int activation_slots() const;           // lstm 3, gru 2, rnn 1
+  // The activation of slot `slot` in direction `dir` (0 forward, 1 backward), defaults applied.
+  ActivationSpec activation(int dir, int slot) const;
+  // What of this config the fused CPU kernels and the CUDA backend do not implement, comma
+  // separated ("peepholes, clip"); empty for PyTorch's semantics.
+  std::string fused_kernels_lack() const;
+  void validate() const;  // throws InvalidArgument / Unsupported
   std::string to_json() const;
   static Config from_json(const std::string& json);  // throws FormatError
   // The weight names and shapes this config needs, PyTorch's SeqModel state_dict names:
@@ -100,6 +153,7 @@ struct SEQFUSE_API Config {
   //   rnn.weight_ih_l{k}[_reverse]  [G*H, layer_input_size(k)]  gate order i,f,g,o / r,z,n
   //   rnn.weight_hh_l{k}[_reverse]  [G*H, H]
   //   rnn.bias_ih_l{k}[_reverse], rnn.bias_hh_l{k}[_reverse]  [G*H]   (bias only)
+  //   rnn.weight_p_l{k}[_reverse]  [3*H]   (peepholes only) order i, f, o
   //   head.weight [O, feature_size()],  head.bias [O]
   std::map<std::string, std::vector<int64_t>> weight_shapes() const;
 };
@@ -161,8 +215,11 @@ class SEQFUSE_API Model {
 
   const Config& config() const;
   std::string kernel_set() const;  // the kernel set in use, e.g. "avx2"
-  Isa isa() const;                 // the same as an enum (compatibility)
-  std::string isa_name() const;    // the same as kernel_set() (compatibility)
+  // Why "auto" gave the reference kernel set, e.g. "fused kernels lack: peepholes"; empty when
+  // the kernel set was chosen as asked.
+  std::string kernel_set_reason() const;
+  Isa isa() const;               // the same as an enum (compatibility)
+  std::string isa_name() const;  // the same as kernel_set() (compatibility)
   // The weights as given (PyTorch layout), by name.
   const std::map<std::string, Tensor>& weights() const;
 
@@ -171,7 +228,8 @@ class SEQFUSE_API Model {
   // 256 MiB: that call frees it when it returns.
   void forward(const ForwardArgs& args) const;
 
-  // A streaming session for `batch` sequences (unidirectional models only).
+  // A streaming session for `batch` sequences (forward-only models: not bidirectional, not
+  // reverse).
   Session stream(int batch) const;
 
  private:
@@ -213,5 +271,9 @@ SEQFUSE_API Isa isa_from_string(const std::string& s);    // "auto", "reference"
 SEQFUSE_API std::string to_string(Cell c);
 SEQFUSE_API std::string to_string(Head h);
 SEQFUSE_API std::string to_string(Isa i);
+// ONNX's names, case-insensitive in: "Sigmoid", "Tanh", "Relu", "Affine", "LeakyRelu",
+// "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus".
+SEQFUSE_API Activation activation_from_string(const std::string& s);
+SEQFUSE_API std::string to_string(Activation a);
 
 }  // namespace seqfuse

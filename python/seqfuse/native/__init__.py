@@ -14,13 +14,19 @@ weight file with the config in its metadata (docs/FORMAT.md). ``stream(batch)`` 
 :class:`StreamSession` that carries the state between calls (real-time prediction,
 character-by-character generation).
 
+``from_onnx(path)`` runs an ONNX file's RNN/GRU/LSTM graph (full ONNX semantics, layout 1
+included) and returns a model with ``run(output_names, feeds)`` like ONNX Runtime's session
+(seqfuse.native.onnx).
+
 The package's rooms: ``contract`` (argument checks, messages and output shapes, written
 once for every backend), ``convert`` (module <-> engine config and weights), ``files``
-(weight files), ``cpu`` and ``cuda`` (one adapter per device). See docs/ARCHITECTURE.md.
+(weight files), ``cpu`` and ``cuda`` (one adapter per device), ``onnx`` (ONNX in). See
+docs/ARCHITECTURE.md.
 
 Checked by tests/test_native.py (parity with eager PyTorch over a randomized grid, every
 kernel set), tests/test_native_api.py (API, streaming, bad inputs),
-tests/test_native_format.py (weight files) and tests/test_native_cuda.py (on a GPU).
+tests/test_native_format.py (weight files), tests/test_native_cuda.py (on a GPU) and
+tests/test_onnx_import.py (ONNX in, against ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ __all__ = [
     "StreamSession",
     "WeightFileError",
     "from_module",
+    "from_onnx",
     "load",
     "save",
     "to_module",
@@ -68,6 +75,15 @@ def from_module(m: nn.Module, threads: int = 1, isa: str = "auto", device: Any =
     cfg, weights, info = module_to_engine(m)
     core = _C.Model(json.dumps(cfg), weights, isa)
     return _on_device(NativeModel(core, info, threads=threads), device)
+
+
+def from_onnx(src: Any, threads: int = 1, isa: str = "auto") -> Any:
+    """Load an ONNX model (a path or an onnx.ModelProto) whose graph is RNN/GRU/LSTM nodes
+    and their glue; returns a seqfuse.native.onnx.OnnxModel (``run(output_names, feeds)``,
+    ``get_inputs()``, ``get_outputs()``, a plain call). Anything else is refused at load."""
+    from seqfuse.native.onnx import from_onnx as _from_onnx
+
+    return _from_onnx(src, threads=threads, isa=isa)
 
 
 def load(path: str | os.PathLike, threads: int = 1, isa: str = "auto", device: Any = "cpu") -> Any:

@@ -5,7 +5,7 @@ A backend supplies an *adapter* (how its device takes an array: dtype and device
 contiguous copy where needed, a new output, the handle its C++ entry takes). Everything else
 a call does (which shapes are valid, what the outputs are, what an error says) lives here, so
 the CPU (seqfuse.native.cpu) and CUDA (seqfuse.native.cuda) backends agree by construction.
-The C++ core checks the same facts again (csrc/core/validate.cpp, check_call): this layer's
+The C++ core checks the same facts again (check_call in csrc/core/model.cpp): this layer's
 job is to allocate the right outputs and to word errors in the caller's terms.
 
 Checked by tests/test_native_api.py (every message, CPU) and tests/test_native_cuda.py (the

@@ -20,6 +20,9 @@ from torch import nn
 from seqfuse.models.seq import LinearRegression, SeqModel, build_model, cell_of, make_rnn
 from seqfuse.native.contract import InvalidArgumentError
 
+# The engine config keys of ONNX's semantics (docs/FORMAT.md, version 2): no nn.Module has them.
+ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
+
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
@@ -109,6 +112,12 @@ def engine_to_module(
             w = {"linear.weight": w["head.weight"], "linear.bias": w["head.bias"]}
         m.load_state_dict(w)
         return m.eval()
+    onnx_only = sorted(set(config) & ONNX_KEYS)
+    if onnx_only:
+        raise InvalidArgumentError(
+            f"this model uses ONNX semantics that torch's modules lack ({', '.join(onnx_only)}); "
+            "it has no nn.Module"
+        )
     c = config
     m = make_rnn(
         c["cell"],

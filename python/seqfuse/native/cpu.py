@@ -197,8 +197,12 @@ class NativeModel:
     # -- info
     @property
     def isa(self) -> str:
-        """The kernel set in use (a name from ``seqfuse._C.kernel_sets()``, e.g. ``"avx2"``)."""
-        return self._core.isa
+        """The kernel set in use (a name from ``seqfuse._C.kernel_sets()``, e.g. ``"avx2"``),
+        with the reason when "auto" had to take the reference, e.g.
+        ``"reference (fused kernels lack: peepholes)"`` (ONNX semantics; see seqfuse.native.onnx).
+        """
+        reason = self._core.kernel_set_reason
+        return f"{self._core.isa} ({reason})" if reason else self._core.isa
 
     def __repr__(self) -> str:
         return f"NativeModel({self.module_info.get('kind')}, {self.config}, isa={self.isa})"

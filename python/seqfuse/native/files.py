@@ -1,5 +1,5 @@
 """Native weight files: a safetensors file with the engine config and the module
-description in its metadata (docs/FORMAT.md). The C++ reader (csrc/core/weight_file.cpp)
+description in its metadata (docs/FORMAT.md). The C++ reader (csrc/core/safetensors.cpp)
 validates the whole file; this module writes it atomically and reads the module description
 that decides the Python call's output shapes.
 
@@ -19,11 +19,19 @@ from seqfuse import _C
 from seqfuse.native.contract import WeightFileError
 
 FORMAT = "seqfuse-native"
-VERSION = 1
+VERSION = 2  # docs/FORMAT.md; the C++ reader takes 1 and 2
 
 
 def save(model: Any, path: str | os.PathLike) -> Path:
     """Write ``model`` (a NativeModel) as a seqfuse safetensors weight file."""
+    return write(path, model._core.config_json, model.weights(), model.module_info)
+
+
+def write(
+    path: str | os.PathLike, config_json: str, weights: dict[str, Any], module: dict[str, Any]
+) -> Path:
+    """Write a weight file from its parts: the engine config (as the C++ core validated and
+    wrote it), the weights by file name and the module description."""
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -31,12 +39,12 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     metadata = {
         "format": FORMAT,
         "version": str(VERSION),
-        "config": model._core.config_json,
-        "module": json.dumps(model.module_info),
+        "config": config_json,
+        "module": json.dumps(module),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(model.weights(), str(tmp), metadata=metadata)
+        save_file(weights, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

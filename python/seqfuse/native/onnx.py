@@ -1,0 +1,847 @@
+"""seqfuse.native.onnx: run an ONNX file's RNN/GRU/LSTM graph on the native engine.
+
+``from_onnx(path_or_ModelProto, threads=1)`` loads and checks a model (``onnx.checker``,
+external data), refuses at load every op it does not run (one error naming the op and the
+node: nothing is half-run), and returns an :class:`OnnxModel` with ``run(output_names,
+feeds)`` like ``onnxruntime.InferenceSession.run``, ``get_inputs()`` / ``get_outputs()`` and
+a plain call.
+
+Each RNN/GRU/LSTM node becomes one native model (seqfuse._C.Model) with the node's full
+ONNX semantics (csrc/core/cell.hpp: directions, layout 0 and 1, GRU linear_before_reset,
+LSTM peepholes and input_forget, clip, activations with alpha/beta, sequence_lens, initial
+states, Y / Y_h / Y_c): the gate rows are reordered to the engine's PyTorch order here (LSTM
+ONNX i,o,f,c -> i,f,g,o; GRU z,r,h -> r,z,n; peepholes i,o,f -> i,f,o). The glue torch.onnx
+and tf2onnx put around those nodes (layout ops, shape arithmetic, Gather as an Embedding,
+MatMul/Gemm/Add heads with their activations, ...) runs in NumPy; nodes whose inputs are all
+constant are folded once, at load. ``engine_of`` turns a graph whose recurrent nodes form one
+stack into a single engine model (``seqfuse convert`` writes it as a native weight file).
+
+Where ONNX leaves a choice, this module follows ONNX Runtime: ``activation_alpha`` and
+``activation_beta`` are consumed in order by the activations that take them (checked against
+ONNX Runtime for RNN, GRU and LSTM), except that a value left out takes the ONNX operator's
+default (LeakyRelu 0.01, ThresholdedRelu 1, ScaledTanh 1/1, HardSigmoid 0.2/0.5, Elu 1,
+Affine 1/0) where ONNX Runtime takes 0 for some.
+
+Imports only onnx, NumPy and the native core (no torch). Checked by tests/test_onnx_import.py:
+the onnx package's conformance cases, a randomized grid against ONNX Runtime, a hand-built
+Keras-style GRU, seqfuse's own exports and torch.onnx exports against from_module, and bad
+files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from seqfuse import _C
+from seqfuse.native.contract import (
+    MAX_THREADS,
+    InvalidArgumentError,
+    NativeTypeError,
+    WeightFileError,
+    int_in,
+)
+
+RECURRENT = {"RNN": "rnn", "GRU": "gru", "LSTM": "lstm"}
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+_SLOTS = {"rnn": 1, "gru": 2, "lstm": 3}
+# ONNX gate blocks in the engine's (PyTorch's) order.
+_ORDER = {"rnn": [0], "gru": [1, 0, 2], "lstm": [0, 2, 3, 1]}
+_PEEP_ORDER = [0, 2, 1]  # ONNX P is i, o, f; the engine's is i, f, o
+_DEFAULT_ACTS = {"rnn": ["Tanh"], "gru": ["Sigmoid", "Tanh"], "lstm": ["Sigmoid", "Tanh", "Tanh"]}
+# name (lower case) -> (ONNX's spelling, takes alpha, takes beta, default alpha, default beta)
+_ACTS = {
+    "sigmoid": ("Sigmoid", False, False, 0.0, 0.0),
+    "tanh": ("Tanh", False, False, 0.0, 0.0),
+    "relu": ("Relu", False, False, 0.0, 0.0),
+    "affine": ("Affine", True, True, 1.0, 0.0),
+    "leakyrelu": ("LeakyRelu", True, False, 0.01, 0.0),
+    "thresholdedrelu": ("ThresholdedRelu", True, False, 1.0, 0.0),
+    "scaledtanh": ("ScaledTanh", True, True, 1.0, 1.0),
+    "hardsigmoid": ("HardSigmoid", True, True, 0.2, 0.5),
+    "elu": ("Elu", True, False, 1.0, 0.0),
+    "softsign": ("Softsign", False, False, 0.0, 0.0),
+    "softplus": ("Softplus", False, False, 0.0, 0.0),
+}
+_RNN_ATTRS = {
+    "activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
+    "layout", "linear_before_reset", "input_forget",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """A graph input or output, as onnxruntime's NodeArg: name, shape (ints, or the names of
+    symbolic dimensions, or None), type ("tensor(float)")."""
+
+    name: str
+    shape: list[Any]
+    type: str
+
+
+def _node_name(node: onnx.NodeProto) -> str:
+    return node.name or next((o for o in node.output if o), node.op_type)
+
+
+def _where(node: onnx.NodeProto) -> str:
+    return f"node '{_node_name(node)}' ({node.op_type})"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+# ---- loading --------------------------------------------------------------------------------
+def _load_proto(src: Any) -> tuple[onnx.ModelProto, str]:
+    """(the model with its external data, a name for messages)."""
+    if isinstance(src, onnx.ModelProto):
+        return src, "the ONNX model"
+    if not isinstance(src, (str, os.PathLike)):
+        raise NativeTypeError(
+            f"from_onnx expects a path or an onnx.ModelProto, got {type(src).__name__}"
+        )
+    path = Path(src)
+    if path.is_dir():
+        raise WeightFileError(f"{path} is a directory, not an ONNX file")
+    if not path.is_file():
+        raise WeightFileError(f"ONNX file not found: {path}")
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise WeightFileError(
+            f"{path}: not a readable ONNX file (truncated or not ONNX): {_one_line(e)}"
+        ) from None
+    for t in onnx.external_data_helper._get_all_tensors(m):
+        if not onnx.external_data_helper.uses_external_data(t):
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        where = path.parent / info.get("location", "")
+        if not where.is_file():
+            raise WeightFileError(
+                f"{path}: tensor '{t.name}' keeps its data in '{info.get('location')}', "
+                f"which is missing (looked in {path.parent})"
+            )
+    try:
+        onnx.external_data_helper.load_external_data_for_model(m, str(path.parent))
+    except Exception as e:
+        raise WeightFileError(f"{path}: cannot read its external data: {_one_line(e)}") from None
+    return m, str(path)
+
+
+def _check(m: onnx.ModelProto, name: str) -> None:
+    try:
+        onnx.checker.check_model(m)
+    except (onnx.checker.ValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InvalidArgumentError(f"{name}: not a valid ONNX model: {first}") from None
+
+
+def _np_type(elem: int) -> Any:
+    return helper.tensor_dtype_to_np_dtype(elem)
+
+
+def _arg(v: onnx.ValueInfoProto) -> NodeArg:
+    t = v.type.tensor_type
+    shape: list[Any] = []
+    if t.HasField("shape"):
+        for d in t.shape.dim:
+            shape.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+    ty = helper.tensor_dtype_to_string(t.elem_type).replace("TensorProto.", "").lower()
+    ty = {"float": "float", "int64": "int64", "int32": "int32"}.get(ty, ty)
+    return NodeArg(v.name, shape, f"tensor({ty})")
+
+
+# ---- activations ------------------------------------------------------------------------------
+def _activations(node: onnx.NodeProto, cell: str, dirs: int, attrs: dict[str, Any]) -> list:
+    """The node's activations, each (ONNX name, alpha, beta), dirs * slots entries."""
+    slots = _SLOTS[cell]
+    names = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    if not names:
+        names = _DEFAULT_ACTS[cell] * dirs
+    if cell == "rnn" and dirs == 1 and len(names) == 2:
+        names = names[:1]  # ONNX's RNN default is listed as ["Tanh", "Tanh"]; ORT takes one
+    if len(names) != slots * dirs:
+        raise InvalidArgumentError(
+            f"{_where(node)}: activations needs {slots * dirs} entries "
+            f"({dirs} direction(s) x {slots}), got {len(names)}"
+        )
+    alphas = list(attrs.get("activation_alpha", []))
+    betas = list(attrs.get("activation_beta", []))
+    out = []
+    for name in names:
+        spec = _ACTS.get(str(name).lower())
+        if spec is None:
+            raise InvalidArgumentError(
+                f"{_where(node)}: unknown activation {name!r} (expected one of "
+                f"{', '.join(s[0] for s in _ACTS.values())})"
+            )
+        onnx_name, takes_a, takes_b, da, db = spec
+        # Consumed in order by the activations that take them (as ONNX Runtime reads them).
+        a = alphas.pop(0) if takes_a and alphas else da
+        b = betas.pop(0) if takes_b and betas else db
+        out.append((onnx_name, float(np.float32(a)), float(np.float32(b))))
+    return out
+
+
+# ---- one recurrent node -------------------------------------------------------------------------
+class Recurrent:
+    """One ONNX RNN/GRU/LSTM node and its native model (built at load when W, R, B and P are
+    constant, else per call from the fed values, cached by their bytes)."""
+
+    def __init__(self, node: onnx.NodeProto, consts: dict[str, np.ndarray], isa: str) -> None:
+        self.node = node
+        self.where = _where(node)
+        self.cell = RECURRENT[node.op_type]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        for k in attrs:
+            if (
+                k not in _RNN_ATTRS
+                or (k == "linear_before_reset" and self.cell != "gru")
+                or (k == "input_forget" and self.cell != "lstm")
+            ):
+                raise InvalidArgumentError(f"{self.where}: unsupported attribute '{k}'")
+        direction = attrs.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+        if direction not in ("forward", "reverse", "bidirectional"):
+            raise InvalidArgumentError(f"{self.where}: unknown direction {direction!r}")
+        self.direction = direction
+        self.dirs = 2 if direction == "bidirectional" else 1
+        self.layout = int(attrs.get("layout", 0))
+        if self.layout not in (0, 1):
+            raise InvalidArgumentError(f"{self.where}: layout must be 0 or 1, got {self.layout}")
+        self.clip = float(attrs["clip"]) if "clip" in attrs else 0.0
+        if "clip" in attrs and not (np.isfinite(self.clip) and self.clip > 0):
+            raise InvalidArgumentError(f"{self.where}: clip must be > 0, got {self.clip}")
+        self.lbr = int(attrs.get("linear_before_reset", 0 if self.cell == "gru" else 1))
+        self.input_forget = int(attrs.get("input_forget", 0))
+        self.acts = _activations(node, self.cell, self.dirs, attrs)
+        self.H = int(attrs["hidden_size"]) if "hidden_size" in attrs else None
+        self.isa = isa
+        ins = list(node.input) + [""] * 8
+        self.X, self.W, self.R, self.B, self.lens, self.h0 = ins[:6]
+        self.c0, self.P = (ins[6], ins[7]) if self.cell == "lstm" else ("", "")
+        if len(node.input) > (8 if self.cell == "lstm" else 6):
+            raise InvalidArgumentError(f"{self.where}: too many inputs ({len(node.input)})")
+        outs = list(node.output) + ["", "", ""]
+        self.Y, self.Y_h = outs[0], outs[1]
+        self.Y_c = outs[2] if self.cell == "lstm" else ""
+        self.weight_names = [n for n in (self.W, self.R, self.B, self.P) if n]
+        self._cache: dict[bytes, Any] = {}
+        self.core: Any = None
+        if all(n in consts for n in self.weight_names):
+            self.core = self._build({n: consts[n] for n in self.weight_names})
+
+    # -- the engine model
+    def engine(self, w: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(engine config, weights by file name) of this node, one layer."""
+        W = self._f32(w[self.W], "W")
+        R = self._f32(w[self.R], "R")
+        if W.ndim != 3 or R.ndim != 3:
+            raise InvalidArgumentError(
+                f"{self.where}: W and R must be 3-D, got {list(W.shape)} and {list(R.shape)}"
+            )
+        G, dirs = _GATES[self.cell], self.dirs
+        H = self.H if self.H is not None else R.shape[-1]
+        D = W.shape[2]
+        need = {"W": (dirs, G * H, D), "R": (dirs, G * H, H)}
+        got = {"W": W, "R": R}
+        if self.B:
+            got["B"] = self._f32(w[self.B], "B")
+            need["B"] = (dirs, 2 * G * H)
+        if self.P:
+            got["P"] = self._f32(w[self.P], "P")
+            need["P"] = (dirs, 3 * H)
+        for k, shape in need.items():
+            if tuple(got[k].shape) != shape:
+                raise InvalidArgumentError(
+                    f"{self.where}: {k} has shape {list(got[k].shape)}, expected {list(shape)} "
+                    f"(directions={dirs}, hidden_size={H}, input size={D})"
+                )
+        order = _ORDER[self.cell]
+
+        def rows(a: np.ndarray) -> np.ndarray:  # ONNX gate blocks -> the engine's order
+            return np.ascontiguousarray(
+                np.concatenate([a[g * H : (g + 1) * H] for g in order], axis=0), np.float32
+            )
+
+        weights: dict[str, np.ndarray] = {}
+        for d in range(dirs):
+            sfx = "_l0" + ("_reverse" if d else "")
+            weights["rnn.weight_ih" + sfx] = rows(W[d])
+            weights["rnn.weight_hh" + sfx] = rows(R[d])
+            b = got.get("B")
+            bb = b[d] if b is not None else np.zeros(2 * G * H, np.float32)
+            weights["rnn.bias_ih" + sfx] = rows(bb[: G * H])
+            weights["rnn.bias_hh" + sfx] = rows(bb[G * H :])
+            if self.P:
+                p = got["P"][d]
+                weights["rnn.weight_p" + sfx] = np.ascontiguousarray(
+                    np.concatenate([p[k * H : (k + 1) * H] for k in _PEEP_ORDER]), np.float32
+                )
+        cfg = self.semantics()
+        cfg.update(input_size=int(D), hidden_size=int(H))
+        return cfg, weights
+
+    def semantics(self) -> dict[str, Any]:
+        """The engine config of this node, without the sizes (equal for stackable nodes)."""
+        cell = self.cell
+        acts = self.acts
+        own = all(
+            a[0] == _DEFAULT_ACTS[cell][k % _SLOTS[cell]] for k, a in enumerate(acts)
+        )  # alpha and beta mean nothing to Sigmoid and Tanh
+        engine_cell = {"rnn": "rnn_tanh", "gru": "gru", "lstm": "lstm"}[cell]
+        if cell == "rnn" and all(a[0] == "Relu" for a in acts):
+            engine_cell, own = "rnn_relu", True
+        cfg: dict[str, Any] = {
+            "cell": engine_cell,
+            "vocab_size": 0,
+            "embed_dim": 0,
+            "num_layers": 1,
+            "bidirectional": self.dirs == 2,
+            "bias": True,
+            "head": "none",
+            "output_size": 0,
+        }
+        if self.direction == "reverse":
+            cfg["reverse"] = True
+        if cell == "gru" and not self.lbr:
+            cfg["linear_before_reset"] = False
+        if self.P:
+            cfg["peepholes"] = True
+        if self.input_forget:
+            cfg["input_forget"] = True
+        if self.clip > 0:
+            cfg["clip"] = self.clip
+        if not own:
+            cfg["activations"] = [{"fn": n, "alpha": a, "beta": b} for n, a, b in acts]
+        return cfg
+
+    def _f32(self, a: np.ndarray, what: str) -> np.ndarray:
+        if a.dtype != np.float32:
+            raise NativeTypeError(
+                f"{self.where}: {what} is {a.dtype}; the native engine runs float32"
+            )
+        return a
+
+    def _build(self, w: dict[str, np.ndarray]) -> Any:
+        cfg, weights = self.engine(w)
+        try:
+            return _C.Model(json.dumps(cfg), weights, self.isa)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{self.where}: {e}") from None
+
+    def core_for(self, env: dict[str, np.ndarray]) -> Any:
+        if self.core is not None:
+            return self.core
+        w = {n: env[n] for n in self.weight_names}
+        key = hashlib.sha1(
+            b"".join(np.ascontiguousarray(w[n]).tobytes() + str(w[n].shape).encode() for n in w)
+        ).digest()
+        if key not in self._cache:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            self._cache[key] = self._build(w)
+        return self._cache[key]
+
+    # -- a call
+    def run(self, env: dict[str, np.ndarray], threads: int) -> None:
+        core = self.core_for(env)
+        cfg = json.loads(core.config_json)
+        H, D, dirs = cfg["hidden_size"], cfg["input_size"], self.dirs
+        x = self._f32(env[self.X], "X")
+        if x.ndim != 3 or x.shape[2] != D:
+            want = "[T, B, D]" if self.layout == 0 else "[B, T, D]"
+            raise InvalidArgumentError(
+                f"{self.where}: X must have shape {want} with D={D}, got {list(x.shape)}"
+            )
+        bf = self.layout == 1
+        B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
+        if B == 0 or T == 0:
+            raise InvalidArgumentError(f"{self.where}: X has an empty dimension {list(x.shape)}")
+        x = np.ascontiguousarray(x)
+        lengths = None
+        if self.lens:
+            sl = env[self.lens]
+            if sl.shape != (B,) or not np.issubdtype(sl.dtype, np.integer):
+                raise InvalidArgumentError(
+                    f"{self.where}: sequence_lens must be int32 of shape [{B}], got "
+                    f"{sl.dtype} {list(sl.shape)}"
+                )
+            lengths = np.ascontiguousarray(sl, np.int64)
+
+        def state(name: str, what: str) -> np.ndarray | None:
+            if not name:
+                return None
+            s = self._f32(env[name], what)
+            want = (B, dirs, H) if bf else (dirs, B, H)
+            if tuple(s.shape) != want:
+                raise InvalidArgumentError(
+                    f"{self.where}: {what} must have shape {list(want)}, got {list(s.shape)}"
+                )
+            return np.ascontiguousarray(s.transpose(1, 0, 2) if bf else s)
+
+        h0 = state(self.h0, "initial_h")
+        c0 = state(self.c0, "initial_c")
+        y = np.empty((B, T, dirs * H) if bf else (T, B, dirs * H), np.float32)
+        want_state = bool(self.Y_h or self.Y_c)
+        hn = np.empty((dirs, B, H), np.float32) if want_state else None
+        cn = np.empty((dirs, B, H), np.float32) if want_state and self.cell == "lstm" else None
+        try:
+            _C.run(core.address, B, T, bf, x, None, lengths, h0, c0, y, hn, cn, threads, 0)
+        except InvalidArgumentError as e:
+            msg = str(e).replace("lengths", "sequence_lens")
+            raise InvalidArgumentError(f"{self.where}: {msg}") from None
+        if self.Y:
+            env[self.Y] = (
+                y.reshape(B, T, dirs, H)
+                if bf
+                else np.ascontiguousarray(y.reshape(T, B, dirs, H).transpose(0, 2, 1, 3))
+            )
+        for name, s in ((self.Y_h, hn), (self.Y_c, cn)):
+            if name:
+                env[name] = np.ascontiguousarray(s.transpose(1, 0, 2)) if bf else s
+
+
+# ---- the glue ops (NumPy) -------------------------------------------------------------------------
+def _ints(a: Any) -> list[int]:
+    return [int(v) for v in np.asarray(a).reshape(-1)]
+
+
+def _axes_of(args: list[Any], attrs: dict[str, Any], pos: int) -> list[int] | None:
+    """Axes from an input (newer opsets) or the attribute (older)."""
+    if len(args) > pos and args[pos] is not None:
+        return _ints(args[pos])
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+def _softmax(x: np.ndarray, axis: int, opset: int, log: bool) -> np.ndarray:
+    if opset < 13:  # coerced to 2-D at axis
+        shp = x.shape
+        x2 = x.reshape(int(np.prod(shp[:axis], dtype=np.int64)), -1)
+        return _softmax(x2, 1, 13, log).reshape(shp)
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    s = np.sum(e, axis=axis, keepdims=True)
+    return (x - m - np.log(s)) if log else e / s
+
+
+def _slice(x: np.ndarray, starts: list, ends: list, axes: list | None, steps: list | None):
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    idx = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        n = x.shape[a]
+        # ONNX clamps huge values (INT64_MAX/MIN) into range; Python slices do the same
+        idx[a] = slice(max(min(s, n), -n - 1), max(min(e, n), -n - 1), st)
+    return x[tuple(idx)]
+
+
+def _topk(x: np.ndarray, k: int, axis: int, largest: int) -> tuple[np.ndarray, np.ndarray]:
+    key = -x if largest else x
+    idx = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(idx, np.arange(k), axis=axis)
+    return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
+
+
+def _scatter(data: np.ndarray, idx: np.ndarray, upd: np.ndarray, axis: int) -> np.ndarray:
+    out = data.copy()
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    np.put_along_axis(out, idx, upd, axis=axis)
+    return out
+
+
+def _gemm(a, b, c, attrs):
+    a = a.T if attrs.get("transA", 0) else a
+    b = b.T if attrs.get("transB", 0) else b
+    y = attrs.get("alpha", 1.0) * (a @ b)
+    if c is not None:
+        y = y + attrs.get("beta", 1.0) * c
+    return y.astype(a.dtype, copy=False)
+
+
+def _reshape(x: np.ndarray, shape: list[int], allowzero: int) -> np.ndarray:
+    if not allowzero:
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _split(x, attrs, args, opset, nout):
+    axis = attrs.get("axis", 0)
+    sizes = _ints(args[1]) if len(args) > 1 and args[1] is not None else attrs.get("split")
+    if sizes is None:
+        n = x.shape[axis]
+        k = -(-n // nout)
+        sizes = [min(k, n - i * k) for i in range(nout)]
+    cuts = np.cumsum(sizes)[:-1]
+    return tuple(np.split(x, cuts, axis=axis))
+
+
+def _const(attrs: dict[str, Any]) -> np.ndarray:
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    for k, dt in (("value_float", np.float32), ("value_int", np.int64)):
+        if k in attrs:
+            return np.array(attrs[k], dt)
+    for k, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if k in attrs:
+            return np.array(list(attrs[k]), dt)
+    raise InvalidArgumentError(
+        "Constant: only value, value_float(s) and value_int(s) are supported"
+    )
+
+
+def _reduce_prod(x, attrs, args):
+    axes = _axes_of(args, attrs, 1)
+    keep = bool(attrs.get("keepdims", 1))
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return x
+        return np.prod(x, keepdims=keep).astype(x.dtype)
+    return np.prod(x, axis=tuple(axes), keepdims=keep).astype(x.dtype)
+
+
+def _clip(x, attrs, args, opset):
+    lo = args[1] if len(args) > 1 and args[1] is not None else attrs.get("min")
+    hi = args[2] if len(args) > 2 and args[2] is not None else attrs.get("max")
+    if lo is not None:
+        x = np.maximum(x, np.asarray(lo, x.dtype))
+    if hi is not None:
+        x = np.minimum(x, np.asarray(hi, x.dtype))
+    return x
+
+
+def _same(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=like.dtype)
+
+
+# op -> f(args, attrs, opset, n_outputs) -> output or tuple of outputs
+_OPS: dict[str, Any] = {
+    "Identity": lambda a, t, o, n: a[0],
+    "Dropout": lambda a, t, o, n: (a[0], np.ones(a[0].shape, bool))[:n] if n > 1 else a[0],
+    "Constant": lambda a, t, o, n: _const(t),
+    "Shape": lambda a, t, o, n: np.array(a[0].shape, np.int64)[t.get("start", 0) : t.get("end")],
+    "Size": lambda a, t, o, n: np.array(a[0].size, np.int64),
+    "Cast": lambda a, t, o, n: a[0].astype(_np_type(t["to"])),
+    "Transpose": lambda a, t, o, n: np.transpose(a[0], t.get("perm")),
+    "Squeeze": lambda a, t, o, n: np.squeeze(
+        a[0], axis=tuple(ax) if (ax := _axes_of(a, t, 1)) else None
+    ),
+    "Unsqueeze": lambda a, t, o, n: np.expand_dims(a[0], tuple(_axes_of(a, t, 1) or [])),
+    "Reshape": lambda a, t, o, n: _reshape(a[0], _ints(a[1]), t.get("allowzero", 0)),
+    "Flatten": lambda a, t, o, n: a[0].reshape(
+        int(np.prod(a[0].shape[: t.get("axis", 1)], dtype=np.int64)), -1
+    ),
+    "Concat": lambda a, t, o, n: np.concatenate(a, axis=t["axis"]),
+    "Split": lambda a, t, o, n: _split(a[0], t, a, o, n),
+    "Slice": lambda a, t, o, n: (
+        _slice(a[0], _ints(a[1]), _ints(a[2]),
+               _ints(a[3]) if len(a) > 3 and a[3] is not None else None,
+               _ints(a[4]) if len(a) > 4 and a[4] is not None else None)
+        if o >= 10 else _slice(a[0], list(t["starts"]), list(t["ends"]), t.get("axes"), None)
+    ),  # fmt: skip
+    "Gather": lambda a, t, o, n: np.take(a[0], a[1], axis=t.get("axis", 0)),
+    "Expand": lambda a, t, o, n: np.broadcast_to(
+        a[0], np.broadcast_shapes(a[0].shape, tuple(_ints(a[1])))
+    ).copy(),
+    "ConstantOfShape": lambda a, t, o, n: np.full(
+        _ints(a[0]),
+        numpy_helper.to_array(t["value"]).reshape(-1)[0] if "value" in t else np.float32(0),
+    ),
+    "Range": lambda a, t, o, n: np.arange(a[0], a[1], a[2]).astype(a[0].dtype),
+    "Add": lambda a, t, o, n: _same(a[0] + a[1], a[0]),
+    "Sub": lambda a, t, o, n: _same(a[0] - a[1], a[0]),
+    "Mul": lambda a, t, o, n: _same(a[0] * a[1], a[0]),
+    "Div": lambda a, t, o, n: _same(
+        a[0] // a[1] if np.issubdtype(a[0].dtype, np.integer) else a[0] / a[1], a[0]
+    ),
+    "Neg": lambda a, t, o, n: -a[0],
+    "MatMul": lambda a, t, o, n: np.matmul(a[0], a[1]),
+    "Gemm": lambda a, t, o, n: _gemm(a[0], a[1], a[2] if len(a) > 2 else None, t),
+    "Relu": lambda a, t, o, n: np.where(a[0] < 0, np.zeros_like(a[0]), a[0]),
+    "Sigmoid": lambda a, t, o, n: (1 / (1 + np.exp(-a[0].astype(np.float64)))).astype(a[0].dtype),
+    "Tanh": lambda a, t, o, n: np.tanh(a[0]),
+    "Softmax": lambda a, t, o, n: _softmax(a[0], t.get("axis", -1 if o >= 13 else 1), o, False),
+    "LogSoftmax": lambda a, t, o, n: _softmax(a[0], t.get("axis", -1 if o >= 13 else 1), o, True),
+    "Clip": lambda a, t, o, n: _clip(a[0], t, a, o),
+    "Less": lambda a, t, o, n: a[0] < a[1],
+    "Greater": lambda a, t, o, n: a[0] > a[1],
+    "Equal": lambda a, t, o, n: a[0] == a[1],
+    "Not": lambda a, t, o, n: ~a[0],
+    "Where": lambda a, t, o, n: np.where(a[0], a[1], a[2]),
+    "TopK": lambda a, t, o, n: _topk(a[0], int(_ints(a[1])[0]), t.get("axis", -1), t.get("largest", 1)),
+    "ReduceProd": lambda a, t, o, n: _reduce_prod(a[0], t, a),
+    "ScatterElements": lambda a, t, o, n: _scatter(a[0], a[1], a[2], t.get("axis", 0)),
+}  # fmt: skip
+GLUE_OPS = sorted(_OPS)
+
+
+class _Glue:
+    def __init__(self, node: onnx.NodeProto, opset: int) -> None:
+        self.node = node
+        self.where = _where(node)
+        self.fn = _OPS[node.op_type]
+        self.attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "ScatterElements" and self.attrs.get("reduction", b"none") not in (
+            b"none",
+            "none",
+        ):
+            raise InvalidArgumentError(f"{self.where}: only reduction='none' is supported")
+        self.opset = opset
+
+    def run(self, env: dict[str, np.ndarray]) -> None:
+        args = [env[i] if i else None for i in self.node.input]
+        try:
+            with np.errstate(all="ignore"):  # NaN and Inf propagate, as in ONNX Runtime
+                out = self.fn(args, self.attrs, self.opset, len(self.node.output))
+        except (ValueError, IndexError, TypeError, KeyError) as e:
+            raise InvalidArgumentError(f"{self.where} failed: {_one_line(e)}") from None
+        outs = out if isinstance(out, tuple) else (out,)
+        for name, v in zip(self.node.output, outs):
+            if name:
+                env[name] = np.asarray(v)
+
+
+# ---- the model ----------------------------------------------------------------------------------
+class OnnxModel:
+    """An ONNX graph of RNN/GRU/LSTM nodes and their glue, run natively. ``run`` mirrors
+    ``onnxruntime.InferenceSession.run``; calling the model with the inputs (positionally in
+    ``get_inputs()`` order, or by name) returns the outputs (one array when there is one)."""
+
+    def __init__(self, m: onnx.ModelProto, name: str, threads: int = 1, isa: str = "auto") -> None:
+        self.name = name
+        self.threads = int_in(threads, "threads", 1, MAX_THREADS)
+        g = m.graph
+        opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        self.opset = opset
+        if g.sparse_initializer:
+            raise InvalidArgumentError(f"{name}: sparse initializers are not supported")
+        inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        listed = {v.name for v in g.input}
+        # An initializer that is also a graph input is that input's default (a caller may feed
+        # it: optional states and lengths); the others are constants, folded at load.
+        self.consts: dict[str, np.ndarray] = {k: v for k, v in inits.items() if k not in listed}
+        self.defaults = {k: v for k, v in inits.items() if k in listed}
+        self._inputs = [_arg(v) for v in g.input if v.name not in inits]
+        self._optional = [_arg(v) for v in g.input if v.name in inits]
+        self._input_types = {v.name: v.type.tensor_type.elem_type for v in g.input}
+        self._outputs = [_arg(v) for v in g.output]
+        # Refuse, before anything runs, every op this module does not run.
+        for node in g.node:
+            if node.domain not in ("", "ai.onnx") or (
+                node.op_type not in _OPS and node.op_type not in RECURRENT
+            ):
+                dom = f" (domain {node.domain})" if node.domain not in ("", "ai.onnx") else ""
+                raise InvalidArgumentError(
+                    f"{name}: unsupported op {node.op_type}{dom} in {_where(node)}; seqfuse "
+                    "runs RNN, GRU and LSTM nodes and the glue around them: " + ", ".join(GLUE_OPS)
+                )
+            if node.op_type in RECURRENT and opset < 7:
+                raise InvalidArgumentError(
+                    f"{name}: {_where(node)} is from opset {opset}; seqfuse reads opset 7 and later"
+                )
+        # Fold what is constant once; the rest runs per call.
+        self.steps: list[Any] = []
+        self.recurrent: list[Recurrent] = []
+        for node in g.node:
+            if node.op_type in RECURRENT:
+                r = Recurrent(node, self.consts, isa)
+                self.steps.append(r)
+                self.recurrent.append(r)
+                continue
+            step = _Glue(node, opset)
+            if all((not i) or i in self.consts for i in node.input) and node.op_type != "Dropout":
+                step.run(self.consts)
+            else:
+                self.steps.append(step)
+        for o in self._outputs:
+            produced = any(o.name in s.node.output for s in self.steps)
+            if not produced and o.name not in inits and o.name not in self._input_types:
+                raise InvalidArgumentError(f"{name}: graph output '{o.name}' is never computed")
+
+    # -- info, as onnxruntime
+    def get_inputs(self) -> list[NodeArg]:
+        """The inputs a call must feed (as ONNX Runtime: not those with a default)."""
+        return list(self._inputs)
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        """The inputs with a default value (an initializer) that a call may feed."""
+        return list(self._optional)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    @property
+    def kernel_sets(self) -> dict[str, str]:
+        """Each recurrent node's kernel set, with the reason when "auto" took the reference
+        (e.g. ``"reference (fused kernels lack: peepholes)"``); ``"per call"`` for a node whose
+        weights are fed."""
+        out = {}
+        for r in self.recurrent:
+            key = _node_name(r.node)
+            if r.core is None:
+                out[key] = "per call (weights are inputs)"
+            else:
+                why = r.core.kernel_set_reason
+                out[key] = f"{r.core.isa} ({why})" if why else r.core.isa
+        return out
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{k}: {v}" for k, v in self.kernel_sets.items())
+        return f"OnnxModel({self.name}, recurrent nodes: {nodes})"
+
+    # -- calls
+    def _feeds(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        if not isinstance(feeds, dict):
+            raise NativeTypeError(
+                f"feeds must be a dict of name -> array, got {type(feeds).__name__}"
+            )
+        env = {**self.consts, **self.defaults}
+        known = {i.name: i for i in self._inputs + self._optional}
+        for k, v in feeds.items():
+            if k not in known:
+                raise InvalidArgumentError(
+                    f"unknown input '{k}' (the model takes {', '.join(known) or 'no inputs'})"
+                )
+            a = np.asarray(v)
+            want = _np_type(self._input_types[k]) if self._input_types[k] else a.dtype
+            if a.dtype != want:
+                raise NativeTypeError(f"input '{k}' must be {np.dtype(want)}, got {a.dtype}")
+            shape = known[k].shape
+            if known[k].shape and (
+                len(shape) != a.ndim
+                or any(isinstance(d, int) and d > 0 and d != s for d, s in zip(shape, a.shape))
+            ):
+                raise InvalidArgumentError(
+                    f"input '{k}' must have shape {shape}, got {list(a.shape)}"
+                )
+            env[k] = a
+        for i in self._inputs:
+            if i.name not in env:
+                raise InvalidArgumentError(f"input '{i.name}' is required")
+        return env
+
+    def run_all(self, feeds: dict[str, Any], threads: int | None = None) -> dict[str, np.ndarray]:
+        """Every value the graph computes, by name (inputs, constants, intermediates)."""
+        env = self._feeds(feeds)
+        threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
+        for step in self.steps:
+            if isinstance(step, Recurrent):
+                step.run(env, threads)
+            else:
+                step.run(env)
+        return env
+
+    def run(
+        self, output_names: list[str] | None, feeds: dict[str, Any], threads: int | None = None
+    ) -> list[np.ndarray]:
+        """As onnxruntime: the named outputs (all when None), in that order."""
+        names = [o.name for o in self._outputs] if not output_names else list(output_names)
+        valid = {o.name for o in self._outputs}
+        for n in names:
+            if n not in valid:
+                raise InvalidArgumentError(
+                    f"unknown output '{n}' (the model's outputs: {', '.join(sorted(valid))})"
+                )
+        env = self.run_all(feeds, threads)
+        return [env[n] for n in names]
+
+    def __call__(self, *args: Any, **feeds: Any) -> Any:
+        if len(args) > len(self._inputs):
+            raise InvalidArgumentError(
+                f"the model takes {len(self._inputs)} inputs, got {len(args)} positionally"
+            )
+        feeds = {**{i.name: a for i, a in zip(self._inputs, args)}, **feeds}
+        out = self.run(None, feeds)
+        return out[0] if len(out) == 1 else out
+
+
+def from_onnx(src: Any, threads: int = 1, isa: str = "auto") -> OnnxModel:
+    """Load an ONNX model (a path or an onnx.ModelProto) to run on the native engine."""
+    m, name = _load_proto(src)
+    _check(m, name)
+    return OnnxModel(m, name, threads=threads, isa=isa)
+
+
+# ---- one engine model for a whole stack (seqfuse convert) -------------------------------------------
+def engine_of(
+    model: OnnxModel,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+    """(engine config, weights, module description, what the file computes) for a graph
+    whose recurrent nodes form one stack: the same op and semantics in every node, constant
+    weights, layer k+1 reading only layer k's Y, the first layer reading a graph input (at
+    most transposed). The engine's outputs (y, h_n, c_n) are that stack's top Y and every
+    node's Y_h / Y_c; the caller verifies them against the graph (see cli_convert)."""
+    rs = model.recurrent
+    if not rs:
+        raise InvalidArgumentError(f"{model.name}: no RNN, GRU or LSTM node to convert")
+    first = rs[0]
+    for r in rs:
+        if r.core is None:
+            raise InvalidArgumentError(
+                f"{model.name}: {r.where} takes its weights as graph inputs; a native file "
+                "needs them constant (initializers)"
+            )
+        if r.node.op_type != first.node.op_type or r.semantics() != first.semantics():
+            raise InvalidArgumentError(
+                f"{model.name}: {r.where} differs from {first.where} (op, direction or "
+                "attributes); one native file holds one uniform stack"
+            )
+        # Constant zero states are no states (torch's dynamo exporter writes them); other
+        # constants would be part of the model, which a native file takes per call.
+        fixed = [n for n in (r.lens, r.h0, r.c0) if n and n in model.consts]
+        if any(n == r.lens or np.any(model.consts[n] != 0) for n in fixed):
+            raise InvalidArgumentError(
+                f"{model.name}: {r.where} has constant sequence_lens or nonzero initial "
+                "states; a native file takes them per call"
+            )
+    # The first layer's X: a graph input, at most transposed (batch-first models).
+    producers = {o: s for s in model.steps for o in s.node.output}
+    x, perm_chain = first.X, []
+    while x in producers:
+        s = producers[x]
+        op = s.node.op_type
+        if op == "Transpose" and list(s.attrs.get("perm", [])) == [1, 0, 2]:
+            perm_chain.append(op)
+        elif op != "Identity":
+            raise InvalidArgumentError(
+                f"{model.name}: the first recurrent node reads {_where(s.node)}; a native file "
+                "holds the recurrent stack only, fed the graph's input directly"
+            )
+        x = s.node.input[0]
+    if x not in model._input_types:
+        raise InvalidArgumentError(f"{model.name}: the first recurrent node does not read an input")
+    cfg: dict[str, Any] = {}
+    weights: dict[str, np.ndarray] = {}
+    for k, r in enumerate(rs):
+        w = json.loads(r.core.config_json)
+        if k and w["input_size"] != first.dirs * w["hidden_size"]:
+            raise InvalidArgumentError(
+                f"{model.name}: {r.where} reads {w['input_size']} features, not the "
+                f"{first.dirs * w['hidden_size']} of the layer below"
+            )
+        if k == 0:
+            cfg = {**r.semantics(), "input_size": w["input_size"], "hidden_size": w["hidden_size"]}
+        elif w["hidden_size"] != cfg["hidden_size"]:
+            raise InvalidArgumentError(f"{model.name}: {r.where} has another hidden_size")
+        for name, a in r.core.weights().items():
+            weights[name.replace("_l0", f"_l{k}")] = a
+    cfg["num_layers"] = len(rs)
+    module = {"kind": "rnn", "module": first.node.op_type, "batch_first": True}
+    about = {
+        "input": x,
+        "nodes": [_node_name(r.node) for r in rs],
+        "y": rs[-1].Y,
+        "h_n": [r.Y_h for r in rs],
+        "c_n": [r.Y_c for r in rs],
+        "layout": first.layout,
+        "transposed_input": bool(perm_chain),
+    }
+    return cfg, weights, module, about
