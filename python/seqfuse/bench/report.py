@@ -244,7 +244,8 @@ def kernel_set_line(results: dict[str, Any]) -> str:
     """Which kernel set the native CPU rows ran, and whether --isa forced it."""
     want = results.get("settings", {}).get("isa", "auto")
     used = sorted({r["isa"] for r in results["results"] if r.get("isa")})
-    ran = "/".join(used) if used else "not run"
+    native_ok = any(r["backend"] == "native" and r["status"] == "ok" for r in results["results"])
+    ran = "/".join(used) if used else "not recorded" if native_ok else "not run"
     if want == "auto":
         return f"native kernel set: {ran} (auto)"
     return f"native kernel set: {ran} (forced by --isa {want})"
