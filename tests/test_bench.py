@@ -93,7 +93,7 @@ def test_harness_validates_times_and_reports(tmp_path):
     assert "FAILED: mismatch" in table and "SKIPPED: not installed here" in table
     path = write_json(res, tmp_path / "r.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "seqfuse.bench" and data["schema_version"] == 1
+    assert data["schema"] == "seqfuse.bench" and data["schema_version"] == 2
     assert data["environment"]["versions"]["torch"] == torch.__version__
     png = plot_summary(res, tmp_path / "r.png")
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -262,6 +262,7 @@ def test_torchscript_backend_streams():
 
 
 def test_native_rows_validate_when_built():
+    from seqfuse import _C
     from seqfuse.bench.backends import Native
 
     ok, why = Native().available()
@@ -274,6 +275,16 @@ def test_native_rows_validate_when_built():
         assert r["status"] == "ok", r
         assert r["max_abs_err"] <= 1e-5
         assert r["roofline"]["gbps"] > 0
+        # the roofline floor from this machine's measured peaks, and native's efficiency
+        roof = r["roofline"]
+        assert 0 < roof["floor_us"] < r["median_us"] * 1.5, (r["workload"], roof)
+        assert 0 < roof["efficiency"] <= 1.5, (r["workload"], roof)
+        assert roof["bound"] in ("FMA peak", "L2 bandwidth", "L3 bandwidth")
+        assert r["isa"] in dict(_C.kernel_sets())
+    peak = res["peak"]
+    assert peak["measured"] and peak["gflops_per_core"] > 1
+    assert peak["gbps_per_core"]["L2"] > 1 and peak["gbps_per_core"]["L3"] > 1
+    assert "floor" in format_table(res) and "eff" in format_table(res)
 
 
 def test_native_unsupported_is_skipped_and_other_errors_are_errors():
@@ -377,3 +388,102 @@ def test_a_backend_that_raises_while_timed_is_an_error_row():
     by = {r["backend"]: r for r in res["results"]}
     assert by["eager"]["status"] == "ok"
     assert by["flaky"]["status"] == "error" and "device lost" in by["flaky"]["reason"]
+
+
+def _has_openvino() -> bool:
+    from seqfuse.bench.backends import OpenVINO
+
+    return OpenVINO().available()[0]
+
+
+def test_new_peers_openvino_and_int8_on_tiny_workloads():
+    """OpenVINO and dynamic int8 are validated against eager like every backend; int8 is
+    reduced precision (its own tolerance) and never the fastest peer; an RNN has no int8
+    kernel; OpenVINO carries the streaming state; without openvino the row says why."""
+    wls = [*seed_workloads(["hihell"], batches=(2,)), _tiny_stream()]
+    cfg = {**_tiny_stream().config, "cell": "gru", "vocab_size": 0, "input_size": 3}
+    wls.append(Workload("tinygru/b2", "tinygru", {**cfg, "head": "none"}, batch=2, seq_len=5))
+    names = ["eager", "ort", "openvino", "torch-int8", "native"]
+    res = run_benchmarks(wls, names, onnx_exporter="torch", **FAST)
+    rows = {(r["workload"], r["backend"]): r for r in res["results"]}
+    assert rows[("hihell/b2", "torch-int8")]["status"] == "skipped"
+    assert "LSTM and GRU only" in rows[("hihell/b2", "torch-int8")]["reason"]
+    for wid in ("tiny/stream", "tinygru/b2"):
+        q = rows[(wid, "torch-int8")]
+        assert q["status"] == "ok", q
+        assert q["precision"] == "int8 dynamic" and not q["peer"] and q["tolerance"] == 0.1
+        assert rows[(wid, "native")]["fastest_peer"] != "torch-int8"
+        assert rows[(wid, "native")]["precision"] == "fp32"
+    for wl in wls:
+        ov = rows[(wl.id, "openvino")]
+        if not _has_openvino():
+            assert ov["status"] == "skipped" and "openvino not installed" in ov["reason"]
+            continue
+        assert ov["status"] == "ok", ov
+        assert ov["max_abs_err"] <= 1e-4 and ov["peer"]
+    table = format_table(res)
+    assert "torch-int8 ‡" in table and "reduced precision" in table
+
+
+def test_int8_is_never_the_best_fp32_peer():
+    from seqfuse.bench.harness import add_ratios
+
+    rows = [
+        {"workload": "names/b64", "threads": 1, "backend": b, "device": "cpu",
+         "peer": BACKENDS[b].peer, "status": "ok", "reason": "", "median_us": m}
+        for b, m in (("eager", 100.0), ("ort", 50.0), ("torch-int8", 10.0), ("native", 40.0))
+    ]  # fmt: skip
+    add_ratios(rows)
+    nat = next(r for r in rows if r["backend"] == "native")
+    assert nat["fastest_peer"] == "ort" and nat["ratio_to_fastest_peer"] == pytest.approx(0.8)
+    t = {x["id"]: x for x in check_targets({"results": rows})}
+    assert t["names b64 vs best fp32 peer"]["status"] == "met"  # 0.8 <= 0.9, int8 ignored
+
+
+def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
+    from seqfuse import _C
+
+    runs = [n for n, ok in _C.kernel_sets() if ok]
+    isa = "portable" if "portable" in runs else runs[-1]
+    argv = ["bench", "--quick", "--models", "hihell", "--backends", "eager,native"]
+    argv += ["--budget", "0.01", "--no-progress", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--isa", isa]) == 0
+    assert f"native kernel set: {isa} (forced by --isa {isa})" in capsys.readouterr().out
+    data = json.loads((tmp_path / "o" / "bench.json").read_text())
+    assert data["settings"]["isa"] == isa
+    nat = [r for r in data["results"] if r["backend"] == "native"]
+    assert nat and all(r["status"] == "ok" and r["isa"] == isa for r in nat)
+    bad = ["bogus"] + [n for n, ok in _C.kernel_sets() if not ok]
+    for name in bad:
+        out = tmp_path / f"bad-{name}"
+        assert main([*argv[:-1], str(out), "--isa", name]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "--isa" in err and repr(name) in err
+        assert not (out / "bench.json").exists()  # failed before measuring
+    with pytest.raises(ValueError, match="unknown kernel set"):
+        run_benchmarks(seed_workloads(["hihell"], batches=(1,)), ["eager"], isa="nope", **FAST)
+
+
+def test_large_group(tmp_path):
+    from seqfuse.bench.workloads import large_workloads
+
+    ids = [w.id for w in large_workloads()]
+    assert ids == [f"{m}/b{b}" for m in ("lstm256x512", "gru256x256") for b in (1, 8, 64)]
+    w = large_workloads(["lstm256x512"], batches=(1,))[0]
+    assert (w.group, w.seq_len, w.config["input_size"], w.hidden) == ("large", 50, 256, 512)
+    g = large_workloads(["gru256x256"], batches=(1,))[0]
+    assert (g.seq_len, g.config["input_size"], g.hidden, g.cell) == (100, 256, 256, "gru")
+    m = w.build_model()
+    assert isinstance(m.rnn, torch.nn.LSTM) and m.rnn.batch_first and m.head is None
+    assert w.cost()["step_weight_bytes"] == 4 * m.rnn.weight_hh_l0.numel()
+    with pytest.raises(ValueError, match="unknown large model"):
+        large_workloads(["nope"])
+    # not in the default set; selected by --models large (eager only: about a second)
+    assert not any(x.group == "large" for x in seed_workloads())
+    argv = ["bench", "--models", "large", "--batches", "1", "--backends", "eager"]
+    argv += ["--threads", "1", "--budget", "0.01", "--min-reps", "2", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert [x["id"] for x in data["workloads"]] == ["lstm256x512/b1", "gru256x256/b1"]
+    assert {x["group"] for x in data["workloads"]} == {"large"}

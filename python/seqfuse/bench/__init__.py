@@ -21,7 +21,7 @@ from seqfuse.bench.report import (
     update_readme,
     write_json,
 )
-from seqfuse.bench.workloads import Workload, grid_workloads, seed_workloads
+from seqfuse.bench.workloads import Workload, grid_workloads, large_workloads, seed_workloads
 
 DEMO_BACKENDS = ["eager", "torchscript", "ort", "seqfuse.compile", "native"]
 
@@ -107,6 +107,7 @@ __all__ = [
     "check_targets",
     "format_table",
     "grid_workloads",
+    "large_workloads",
     "make_backends",
     "markdown_section",
     "plot_grid",

@@ -49,13 +49,15 @@ def _to(obj: Any, device: str) -> Any:
 
 
 class Backend:
-    """Base class. ``peer``: a non-seqfuse way to run the model (ratios are taken to the
-    fastest peer); ``tolerance``: max abs error against eager accepted at validation."""
+    """Base class. ``peer``: a non-seqfuse fp32 way to run the model (ratios are taken to
+    the fastest peer); ``precision``: "fp32", or what a reduced-precision backend does
+    (never a peer); ``tolerance``: max abs error against eager accepted at validation."""
 
     name = "base"
     label = "base"
     device = "cpu"
     peer = True
+    precision = "fp32"
     tolerance = 1e-5
     note = ""
 
@@ -92,6 +94,11 @@ class Backend:
 
     def close(self) -> None:
         """Drop what prepare built (exported files, compiled graphs)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Fields this backend adds to its result rows once validated (e.g. native's
+        kernel set)."""
+        return {}
 
 
 class _TorchFn(Backend):
@@ -232,6 +239,10 @@ class AOTInductor(_TorchFn):
         self.fn = None
 
 
+# ONNX files shared by ONNX Runtime and OpenVINO (one export per model and signature)
+_ONNX_FILES = _ArtifactCache()
+
+
 def _flat(obj: Any) -> list[Any]:
     if isinstance(obj, (tuple, list)):
         return [t for o in obj for t in _flat(o)]
@@ -275,7 +286,7 @@ class OnnxRuntime(Backend):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache = _ArtifactCache()
+        self._cache = _ONNX_FILES
 
     def prepare(self, model, inputs):
         args = inputs.example_args(model)
@@ -341,8 +352,123 @@ class OnnxRuntimeCUDA(OnnxRuntime):
         return (ok, why) if not ok else super().available()
 
 
+class OpenVINO(Backend):
+    """OpenVINO's CPU plugin on the ONNX file the ORT backend runs (the same shared
+    export), read by ``openvino.Core.read_model``; compiled per thread count."""
+
+    name, label = "openvino", "OpenVINO CPU"
+    tolerance = 1e-4  # its own vectorized activations, like ONNX Runtime's
+    exporter = "seqfuse"  # as OnnxRuntime; streaming always uses "torch" (see prepare)
+    note = (
+        "the ONNX file ONNX Runtime runs, compiled for CPU with INFERENCE_NUM_THREADS = the "
+        "run's threads, INFERENCE_PRECISION_HINT f32 and the LATENCY hint; streaming uses "
+        "torch.onnx's file, whose states are required inputs (seqfuse's folds the optional "
+        "zero states into constants when OpenVINO reads it)"
+    )
+
+    def available(self):
+        try:
+            import openvino  # noqa: F401
+        except ImportError as e:
+            return False, f"openvino not installed (pip install openvino; {e})"
+        return True, ""
+
+    def prepare(self, model, inputs):
+        import openvino as ov
+
+        args = inputs.example_args(model)
+        exporter = "torch" if inputs.mode == "stream" else self.exporter
+        path = _ONNX_FILES.get(
+            model,
+            f"onnx:{inputs.mode}:{exporter}",
+            ".onnx",
+            lambda p: _export_onnx(model, p, args, exporter),
+        )
+        self._core = ov.Core()
+        self._ov_model = self._core.read_model(str(path))
+        self._np_x = inputs.x.numpy()
+        self._np_steps = [s.numpy() for s in inputs.steps]
+        self._zero = [t.numpy() for t in _flat(args[1:])]
+        n_in = len(self._ov_model.inputs)
+        if inputs.mode == "stream" and n_in != 1 + len(self._zero):
+            raise BackendUnsupported(f"the ONNX file has {n_in} inputs, not x and the states")
+        super().prepare(model, inputs)
+        self.set_threads(self.threads)
+
+    def set_threads(self, n):
+        super().set_threads(n)
+        config = {
+            "INFERENCE_NUM_THREADS": n,
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self._compiled = self._core.compile_model(self._ov_model, "CPU", config)
+        self._req = self._compiled.create_infer_request()
+        self.reset()
+
+    def reset(self):
+        super().reset()
+        self._feed_state = [z.copy() for z in getattr(self, "_zero", [])]
+
+    def run(self):
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            return self._req.infer({0: self._np_x}, share_inputs=True).to_tuple()
+        step = self._np_steps[self._i % len(self._np_steps)]
+        self._i += 1
+        feeds = {0: step, **{i + 1: s for i, s in enumerate(self._feed_state)}}
+        out = self._req.infer(feeds, share_inputs=True).to_tuple()
+        self._feed_state = list(out[1:])  # the state goes back in on the next call
+        return out
+
+    def close(self):
+        self._req = self._compiled = self._ov_model = None
+
+
+class TorchInt8Dynamic(_TorchFn):
+    """PyTorch dynamic int8 quantization (``torch.ao.quantization.quantize_dynamic`` on
+    nn.LSTM, nn.GRU and nn.Linear): reduced precision, so it is timed and shown but never
+    counted as a peer, and it is validated at its own, looser tolerance."""
+
+    name, label = "torch-int8", "PyTorch dynamic int8"
+    peer = False
+    precision = "int8 dynamic"
+    # measured on the seed and large models: up to 0.03 max abs (GRU(256,256), T=100)
+    tolerance = 0.1
+    note = (
+        "REDUCED PRECISION, not an fp32 peer: torch.ao.quantization.quantize_dynamic (int8 "
+        "weights of nn.LSTM/nn.GRU/nn.Linear, activations quantized per call), validated at "
+        f"max abs err <= {tolerance:g}, never the fastest peer"
+    )
+
+    def make_fn(self, model, inputs):
+        kinds = {nn.LSTM, nn.GRU, nn.Linear}
+        if not any(isinstance(m, (nn.LSTM, nn.GRU)) for m in model.modules()):
+            raise BackendUnsupported("quantize_dynamic has int8 kernels for LSTM and GRU only")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated for torchao
+            q = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(model), kinds, dtype=torch.qint8
+            )
+        return q.eval()
+
+
 def _native():
     return importlib.import_module("seqfuse.native")
+
+
+def check_isa(isa: str) -> str:
+    """``isa`` if it names a kernel set this build has and this CPU runs (or "auto");
+    else ValueError with the choices."""
+    if isa == "auto":
+        return isa
+    sets = dict(importlib.import_module("seqfuse._C").kernel_sets())
+    if isa not in sets:
+        raise ValueError(f"unknown kernel set {isa!r}; this build has auto, {', '.join(sets)}")
+    if not sets[isa]:
+        runs = ", ".join(n for n, ok in sets.items() if ok)
+        raise ValueError(f"kernel set {isa!r} does not run on this CPU; it runs auto, {runs}")
+    return isa
 
 
 class Native(Backend):
@@ -350,12 +476,20 @@ class Native(Backend):
 
     name, label = "native", "seqfuse native CPU"
     peer = False
+    isa = "auto"  # the kernel set (seqfuse bench --isa NAME); each row records the one used
 
     def available(self):
         return True, ""  # the compiled core is always built (pip install .)
 
     def _convert(self, model: nn.Module, threads: int) -> Any:
-        return _native().from_module(model, threads=threads)
+        return _native().from_module(model, threads=threads, isa=self.isa)
+
+    def describe(self):
+        if self.device != "cpu":
+            return {}
+        nm = getattr(self, "nm", None)
+        isa = getattr(nm, "isa", None)
+        return {"isa": isa} if isinstance(isa, str) else {}
 
     def prepare(self, model, inputs):
         self.model, self.inputs = model, inputs
@@ -533,6 +667,8 @@ BACKENDS: dict[str, type[Backend]] = {
         TorchCompileRO,
         AOTInductor,
         OnnxRuntime,
+        OpenVINO,
+        TorchInt8Dynamic,
         SeqfuseCompile,
         Native,
         EagerCUDA,
@@ -548,16 +684,22 @@ SLOW_BACKENDS = ("compile-ro", "aoti")
 DEFAULT_BACKENDS = [n for n in BACKENDS if n not in SLOW_BACKENDS]
 
 
-def make_backends(names: list[str], onnx_exporter: str = "seqfuse") -> list[Backend]:
+def make_backends(
+    names: list[str], onnx_exporter: str = "seqfuse", isa: str = "auto"
+) -> list[Backend]:
+    """Backend objects by name; ``isa`` forces the native CPU rows' kernel set."""
     if onnx_exporter not in ("seqfuse", "torch"):
         raise ValueError(f"unknown ONNX exporter {onnx_exporter!r}; expected seqfuse or torch")
+    check_isa(isa)
     out = []
     for n in names:
         if n not in BACKENDS:
             raise ValueError(f"unknown backend {n!r}; expected one of {', '.join(BACKENDS)}")
         b = BACKENDS[n]()
-        if isinstance(b, OnnxRuntime):
+        if isinstance(b, (OnnxRuntime, OpenVINO)):
             b.exporter = onnx_exporter
+        if isinstance(b, Native) and b.device == "cpu":
+            b.isa = isa
         out.append(b)
     return out
 

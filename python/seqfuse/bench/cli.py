@@ -1,7 +1,7 @@
-"""`seqfuse bench`: time every backend on the seed models (and optionally the grid), print
-the table and the native engine's targets (docs/BENCHMARKS.md), write JSON and PNG,
-optionally rewrite the README's results section. Checked by tests/test_bench.py (a --quick
-run on a tiny selection).
+"""`seqfuse bench`: time every backend on the seed models (and optionally the large group and
+the grid), print the table, the roofline and the native engine's targets
+(docs/BENCHMARKS.md), write JSON and PNG, optionally rewrite the README's results section.
+Checked by tests/test_bench.py (--quick runs on tiny selections, --isa, the large group).
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS
+from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS, check_isa
 from seqfuse.bench.workloads import (
     GRID_BATCHES,
     GRID_CELLS,
     GRID_HIDDENS,
     GRID_SEQS,
+    LARGE_BATCHES,
+    LARGE_MODELS,
     SEED_BATCHES,
     SEED_MODELS,
     grid_workloads,
+    large_workloads,
     seed_workloads,
 )
 from seqfuse.errors import SeqfuseError
@@ -60,8 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "  seqfuse bench --backends all --png docs/bench.png --json docs/bench.json \\\n"
         "      --update-readme README.md                 # what the README shows\n"
         "  seqfuse bench --models none --grid sweep      # latency vs batch / length / size\n"
+        "  seqfuse bench --models large --backends eager,ort,openvino,native\n"
+        "                                                # LSTM(256,512), GRU(256,256)\n"
+        "  seqfuse bench --quick --isa avx2              # native rows on the AVX2 kernels\n"
         f"backends: {', '.join(BACKENDS)}\n"
-        f"models: {', '.join(SEED_MODELS)}, shakespeare-stream, or none"
+        f"models: {', '.join(SEED_MODELS)}, shakespeare-stream, large "
+        f"({', '.join(LARGE_MODELS)}), or none"
     )
     g = p.add_argument_group("what to run")
     g.add_argument(
@@ -74,11 +81,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--models",
         default=None,
-        help="comma-separated seed models, 'all' (the shakespeare model as its streaming "
-        "step) or 'none' (default: all)",
+        help="comma-separated seed models, 'all' (the seed models, the shakespeare model as "
+        "its streaming step), 'large' (LSTM(256,512) T=50 and GRU(256,256) T=100 at batch "
+        f"1, 8 and 64; minutes on 2 cores; or one of {', '.join(LARGE_MODELS)}) or 'none' "
+        "(default: all)",
     )
     g.add_argument(
-        "--batches", type=_ints, default=None, help="seed-model batch sizes (default: 1,64)"
+        "--batches",
+        type=_ints,
+        default=None,
+        help="batch sizes (default: 1,64 for the seed models, 1,8,64 for the large group)",
     )
     g.add_argument(
         "--grid",
@@ -119,6 +131,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="ONNX file for ONNX Runtime: seqfuse.export.to_onnx's verified file (default; "
         "seconds per model) or torch.onnx.export(dynamo=False) directly (--quick's choice)",
+    )
+    m.add_argument(
+        "--isa",
+        default="auto",
+        help="kernel set of the native CPU rows: auto, or one seqfuse._C.kernel_sets() lists "
+        "that this CPU runs (e.g. avx2 on an AVX-512 machine); recorded in the results",
     )
     m.add_argument(
         "--quick",
@@ -210,7 +228,12 @@ def run(args: argparse.Namespace) -> int:
         results = report.load_json(args.from_json)
         command = results.get("command") or command
     else:
+        try:
+            isa = check_isa(args.isa)
+        except ValueError as e:
+            raise SeqfuseError(f"--isa: {e}") from None
         backends, models, batches = args.backends, args.models, args.batches
+        explicit_batches = batches is not None
         threads, budget, exporter = args.threads, args.budget, args.onnx_exporter
         if args.quick:  # options given explicitly still win
             backends = ",".join(QUICK_BACKENDS) if backends is None else backends
@@ -234,7 +257,15 @@ def run(args: argparse.Namespace) -> int:
             seeds, grid = [], []
             if models != "none":
                 names = None if models == "all" else _names(models)
-                seeds = seed_workloads(names, batches=tuple(batches))
+                large = [n for n in names or [] if n == "large" or n in LARGE_MODELS]
+                rest = [n for n in names or [] if n not in large]
+                if names is None or rest:
+                    pick_seed = None if names is None or "all" in rest else rest
+                    seeds = seed_workloads(pick_seed, batches=tuple(batches))
+                if large:
+                    pick = None if "large" in large else large
+                    lb = tuple(batches) if explicit_batches else LARGE_BATCHES
+                    seeds += large_workloads(pick, batches=lb)
             if args.grid != "none":
                 grid = grid_workloads(
                     args.grid,
@@ -255,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             command=command,
             onnx_exporter=exporter or "seqfuse",
+            isa=isa,
         )
         parts = []
         if seeds:

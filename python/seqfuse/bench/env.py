@@ -65,9 +65,20 @@ def _caches() -> dict[str, str]:
     return out
 
 
+def cache_bytes() -> dict[str, int]:
+    """The cache sizes of :func:`_caches` in bytes ("48K" -> 49152); unparsable ones left out."""
+    out = {}
+    for level, size in _caches().items():
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+        digits = size[:-1] if mult > 1 else size
+        if digits.isdigit() and int(digits) > 0:
+            out[level] = int(digits) * mult
+    return out
+
+
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for mod in ("torch", "onnxruntime", "onnx", "numpy"):
+    for mod in ("torch", "onnxruntime", "openvino", "onnx", "numpy"):
         try:
             out[mod] = __import__(mod).__version__
         except Exception:

@@ -27,13 +27,14 @@ from seqfuse.bench.backends import (
     DEFAULT_BACKENDS,
     Backend,
     BackendUnsupported,
+    check_isa,
     make_backends,
     to_numpy_list,
     torch_threads,
 )
 from seqfuse.bench.workloads import Workload
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: measured roofline peaks (peak.*), floor_us / efficiency per row
 VALIDATE_STEPS = 4  # streaming: steps compared one by one from a fresh zero state
 
 
@@ -138,6 +139,7 @@ def _row(wl: Workload, b: Backend, threads: int, status: str, reason: str = "", 
         "backend": b.name,
         "device": b.device,
         "peer": b.peer,
+        "precision": b.precision,
         "threads": threads,
         "status": status,
         "reason": reason,
@@ -221,6 +223,7 @@ def bench_workload(
                             max_abs_err=err,
                             tolerance=tol,
                             compared_outputs=compared,
+                            **b.describe(),
                             **summarize(samples, wl),
                         )
                     )
@@ -259,10 +262,13 @@ def run_benchmarks(
     progress: bool = True,
     command: str = "",
     onnx_exporter: str = "seqfuse",
+    isa: str = "auto",
 ) -> dict[str, Any]:
     """Benchmark ``workloads`` on ``backends`` at each thread count; the results dict
-    follows docs/BENCHMARKS.md (schema ``seqfuse.bench`` version :data:`SCHEMA_VERSION`)."""
+    follows docs/BENCHMARKS.md (schema ``seqfuse.bench`` version :data:`SCHEMA_VERSION`).
+    ``isa`` forces the kernel set of the native CPU rows (given by name)."""
     from seqfuse.bench.env import fingerprint, load_average
+    from seqfuse.bench.machine import measure_peaks
     from seqfuse.bench.report import check_targets, roofline_peak
 
     if not workloads:
@@ -272,11 +278,12 @@ def run_benchmarks(
         raise ValueError(f"thread counts must be >= 1, got {threads}")
     if budget_s <= 0 or min_reps < 1 or max_reps < min_reps or warmup < 0:
         raise ValueError("need budget_s > 0, warmup >= 0 and 1 <= min_reps <= max_reps")
+    check_isa(isa)  # an unknown or unsupported kernel set fails before any measuring
     if backends is None:
         backends = list(DEFAULT_BACKENDS)
     objs = [b if isinstance(b, Backend) else None for b in backends]
     if any(o is None for o in objs):
-        objs = make_backends([b for b in backends if isinstance(b, str)], onnx_exporter) + [
+        objs = make_backends([b for b in backends if isinstance(b, str)], onnx_exporter, isa) + [
             b for b in backends if isinstance(b, Backend)
         ]
     names = [b.name for b in objs]
@@ -285,6 +292,7 @@ def run_benchmarks(
     settings = Settings(threads, budget_s, warmup, min_reps, max_reps)
     started = time.time()
     load_before = load_average()
+    measured = measure_peaks()  # the machine's GEMM FLOP/s and read bandwidth, once a process
     rows: list[dict[str, Any]] = []
     bar = None
     if progress:
@@ -322,10 +330,11 @@ def run_benchmarks(
             "min_reps": min_reps,
             "max_reps": max_reps,
             "onnx_exporter": onnx_exporter,
+            "isa": isa,
         },
         "backend_notes": {b.name: b.note for b in objs if b.note},
         "backend_order": list(BACKENDS),  # the tables' column order (seqfuse.bench.report)
-        "peak": roofline_peak(env),
+        "peak": roofline_peak(env, measured),
         "workloads": [w.to_dict() for w in workloads],
         "results": rows,
     }

@@ -1,6 +1,6 @@
 """PNG plots of a results dict (matplotlib, Agg backend, no display needed).
 
-``plot_summary``: seed models, each backend's median latency over eager's (log scale), one
+``plot_summary``: seed and large models, each backend's median latency over eager's (log scale), one
 panel per thread count. ``plot_grid``: latency against batch size, sequence length and
 hidden size per backend (log-log), one row per cell type. Checked by tests/test_bench.py.
 """
@@ -32,7 +32,7 @@ def _backends(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_summary(results: dict[str, Any], path: str | Path) -> Path | None:
     plt = _plt()
-    seed = [w["id"] for w in results["workloads"] if w["group"] == "seed"]
+    seed = [w["id"] for w in results["workloads"] if w["group"] in ("seed", "large")]
     rows = [r for r in _ok(results) if r["workload"] in seed and r.get("ratio_to_eager")]
     if not rows:
         return None

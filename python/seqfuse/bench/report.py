@@ -15,10 +15,10 @@ from typing import Any
 
 from seqfuse.bench.env import busy_warning, summary_line
 
-# Register-blocked AVX-512 matvec streaming weights from L1/L2, measured on this project's
-# dev machine kind (docs/BENCHMARKS.md): the per-core ceiling a batch-1 step can reach.
+# Used only when no measurement is given (seqfuse.bench.machine measures the real peaks at
+# the start of every run): the per-core L1/L2 read ceiling of a register-blocked AVX-512
+# matvec on this project's dev machine kind, and two FMA pipes of the widest SIMD.
 CACHE_BYTES_PER_CYCLE = 62.0
-# fp32 FLOPs per cycle per core: two FMA pipes of the widest SIMD (x2 for multiply-add).
 FLOPS_PER_CYCLE = {"avx512": 64.0, "avx2": 32.0, "portable": 8.0}
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -39,33 +39,86 @@ TARGETS: list[tuple[str, str, int, str, str, float]] = [
     ("linear b64 vs fastest peer", "linear/b64", 1, "native", "fastest peer", 1.0),
     ("shakespeare stream 1 thread vs ORT", "shakespeare/stream", 1, "native", "ort", 0.5),
     ("shakespeare stream 2 threads vs ORT", "shakespeare/stream", 2, "native", "ort", 0.3),
-]
+    # issue 11: against the best fp32 peer (int8 is not one) at the same thread count
+    ("sine b1 vs best fp32 peer", "sine/b1", 1, "native", "fastest peer", 0.25),
+    ("names b1 vs best fp32 peer", "names/b1", 1, "native", "fastest peer", 0.5),
+    ("char step vs best fp32 peer", "shakespeare/stream", 1, "native", "fastest peer", 0.5),
+    ("mnist b1 vs best fp32 peer", "mnist/b1", 1, "native", "fastest peer", 0.65),
+    ("mnist b1 2 threads vs best fp32 peer", "mnist/b1", 2, "native", "fastest peer", 0.5),
+    ("lstm256x512 b1 vs best fp32 peer", "lstm256x512/b1", 1, "native", "fastest peer", 0.7),
+] + [
+    (f"{m} b64{'' if th == 1 else ' 2 threads'} vs best fp32 peer", f"{m}/b64", th, "native",
+     "fastest peer", 0.9)
+    for th in (1, 2)
+    for m in ("sine", "names", "mnist", "lstm256x512", "gru256x256")
+]  # fmt: skip
 
 
-def roofline_peak(env: dict[str, Any]) -> dict[str, Any]:
+def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's peaks: measured ones (seqfuse.bench.machine.measure_peaks) when given, else
+    nominal ones from the clock and the SIMD width (``measured: false``)."""
     simd = env.get("seqfuse_build", {}).get("simd")
     if simd not in FLOPS_PER_CYCLE:
         flags = env.get("cpu_flags", [])
         simd = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "portable"
     mhz = env.get("cpu_mhz_estimate") or 2500.0
     ghz = mhz / 1000.0
+    nominal = round(ghz * FLOPS_PER_CYCLE[simd], 1)
+    if measured:
+        gflops, gbps = measured["gflops_per_core"], dict(measured["gbps_per_core"])
+        caches = dict(measured.get("cache_bytes", {}))
+        assumption = (
+            f"measured at the start of the run on 1 thread: {gflops:g} GFLOP/s (torch.mm, fp32; "
+            f"nominal {nominal:g} = {ghz:.2f} GHz x {FLOPS_PER_CYCLE[simd]:g} FLOP/cycle, "
+            f"{simd}), read bandwidth L2 {gbps.get('L2', 0):g} GB/s and L3 "
+            f"{gbps.get('L3', 0):g} GB/s (torch sum/dot); per core, times the threads used"
+        )
+    else:
+        gflops = nominal
+        gbps = {"L2": round(ghz * CACHE_BYTES_PER_CYCLE, 1), "L3": None}
+        caches = {}
+        assumption = (
+            f"not measured: clock {ghz:.2f} GHz (from /proc/cpuinfo; rough under a "
+            f"hypervisor); {FLOPS_PER_CYCLE[simd]:g} fp32 FLOP/cycle/core ({simd}, 2 FMA "
+            f"pipes); {CACHE_BYTES_PER_CYCLE:g} B/cycle/core streamed from L1/L2"
+        )
     return {
+        "measured": bool(measured),
         "clock_ghz": round(ghz, 2),
         "simd": simd,
-        "gflops_per_core": round(ghz * FLOPS_PER_CYCLE[simd], 1),
-        "gbps_per_core": round(ghz * CACHE_BYTES_PER_CYCLE, 1),
-        "assumption": (
-            f"clock {ghz:.2f} GHz (from /proc/cpuinfo; rough under a hypervisor); "
-            f"{FLOPS_PER_CYCLE[simd]:g} fp32 FLOP/cycle/core ({simd}, 2 FMA pipes); "
-            f"{CACHE_BYTES_PER_CYCLE:g} B/cycle/core of weights streamed from L1/L2 "
-            "(measured register-blocked matvec). Weights larger than L2 stream from L3 or "
-            "DRAM at a lower ceiling; peaks scale with the threads used."
-        ),
+        "nominal_gflops_per_core": nominal,
+        "gflops_per_core": gflops,
+        "gbps_per_core": gbps,
+        "cache_bytes": caches,
+        "probe_s": (measured or {}).get("probe_s"),
+        "assumption": assumption,
     }
 
 
+def roofline_floor(w: dict[str, Any], peak: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The least time one call of workload ``w`` can take on ``cores`` cores, with its two
+    phases in sequence (as the engine runs them): the input-projection GEMM at the FMA peak
+    (or its weights at cache bandwidth, whichever is slower), then the recurrent steps at the
+    FMA peak or streaming their weights from the cache level they fit in. The working set is
+    one layer and direction's recurrent matrix when a call runs several steps (it is reread
+    every step), and every weight when a call is one step (reread only by the next call);
+    it is L2 when it fits the L2 of the cores used, else L3."""
+    l2 = (peak.get("cache_bytes") or {}).get("L2")
+    hot = w["step_weight_bytes"] if w["steps_per_call"] > 1 else w["weight_bytes"]
+    level = "L2" if l2 is None or hot <= l2 * cores else "L3"
+    bws = peak["gbps_per_core"]
+    bw = (bws.get(level) or bws["L2"]) * 1e9 * cores
+    flops = peak["gflops_per_core"] * 1e9 * cores
+    t_gemm = max(w["gemm_flops"] / flops, w["gemm_bytes"] / bw)
+    t_fma, t_mem = w["step_flops"] / flops, w["step_bytes"] / bw
+    floor = t_gemm + max(t_fma, t_mem)
+    bound = f"{level} bandwidth" if t_mem > t_fma and t_mem > t_gemm else "FMA peak"
+    return {"floor_us": floor * 1e6, "level": level, "bound": bound, "bw": bw}
+
+
 def add_roofline(results: dict[str, Any]) -> None:
-    """Achieved GB/s of weights and GFLOP/s for every timed row (shown for native ones)."""
+    """Achieved GB/s of weights and GFLOP/s, the roofline floor and the efficiency
+    (floor / median) for every timed row (the table shows native ones)."""
     peak = results["peak"]
     cpus = results["environment"].get("usable_cpus") or 1
     costs = {w["id"]: w for w in results["workloads"]}
@@ -77,13 +130,18 @@ def add_roofline(results: dict[str, Any]) -> None:
         cores = min(r["threads"], cpus)
         gbps = w["weight_bytes"] / sec / 1e9
         gflops = w["flops"] / sec / 1e9
+        f = roofline_floor(w, peak, cores)
         r["roofline"] = {
             "weight_bytes": w["weight_bytes"],
             "flops": w["flops"],
             "gbps": gbps,
             "gflops": gflops,
-            "pct_peak_bw": 100 * gbps / (peak["gbps_per_core"] * cores),
+            "pct_peak_bw": 100 * gbps * 1e9 / f["bw"],
             "pct_peak_flops": 100 * gflops / (peak["gflops_per_core"] * cores),
+            "floor_us": f["floor_us"],
+            "efficiency": f["floor_us"] / r["median_us"],
+            "bound": f["bound"],
+            "cache_level": f["level"],
         }
 
 
@@ -182,17 +240,31 @@ def _workload_title(w: dict[str, Any]) -> str:
     return f"{w['id']}  ({arch}; {shape}{note})"
 
 
+def kernel_set_line(results: dict[str, Any]) -> str:
+    """Which kernel set the native CPU rows ran, and whether --isa forced it."""
+    want = results.get("settings", {}).get("isa", "auto")
+    used = sorted({r["isa"] for r in results["results"] if r.get("isa")})
+    native_ok = any(r["backend"] == "native" and r["status"] == "ok" for r in results["results"])
+    ran = "/".join(used) if used else "not recorded" if native_ok else "not run"
+    if want == "auto":
+        return f"native kernel set: {ran} (auto)"
+    return f"native kernel set: {ran} (forced by --isa {want})"
+
+
 def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
     """The terminal table: per thread count and workload, one line per backend."""
     lines = [f"seqfuse bench: {summary_line(results['environment'])}"]
+    lines.append(kernel_set_line(results))
     warn = busy_warning(results["environment"])
     if warn:
         lines.append(warn)
     wls = {w["id"]: w for w in results["workloads"]}
     hdr = (
         f"  {'backend':<16}{'median us':>10}{'p99 us':>9}{'seq/s':>8}{'steps/s':>8}"
-        f"{'x eager':>9}{'x peer':>9}  {'max err':>8}  {'GB/s':>6}{'GFLOP/s':>8}{'%peak':>6}"
+        f"{'x eager':>9}{'x peer':>9}  {'max err':>8}  {'GB/s':>6}{'GFLOP/s':>8}"
+        f"{'floor us':>9}{'eff':>6}  bound"
     )
+    reduced = False
     for th in results["settings"]["threads"]:
         lines.append("")
         lines.append(f"== threads = {th} " + "=" * 70)
@@ -204,16 +276,22 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
             lines.append(hdr)
             for r in rows:
                 name = r["backend"]
+                if r.get("precision", "fp32") != "fp32":
+                    name += " ‡"
+                    reduced = True
                 if r["status"] != "ok":
                     if show_skipped or r["status"] != "skipped":
                         lines.append(f"  {name:<16}{r['status'].upper()}: {r['reason']}")
                     continue
                 roof = r.get("roofline") if r["backend"].startswith("native") else None
-                roof_s = (
-                    f"{roof['gbps']:>6.1f}{roof['gflops']:>8.1f}{roof['pct_peak_bw']:>5.0f}%"
-                    if roof
-                    else ""
-                )
+                roof_s = ""
+                if roof:
+                    roof_s = f"{roof['gbps']:>6.1f}{roof['gflops']:>8.1f}"
+                    if "floor_us" in roof:  # files from before schema 2 have no floor
+                        roof_s += (
+                            f"{fmt_us(roof['floor_us']):>9}{roof['efficiency']:>6.0%}"
+                            f"  {roof['bound']}"
+                        )
                 mark = "*" if r["backend"] == r.get("fastest_peer") else " "
                 steady = "~" if (r.get("drift") or 0) > UNSTEADY else " "
                 lines.append(
@@ -226,8 +304,10 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
     lines.append("")
     lines.append(
         "x eager / x peer: median latency over eager's / over the fastest peer's (* marks it;"
-        " peers are the non-seqfuse backends) in the same run, workload and thread count."
+        " peers are the non-seqfuse fp32 backends) in the same run, workload and thread count."
     )
+    if reduced:
+        lines.append("‡ reduced precision: validated at its own, looser tolerance; never a peer.")
     ran = {r["backend"] for r in results["results"] if r["status"] == "ok"}
     for b, note in results.get("backend_notes", {}).items():
         if b in ran:
@@ -237,8 +317,11 @@ def format_table(results: dict[str, Any], show_skipped: bool = True) -> str:
         f"{UNSTEADY:.0%}): noise, rerun on a quiet machine."
     )
     lines.append(
-        "GB/s, GFLOP/s, %peak: weights read and FLOPs of the minimal work per call, over the "
-        f"median; %peak of the weight-streaming ceiling: {results['peak']['assumption']}"
+        "GB/s, GFLOP/s: weights read and FLOPs of the minimal work per call, over the median. "
+        "floor us: the roofline floor of that work (GEMM phase at the FMA peak, then the "
+        "recurrent steps at the FMA peak or at the bandwidth of the cache level their weights "
+        "fit in); eff: floor / median; bound: what sets the floor. Peaks: "
+        f"{results['peak']['assumption']}"
     )
     lines += ["", format_targets(results)]
     if warn:
@@ -309,9 +392,9 @@ def markdown_section(
     results: dict[str, Any], command: str, png: str | None, grid_png: str | None = None
 ) -> str:
     """The README results section: fingerprint, per-workload medians, native's ratios,
-    targets and the plot. Rows: seed workloads at each thread count."""
+    targets and the plot. Rows: seed and large workloads at each thread count."""
     res = results["results"]
-    seed = [w for w in results["workloads"] if w["group"] == "seed"]
+    seed = [w for w in results["workloads"] if w["group"] in ("seed", "large")]
     cols = backend_columns(results, {r["backend"] for r in res if r["status"] == "ok"})
     skipped = sorted(
         {(r["backend"], r["reason"]) for r in res if r["status"] != "ok" and r["backend"]}
@@ -321,13 +404,15 @@ def markdown_section(
         "command). Median latency in µs per call; every backend matched eager PyTorch before "
         "it was timed. Method and JSON schema: [docs/BENCHMARKS.md](docs/BENCHMARKS.md).",
         "",
-        f"Machine: {summary_line(results['environment'])}.",
+        f"Machine: {summary_line(results['environment'])}; {kernel_set_line(results)}.",
         "",
     ]
     warn = busy_warning(results["environment"])
     if warn:
         out += [f"**{warn}.**", ""]
-    head = ["model", "threads"] + cols + ["native ÷ eager", "native ÷ ORT", "native ÷ best peer"]
+    reduced = {r["backend"] for r in res if r.get("precision", "fp32") != "fp32"}
+    head = ["model", "threads"] + [c + (" ‡" if c in reduced else "") for c in cols]
+    head += ["native eff", "native ÷ eager", "native ÷ ORT", "native ÷ best fp32 peer"]
     gpu = "native-cuda" in cols  # GPU rows compare with the GPU peers (eager-cuda, graphs)
     if gpu:
         head.append("native-cuda ÷ best GPU peer")
@@ -345,6 +430,8 @@ def markdown_section(
             nat, ort = by.get("native"), by.get("ort")
             cells = [w["id"] + ("" if w.get("need_state", True) else " †"), str(th)]
             cells += [fmt_us(by[b]["median_us"]) if b in by else "—" for b in cols]
+            eff = (nat.get("roofline") or {}).get("efficiency") if nat else None
+            cells.append(f"{eff:.0%}" if eff is not None else "—")
             cells.append(fmt_ratio(nat["ratio_to_eager"]) if nat else "—")
             cells.append(fmt_ratio(nat["median_us"] / ort["median_us"]) if nat and ort else "—")
             cells.append(
@@ -365,6 +452,15 @@ def markdown_section(
         "† the user reads only the head's output: native computes only that "
         "(`need_state=False`); the others compute everything. Streaming: one char per call, "
         "batch 1, the state in and out of every call (ONNX Runtime is fed its state back).",
+        "native eff: the roofline floor of the call (measured FMA peak and cache bandwidth of "
+        "this machine) over native's median.",
+    ]
+    if reduced:
+        out.append(
+            "‡ reduced precision (" + ", ".join(sorted(reduced)) + "): validated at its own, "
+            "looser tolerance, and never counted as a peer."
+        )
+    out += [
         "",
         "The native engine's targets (defined in docs/BENCHMARKS.md):",
         "",

@@ -1,8 +1,10 @@
-"""Benchmark workloads: the seed models at batch 1 and 64, the streaming step, and the grid.
+"""Benchmark workloads: the seed models at batch 1 and 64, the streaming step, the large
+group (LSTM(256,512) T=50 and GRU(256,256) T=100 at batch 1, 8 and 64) and the grid.
 
 A workload is a model config plus the inputs every backend receives (the same tensors,
 generated from a fixed seed), and the napkin cost of one call (weight bytes read and
-FLOPs) used by the roofline columns. Checked by tests/test_bench.py.
+FLOPs, split into the input-projection GEMM phase and the recurrent steps) used by the
+roofline columns. Checked by tests/test_bench.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ GRID_SEQS = (16, 128, 1024)
 GRID_HIDDENS = (32, 128, 256, 512, 1024)
 GRID_BASE = {"batch": 1, "seq_len": 128, "hidden": 128}
 GRID_INPUT = 64  # input features of grid models (one layer, unidirectional, no head)
+
+# The large group (`seqfuse bench --models large`): one-layer cores with no head, so a call
+# is the nn.LSTM / nn.GRU's own (batch_first). name -> (cell, input size, hidden, T).
+LARGE_MODELS: dict[str, tuple[str, int, int, int]] = {
+    "lstm256x512": ("lstm", 256, 512, 50),
+    "gru256x256": ("gru", 256, 256, 100),
+}
+LARGE_BATCHES = (1, 8, 64)
 
 STREAM_STEPS = 16  # distinct one-char inputs the streaming workload cycles through
 
@@ -78,7 +88,7 @@ class Workload:
     batch: int
     seq_len: int
     mode: str = "batch"  # "batch" | "stream"
-    group: str = "seed"  # "seed" | "grid"
+    group: str = "seed"  # "seed" | "large" | "grid"
     sweep: str = ""  # grid only: "batch" | "seq" | "hidden" | "full"
     need_state: bool = True
     seed: int = 0
@@ -116,16 +126,30 @@ class Workload:
         per step (batch rows share the read); an Embedding folded into layer 1 is a lookup
         (counted as the rows read). ``flops``: 2 per multiply-add. MNIST-style last-step
         heads with y-only outputs count one step for the top layer's backward direction.
+
+        The same split in two phases, for the roofline floor: ``gemm_flops`` /
+        ``gemm_bytes`` (input projections, lookups and the head) and ``step_flops`` /
+        ``step_bytes`` (the recurrent products of every step); ``step_weight_bytes`` is the
+        largest recurrent matrix of one layer and direction, the one a step streams.
         """
         c = self.config
         if c.get("kind") == "linear":
             w = c["in_features"] * c["out_features"] + c["out_features"]
-            return {"weight_bytes": 4 * w, "flops": 2 * self.batch * w, "recurrent_bytes": 0}
+            return {
+                "weight_bytes": 4 * w,
+                "flops": 2 * self.batch * w,
+                "recurrent_bytes": 0,
+                "gemm_flops": 2 * self.batch * w,
+                "gemm_bytes": 4 * w,
+                "step_flops": 0,
+                "step_bytes": 0,
+                "step_weight_bytes": 0,
+            }
         B, T = self.batch, self.steps_per_call
         g, H, L = GATES[c["cell"]], c["hidden_size"], c["num_layers"]
         D = 2 if c["bidirectional"] else 1
         emb = c.get("vocab_size", 0) > 0
-        rec_bytes = weight_bytes = flops = 0
+        rec_bytes = gemm_bytes = gemm_flops = step_bytes = step_flops = 0
         for layer in range(L):
             inp = (c["embed_dim"] if emb else c["input_size"]) if layer == 0 else D * H
             for d in range(D):
@@ -134,18 +158,27 @@ class Workload:
                 if top and d == 1 and c["head"] == "last_step" and not self.need_state:
                     steps = 1
                 rec_bytes += 4 * g * H * H
-                weight_bytes += 4 * g * H * H * steps
+                step_bytes += 4 * g * H * H * steps
                 if layer == 0 and emb:
-                    weight_bytes += 4 * g * H * B * steps  # table rows looked up
+                    gemm_bytes += 4 * g * H * B * steps  # table rows looked up
                 else:
-                    weight_bytes += 4 * g * H * inp
-                    flops += 2 * B * steps * g * H * inp
-                flops += 2 * B * steps * g * H * H
+                    gemm_bytes += 4 * g * H * inp
+                    gemm_flops += 2 * B * steps * g * H * inp
+                step_flops += 2 * B * steps * g * H * H
         if c["head"] != "none":
             feat, outs = D * H, c["output_size"]
-            weight_bytes += 4 * feat * outs
-            flops += 2 * B * (T if c["head"] == "step" else 1) * feat * outs
-        return {"weight_bytes": weight_bytes, "flops": flops, "recurrent_bytes": rec_bytes}
+            gemm_bytes += 4 * feat * outs
+            gemm_flops += 2 * B * (T if c["head"] == "step" else 1) * feat * outs
+        return {
+            "weight_bytes": gemm_bytes + step_bytes,
+            "flops": gemm_flops + step_flops,
+            "recurrent_bytes": rec_bytes,
+            "gemm_flops": gemm_flops,
+            "gemm_bytes": gemm_bytes,
+            "step_flops": step_flops,
+            "step_bytes": step_bytes,
+            "step_weight_bytes": 4 * g * H * H,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -200,12 +233,41 @@ def seed_workloads(
     return out
 
 
-def grid_config(cell: str, hidden: int) -> dict[str, Any]:
+def large_workloads(
+    models: list[str] | None = None, batches: tuple[int, ...] = LARGE_BATCHES
+) -> list[Workload]:
+    """The large group: LSTM(256,512) T=50 and GRU(256,256) T=100 (raw one-layer cores,
+    batch_first, no head) at each batch size. Not in the default set: minutes on 2 cores."""
+    names = list(LARGE_MODELS) if models is None else models
+    out: list[Workload] = []
+    for name in names:
+        if name not in LARGE_MODELS:
+            raise ValueError(
+                f"unknown large model {name!r}; expected one of {', '.join(LARGE_MODELS)}"
+            )
+        cell, inp, hidden, T = LARGE_MODELS[name]
+        cfg = grid_config(cell, hidden, inp)
+        for b in batches:
+            out.append(
+                Workload(
+                    f"{name}/b{b}",
+                    name,
+                    cfg,
+                    batch=b,
+                    seq_len=T,
+                    group="large",
+                    note="one-layer core, no head: the nn.Module's own call",
+                )
+            )
+    return out
+
+
+def grid_config(cell: str, hidden: int, input_size: int = GRID_INPUT) -> dict[str, Any]:
     return {
         "kind": "seq",
         "cell": cell,
         "hidden_size": hidden,
-        "input_size": GRID_INPUT,
+        "input_size": input_size,
         "vocab_size": 0,
         "embed_dim": 0,
         "num_layers": 1,

@@ -1,0 +1,91 @@
+"""The machine's roofline, measured at the start of a benchmark run (about half a second).
+
+Two numbers per core, on one thread, best of repeated calls:
+
+- fp32 FLOP/s of a square GEMM (torch.mm, 256 and 384, operands in L2): the FMA peak a
+  tuned kernel reaches on this CPU, clock boost and SIMD width included;
+- read bandwidth of the L2 and L3 caches: torch's vectorized ``sum`` and ``dot`` over an
+  array sized in that level, timed at two sizes so the fixed per-call cost drops out
+  (bandwidth = extra bytes / extra time).
+
+The sizes come from the cache sizes Linux reports (seqfuse.bench.env). A hand-tuned matvec
+can read L2 faster than these library reductions, so a native efficiency a little above
+100% means the probe under-measured, not that the floor was broken (docs/BENCHMARKS.md).
+Checked by tests/test_bench.py (fields present, values positive, efficiencies sane).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from seqfuse.bench.backends import torch_threads
+from seqfuse.bench.env import cache_bytes
+
+GEMM_SIZES = (256, 384)
+PROBE_BUDGET_S = 0.04  # per measured size and op
+
+
+def _best_s(fn: Callable[[], Any], budget_s: float = PROBE_BUDGET_S, min_reps: int = 10) -> float:
+    fn()
+    best = float("inf")
+    t_end = time.perf_counter() + budget_s
+    n = 0
+    while n < min_reps or (time.perf_counter() < t_end and n < 5000):
+        t0 = time.perf_counter_ns()
+        fn()
+        best = min(best, (time.perf_counter_ns() - t0) * 1e-9)
+        n += 1
+    return best
+
+
+def gemm_gflops() -> float:
+    """Best fp32 GFLOP/s of torch.mm on one thread over GEMM_SIZES."""
+    out = 0.0
+    for n in GEMM_SIZES:
+        a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        t = _best_s(lambda a=a, b=b, c=c: torch.mm(a, b, out=c))
+        out = max(out, 2 * n**3 / t / 1e9)
+    return out
+
+
+def read_gbps(small: int, large: int) -> float:
+    """Read bandwidth (GB/s) between two array sizes in bytes: (large - small) bytes over the
+    extra time, best of torch.sum and torch.dot; the plain large/time when noise makes the
+    difference meaningless."""
+    best = 0.0
+    a1, a2 = torch.rand(max(1, small // 4)), torch.rand(max(2, large // 4))
+    for op in (torch.sum, lambda a: torch.dot(a, a)):
+        t1 = _best_s(lambda op=op: op(a1))
+        t2 = _best_s(lambda op=op: op(a2))
+        plain = large / t2 / 1e9
+        slope = (large - small) / (t2 - t1) / 1e9 if t2 > t1 else float("inf")
+        best = max(best, slope if plain <= slope <= 2 * plain else plain)
+    return best
+
+
+@functools.lru_cache(maxsize=1)
+def measure_peaks() -> dict[str, Any]:
+    """{"gflops_per_core", "gbps_per_core": {"L2", "L3"}, "cache_bytes", "probe_s"}, measured
+    once per process on one thread."""
+    t0 = time.perf_counter()
+    caches = cache_bytes()
+    l1 = caches.get("L1d", 32 << 10)
+    l2 = caches.get("L2", 1 << 20)
+    l3 = caches.get("L3", 16 * l2)
+    with torch_threads(1), torch.inference_mode():
+        gflops = gemm_gflops()
+        bw = {
+            "L2": read_gbps(max(4 * l1, l2 // 8), int(0.6 * l2)),
+            "L3": read_gbps(2 * l2, max(4 * l2, min(8 * l2, l3 // 2))),
+        }
+    return {
+        "gflops_per_core": round(gflops, 1),
+        "gbps_per_core": {k: round(v, 1) for k, v in bw.items()},
+        "cache_bytes": {"L1d": l1, "L2": l2, "L3": l3},
+        "probe_s": round(time.perf_counter() - t0, 2),
+    }
