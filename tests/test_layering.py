@@ -122,6 +122,8 @@ ALLOWED = {
     "seqfuse.models": ("seqfuse.models", "seqfuse.errors"),
     "seqfuse.data": ("seqfuse.data", "seqfuse.models", "seqfuse.errors"),
     "seqfuse.native": ("seqfuse.native", "seqfuse._C", "seqfuse.models", "seqfuse.errors"),
+    # accelerate/restore: the runtime layer, beside seqfuse.native and on top of it
+    "seqfuse.accel": ("seqfuse.accel", "seqfuse.native", "seqfuse.errors"),
 }
 
 

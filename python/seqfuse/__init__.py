@@ -1,7 +1,8 @@
 """seqfuse: train, export and run recurrent sequence models (LSTM, GRU, RNN) fast.
 
 Submodules: seqfuse.models, seqfuse.data, seqfuse.train, seqfuse.native, seqfuse.export,
-seqfuse.bench. Checked by the pytest suite in tests/.
+seqfuse.bench; ``accelerate`` / ``restore`` (seqfuse.accel) put a user's own model's
+recurrent layers on the native engine. Checked by the pytest suite in tests/.
 """
 
 from __future__ import annotations
@@ -29,4 +30,21 @@ def compile(model, mode: str = "native", **torch_compile_kwargs):  # noqa: A001
     return _compile(model, mode=mode, **torch_compile_kwargs)
 
 
-__all__ = ["SeqfuseError", "__version__", "build_info", "compile"]
+def accelerate(model, *, threads: int = 1, inplace: bool = False):
+    """Run every nn.RNN / nn.GRU / nn.LSTM inside ``model`` on the native engine (a deep
+    copy unless ``inplace``); falls back to torch, with a one-time warning, where the engine
+    would not give torch's result. See seqfuse.accel and README "Accelerate your own model".
+    """
+    from seqfuse.accel import accelerate as _accelerate
+
+    return _accelerate(model, threads=threads, inplace=inplace)
+
+
+def restore(model):
+    """Give back the torch modules that :func:`accelerate` replaced (in place; returns it)."""
+    from seqfuse.accel import restore as _restore
+
+    return _restore(model)
+
+
+__all__ = ["SeqfuseError", "__version__", "accelerate", "build_info", "compile", "restore"]
