@@ -269,11 +269,48 @@ def _export_onnx(
     return path
 
 
-class OnnxRuntime(Backend):
+class _OnnxFile(Backend):
+    """A runtime that runs the model's ONNX file (one export per model and mode, shared by
+    every such backend): the prepared inputs as NumPy arrays, and streaming that feeds each
+    call's output state into the next call. A subclass loads the file and runs one call."""
+
+    tolerance = 1e-4  # ORT's MLAS and OpenVINO use their own tanh/sigmoid approximations
+    exporter = "seqfuse"  # or "torch": see _export_onnx
+
+    def _onnx_file(self, model, inputs, exporter: str) -> Path:
+        args = inputs.example_args(model)
+        self._np_x = inputs.x.numpy()
+        self._np_steps = [s.numpy() for s in inputs.steps]
+        self._zero = [t.numpy() for t in _flat(args[1:])]
+        return _ONNX_FILES.get(
+            model,
+            f"onnx:{inputs.mode}:{exporter}",
+            ".onnx",
+            lambda p: _export_onnx(model, p, args, exporter),
+        )
+
+    def _infer(self, x, states) -> Any:
+        """One call of the runtime: outputs (y, then the states) for input x and states."""
+        raise NotImplementedError
+
+    def reset(self):
+        super().reset()
+        self._feed_state = [z.copy() for z in getattr(self, "_zero", [])]
+
+    def run(self):
+        assert self.inputs is not None
+        if self.inputs.mode == "batch":
+            return self._infer(self._np_x, [])
+        step = self._np_steps[self._i % len(self._np_steps)]
+        self._i += 1
+        out = self._infer(step, self._feed_state)
+        self._feed_state = list(out[1:])  # the state goes back in on the next call
+        return out
+
+
+class OnnxRuntime(_OnnxFile):
     name, label = "ort", "ONNX Runtime CPU"
     provider = "CPUExecutionProvider"
-    tolerance = 1e-4  # ORT's MLAS uses its own tanh/sigmoid approximations
-    exporter = "seqfuse"  # or "torch": see _export_onnx
 
     def available(self):
         try:
@@ -284,22 +321,9 @@ class OnnxRuntime(Backend):
             return False, f"{self.provider} not in this onnxruntime build"
         return True, ""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._cache = _ONNX_FILES
-
     def prepare(self, model, inputs):
-        args = inputs.example_args(model)
-        self.path = self._cache.get(
-            model,
-            f"onnx:{inputs.mode}:{self.exporter}",
-            ".onnx",
-            lambda p: _export_onnx(model, p, args, self.exporter),
-        )
+        self.path = self._onnx_file(model, inputs, self.exporter)
         self.sess = None
-        self._np_x = inputs.x.numpy()
-        self._np_steps = [s.numpy() for s in inputs.steps]
-        self._zero = [t.numpy() for t in _flat(args[1:])]
         super().prepare(model, inputs)
         self.set_threads(self.threads)
 
@@ -321,22 +345,8 @@ class OnnxRuntime(Backend):
         ]
         self.reset()
 
-    def reset(self):
-        super().reset()
-        self._feed_state = [z.copy() for z in getattr(self, "_zero", [])]
-
-    def run(self):
-        assert self.inputs is not None
-        if self.inputs.mode == "batch":
-            return self.sess.run(None, {self.in_names[0]: self._np_x})
-        step = self._np_steps[self._i % len(self._np_steps)]
-        self._i += 1
-        feeds = {self.in_names[0]: step}
-        for name, s in zip(self.in_names[1:], self._feed_state):
-            feeds[name] = s
-        out = self.sess.run(None, feeds)
-        self._feed_state = out[1:]  # the state goes back in on the next call
-        return out
+    def _infer(self, x, states):
+        return self.sess.run(None, {self.in_names[0]: x, **dict(zip(self.in_names[1:], states))})
 
     def close(self):
         self.sess = None
@@ -352,13 +362,12 @@ class OnnxRuntimeCUDA(OnnxRuntime):
         return (ok, why) if not ok else super().available()
 
 
-class OpenVINO(Backend):
+class OpenVINO(_OnnxFile):
     """OpenVINO's CPU plugin on the ONNX file the ORT backend runs (the same shared
     export), read by ``openvino.Core.read_model``; compiled per thread count."""
 
     name, label = "openvino", "OpenVINO CPU"
-    tolerance = 1e-4  # its own vectorized activations, like ONNX Runtime's
-    exporter = "seqfuse"  # as OnnxRuntime; streaming always uses "torch" (see prepare)
+    # streaming always uses the "torch" exporter's file (see prepare)
     note = (
         "the ONNX file ONNX Runtime runs, compiled for CPU with INFERENCE_NUM_THREADS = the "
         "run's threads, INFERENCE_PRECISION_HINT f32 and the LATENCY hint; streaming uses "
@@ -376,19 +385,10 @@ class OpenVINO(Backend):
     def prepare(self, model, inputs):
         import openvino as ov
 
-        args = inputs.example_args(model)
         exporter = "torch" if inputs.mode == "stream" else self.exporter
-        path = _ONNX_FILES.get(
-            model,
-            f"onnx:{inputs.mode}:{exporter}",
-            ".onnx",
-            lambda p: _export_onnx(model, p, args, exporter),
-        )
+        path = self._onnx_file(model, inputs, exporter)
         self._core = ov.Core()
         self._ov_model = self._core.read_model(str(path))
-        self._np_x = inputs.x.numpy()
-        self._np_steps = [s.numpy() for s in inputs.steps]
-        self._zero = [t.numpy() for t in _flat(args[1:])]
         n_in = len(self._ov_model.inputs)
         if inputs.mode == "stream" and n_in != 1 + len(self._zero):
             raise BackendUnsupported(f"the ONNX file has {n_in} inputs, not x and the states")
@@ -406,20 +406,9 @@ class OpenVINO(Backend):
         self._req = self._compiled.create_infer_request()
         self.reset()
 
-    def reset(self):
-        super().reset()
-        self._feed_state = [z.copy() for z in getattr(self, "_zero", [])]
-
-    def run(self):
-        assert self.inputs is not None
-        if self.inputs.mode == "batch":
-            return self._req.infer({0: self._np_x}, share_inputs=True).to_tuple()
-        step = self._np_steps[self._i % len(self._np_steps)]
-        self._i += 1
-        feeds = {0: step, **{i + 1: s for i, s in enumerate(self._feed_state)}}
-        out = self._req.infer(feeds, share_inputs=True).to_tuple()
-        self._feed_state = list(out[1:])  # the state goes back in on the next call
-        return out
+    def _infer(self, x, states):
+        feeds = {0: x, **{i + 1: s for i, s in enumerate(states)}}
+        return self._req.infer(feeds, share_inputs=True).to_tuple()
 
     def close(self):
         self._req = self._compiled = self._ov_model = None
