@@ -8,19 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "random_weights.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
 
 float run_and_compare(const seqfuse::Config& c, const std::string& isa, std::mt19937& g) {
   const int B = 5, T = 9, H = c.hidden_size, LD = c.num_layers * c.dirs();
@@ -108,7 +100,7 @@ int main() {
   }
   check(threw, "length 0 must throw InvalidArgument");
 
-  if (failures) return 1;
+  if (check_failures()) return 1;
   std::printf("ok\n");
   return 0;
 }

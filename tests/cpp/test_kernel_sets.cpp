@@ -14,19 +14,11 @@
 #include <vector>
 
 #include "../../csrc/core/testing.hpp"
+#include "check.hpp"
 #include "random_weights.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
 
 struct Case {
   seqfuse::Config c;
@@ -195,7 +187,7 @@ int main() {
     std::printf("%s: %d random cases, max err vs reference %.3g\n", isa.c_str(), n_cases, worst);
     check_activations(isa);
   }
-  if (failures) return 1;
+  if (check_failures()) return 1;
   std::printf("ok\n");
   return 0;
 }

@@ -15,19 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "random_weights.hpp"
 #include "seqfuse/seqfuse.hpp"
 
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
 
 using Weights = std::map<std::string, seqfuse::Tensor>;
 constexpr int B = 4, T = 7;
@@ -228,7 +220,7 @@ int main() {
           "activation names are case-insensitive");
   }
 
-  if (failures) return 1;
+  if (check_failures()) return 1;
   std::printf("ok\n");
   return 0;
 }
