@@ -46,6 +46,25 @@ struct CellT {
   static constexpr int BNG = C == Cell::lstm ? 1 : C == Cell::gru ? 1 : 4;  // batched groups
 };
 
+// CellT's tile facts for a cell known only at run time (the backend's constructor).
+struct CellDims {
+  int u, maxng, bng;
+};
+template <Cell C>
+constexpr CellDims cell_dims() {
+  return {CellT<C>::U, CellT<C>::MAXNG, CellT<C>::BNG};
+}
+inline CellDims cell_dims(Cell c) {
+  switch (c) {
+    case Cell::lstm:
+      return cell_dims<Cell::lstm>();
+    case Cell::gru:
+      return cell_dims<Cell::gru>();
+    default:
+      return cell_dims<Cell::rnn_tanh>();  // rnn_tanh and rnn_relu: one gate, same tiles
+  }
+}
+
 // A weight matrix packed for the kernels.
 struct Packed {
   Buf buf;
@@ -405,10 +424,9 @@ class FastBackend final : public Backend {
     Np_ = G_ * Hp_;
     // Recurrent panels: as many groups as the registers hold as accumulators, balanced
     // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
+    const CellDims dims = cell_dims(c.cell);
     if (c.num_layers > 0) {
-      const int maxng = c.cell == Cell::lstm  ? CellT<Cell::lstm>::MAXNG
-                        : c.cell == Cell::gru ? CellT<Cell::gru>::MAXNG
-                                              : CellT<Cell::rnn_tanh>::MAXNG;
+      const int maxng = dims.maxng;
       const int ngrp = Hp_ / W;
       int np = (ngrp + maxng - 1) / maxng;
       // An even panel count when a step is big enough to be split by a two-thread team
@@ -421,19 +439,16 @@ class FastBackend final : public Backend {
     // Batched steps: a tile of S::STEP_MR rows x bng_ groups; its weight slice (K x bng_*G
     // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
     // fits half of this CPU's L1d.
-    bng_ = c.cell == Cell::lstm  ? CellT<Cell::lstm>::BNG
-           : c.cell == Cell::gru ? CellT<Cell::gru>::BNG
-                                 : CellT<Cell::rnn_tanh>::BNG;
+    bng_ = dims.bng;
     const size_t slice_row = size_t(bng_) * G_ * W * sizeof(float);  // bytes per k
     kblock_ = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
-    const int ux = c.cell == Cell::lstm ? 2 : c.cell == Cell::gru ? 3 : 8;
     const int L = c.num_layers, dirs = c.dirs();
     ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
     for (int l = 0; l < L; ++l)
       for (int d = 0; d < dirs; ++d) {
         LayerDir& x = ld_[size_t(l * dirs + d)];
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
-        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), ux);
+        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), dims.u);
         pack(x.whh, get("rnn.weight_hh" + sfx), G_, H_, H_, U_);
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
