@@ -346,7 +346,10 @@ class OnnxRuntime(_OnnxFile):
         self.reset()
 
     def _infer(self, x, states):
-        return self.sess.run(None, {self.in_names[0]: x, **dict(zip(self.in_names[1:], states))})
+        feeds = {self.in_names[0]: x}
+        if states:  # a batch call feeds x alone: nothing more on the timed path
+            feeds.update(zip(self.in_names[1:], states))
+        return self.sess.run(None, feeds)
 
     def close(self):
         self.sess = None
@@ -407,7 +410,9 @@ class OpenVINO(_OnnxFile):
         self.reset()
 
     def _infer(self, x, states):
-        feeds = {0: x, **{i + 1: s for i, s in enumerate(states)}}
+        feeds = {0: x}
+        if states:
+            feeds.update((i + 1, s) for i, s in enumerate(states))
         return self._req.infer(feeds, share_inputs=True).to_tuple()
 
     def close(self):
