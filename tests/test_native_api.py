@@ -243,9 +243,7 @@ def test_unsupported_module_options():
     _, (h, c) = sn.from_module(proj)(torch.zeros(2, 5, 3))
     assert tuple(h.shape) == (1, 2, 4) and tuple(c.shape) == (1, 2, 8)
     with pytest.raises(ValueError, match=r"h0 must have shape \[1, 2, 4\]"):
-        sn.from_module(proj)(
-            torch.zeros(2, 5, 3), (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8))
-        )
+        sn.from_module(proj)(torch.zeros(2, 5, 3), (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8)))
     with pytest.raises(ValueError, match="unsupported module Linear"):
         sn.from_module(torch.nn.Linear(3, 4))
     with pytest.raises(TypeError, match="nn.Module"):
