@@ -28,13 +28,14 @@ def make_rnn(
     bias: bool,
     batch_first: bool,
     seed: int,
+    proj: int = 0,
 ) -> nn.RNNBase:
     torch.manual_seed(seed)
     kw: dict[str, Any] = dict(
         num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidir
     )
     if cell == "lstm":
-        m: nn.RNNBase = nn.LSTM(input_size, hidden, **kw)
+        m: nn.RNNBase = nn.LSTM(input_size, hidden, proj_size=proj, **kw)
     elif cell == "gru":
         m = nn.GRU(input_size, hidden, **kw)
     else:
@@ -91,10 +92,12 @@ def random_case(
     rng: random.Random,
     hiddens: tuple[int, ...] = (5, 16, 37, 64, 100),
     batches: tuple[int, ...] = (1, 1, 2, 3, 7, 16, 65),
+    projections: bool = True,
 ) -> dict:
-    """One point of the randomized parity grid (CPU and CUDA tests draw from the same)."""
+    """One point of the randomized parity grid (CPU and CUDA tests draw from the same; the
+    CUDA engine has no LSTM proj_size, so its grid draws none)."""
     big_t = rng.random() < 0.15
-    return dict(
+    case = dict(
         cell=rng.choice(CELLS),
         input_size=rng.choice([1, 3, 8, 28]),
         hidden=rng.choice([1, 5, 16, 37, 64]) if big_t else rng.choice(list(hiddens)),
@@ -108,6 +111,10 @@ def random_case(
         lengths=rng.random() < 0.5,
         seed=rng.randrange(1 << 30),
     )
+    # Drawn last, so that the cases above are the same with or without projections.
+    proj = rng.choice([1, 3, 16]) if rng.random() < 0.35 else 0
+    case["proj"] = min(proj, case["hidden"] - 1) if projections and case["cell"] == "lstm" else 0
+    return case
 
 
 def case_inputs(case: dict):
@@ -119,7 +126,7 @@ def case_inputs(case: dict):
     S = case["layers"] * (2 if case["bidir"] else 1)
     hx = None
     if case["hx"]:
-        h0 = torch.randn(S, B, H, generator=g)
+        h0 = torch.randn(S, B, case.get("proj") or H, generator=g)
         hx = (h0, torch.randn(S, B, H, generator=g)) if case["cell"] == "lstm" else h0
     lengths = None
     if case["lengths"]:
@@ -133,7 +140,7 @@ def case_inputs(case: dict):
 def module_of(case: dict) -> nn.RNNBase:
     return make_rnn(
         case["cell"], case["input_size"], case["hidden"], case["layers"], case["bidir"],
-        case["bias"], case["batch_first"], case["seed"],
+        case["bias"], case["batch_first"], case["seed"], case.get("proj", 0),
     )  # fmt: skip
 
 

@@ -238,8 +238,12 @@ def test_bad_tokens():
 
 
 def test_unsupported_module_options():
-    with pytest.raises(ValueError, match="proj_size"):
-        sn.from_module(torch.nn.LSTM(3, 8, proj_size=4))
+    # proj_size is supported (tests/test_native.py checks its values); its h is 4 wide
+    proj = torch.nn.LSTM(3, 8, proj_size=4, batch_first=True)
+    _, (h, c) = sn.from_module(proj)(torch.zeros(2, 5, 3))
+    assert tuple(h.shape) == (1, 2, 4) and tuple(c.shape) == (1, 2, 8)
+    with pytest.raises(ValueError, match=r"h0 must have shape \[1, 2, 4\]"):
+        sn.from_module(proj)(torch.zeros(2, 5, 3), (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8)))
     with pytest.raises(ValueError, match="unsupported module Linear"):
         sn.from_module(torch.nn.Linear(3, 4))
     with pytest.raises(TypeError, match="nn.Module"):

@@ -57,7 +57,9 @@ def cuda(obj: Any) -> Any:
 
 
 GRID = [
-    random_case(random.Random(7000 + i), (5, 16, 37, 64, 100, 130), (1, 1, 2, 3, 7, 9, 16, 65))
+    random_case(
+        random.Random(7000 + i), (5, 16, 37, 64, 100, 130), (1, 1, 2, 3, 7, 9, 16, 65), False
+    )
     for i in range(40)
 ]
 

@@ -1,5 +1,6 @@
 // Model config: validation, JSON round trip and the weight names/shapes a config needs, and
-// what of a config the fused kernels lack (the ONNX semantics only the reference runs).
+// which of its ONNX semantics each backend lacks (the fused CPU kernels: other activations;
+// CUDA: every one, and proj_size).
 // Checked by tests/test_native_format.py and tests/test_onnx_import.py (bad configs, version 1
 // and 2 files) and every parity test.
 #include <algorithm>
@@ -119,29 +120,47 @@ ActivationSpec Config::activation(int dir, int slot) const {
   return k < activations.size() ? activations[k] : default_activation(cell, slot);
 }
 
-std::string Config::fused_kernels_lack() const {
-  std::vector<std::string> lack;
-  if (reverse) lack.push_back("reverse direction");
-  if (cell == Cell::gru && !linear_before_reset) lack.push_back("linear_before_reset=0");
-  if (peepholes) lack.push_back("peepholes");
-  if (input_forget) lack.push_back("input_forget");
-  if (clip > 0) lack.push_back("clip");
-  bool own = true;  // activations spelled out but equal to the cell's own cost nothing
-  for (int d = 0; d < dirs(); ++d)
-    for (int s = 0; s < activation_slots(); ++s) {
-      const ActivationSpec a = activation(d, s), o = default_activation(cell, s);
-      own = own && a.fn == o.fn;
-    }
-  if (!own) lack.push_back("activations");
+namespace {
+std::string join(const std::vector<std::string>& v) {
   std::string r;
-  for (const auto& x : lack) r += (r.empty() ? "" : ", ") + x;
+  for (const auto& x : v) r += (r.empty() ? "" : ", ") + x;
   return r;
 }
+// Activations spelled out but equal to the cell's own are the cell's own.
+bool own_activations(const Config& c) {
+  for (int d = 0; d < c.dirs(); ++d)
+    for (int s = 0; s < c.activation_slots(); ++s)
+      if (c.activation(d, s).fn != default_activation(c.cell, s).fn) return false;
+  return true;
+}
+}  // namespace
+
+std::string Config::onnx_extensions() const {
+  std::vector<std::string> used;
+  if (reverse) used.push_back("reverse direction");
+  if (cell == Cell::gru && !linear_before_reset) used.push_back("linear_before_reset=0");
+  if (peepholes) used.push_back("peepholes");
+  if (input_forget) used.push_back("input_forget");
+  if (clip > 0) used.push_back("clip");
+  if (!own_activations(*this)) used.push_back("activations");
+  return join(used);
+}
+std::string Config::fused_kernels_lack() const {
+  return own_activations(*this) ? "" : "activations";
+}
+std::string Config::cuda_lacks() const {
+  std::vector<std::string> lack;
+  const std::string onnx = onnx_extensions();
+  if (!onnx.empty()) lack.push_back(onnx);
+  if (proj_size > 0) lack.push_back("proj_size");
+  return join(lack);
+}
+int Config::state_size() const { return proj_size > 0 ? proj_size : hidden_size; }
 int Config::layer_input_size(int layer) const {
-  return layer == 0 ? rnn_input_size() : dirs() * hidden_size;
+  return layer == 0 ? rnn_input_size() : dirs() * state_size();
 }
 int Config::feature_size() const {
-  return num_layers == 0 ? rnn_input_size() : dirs() * hidden_size;
+  return num_layers == 0 ? rnn_input_size() : dirs() * state_size();
 }
 
 static void check_range(const char* name, int v, int lo, int hi) {
@@ -174,6 +193,10 @@ void Config::validate() const {
     throw InvalidArgument("config: linear_before_reset=false is for GRU only");
   if ((peepholes || input_forget) && cell != Cell::lstm)
     throw InvalidArgument("config: peepholes and input_forget are for LSTM only");
+  if (proj_size != 0) {
+    if (cell != Cell::lstm) throw InvalidArgument("config: proj_size is for LSTM only");
+    if (num_layers > 0) check_range("proj_size", proj_size, 1, hidden_size - 1);
+  }
   if (!(clip >= 0.f) || !std::isfinite(clip))
     throw InvalidArgument("config: clip must be a finite number >= 0 (0 = no clip)");
   if (!activations.empty()) {
@@ -206,12 +229,13 @@ std::map<std::string, std::vector<int64_t>> Config::weight_shapes() const {
     for (int d = 0; d < dirs(); ++d) {
       std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
       m["rnn.weight_ih" + sfx] = {GH, layer_input_size(l)};
-      m["rnn.weight_hh" + sfx] = {GH, H};
+      m["rnn.weight_hh" + sfx] = {GH, state_size()};
       if (bias) {
         m["rnn.bias_ih" + sfx] = {GH};
         m["rnn.bias_hh" + sfx] = {GH};
       }
       if (peepholes) m["rnn.weight_p" + sfx] = {3 * H};
+      if (proj_size > 0) m["rnn.weight_hr" + sfx] = {proj_size, H};
     }
   }
   if (head != Head::none) {
@@ -229,6 +253,7 @@ std::string Config::to_json() const {
     << ", \"bidirectional\": " << (bidirectional ? "true" : "false")
     << ", \"bias\": " << (bias ? "true" : "false") << ", \"head\": " << json::quote(to_string(head))
     << ", \"output_size\": " << output_size;
+  if (proj_size > 0) o << ", \"proj_size\": " << proj_size;
   // The ONNX keys only when they differ from PyTorch's defaults, so that a PyTorch model's
   // config reads as it did in format version 1.
   o << std::setprecision(9);  // every float round-trips
@@ -280,7 +305,8 @@ Config Config::from_json(const std::string& text) {
       "cell",        "input_size",          "vocab_size",    "embed_dim",
       "hidden_size", "num_layers",          "bidirectional", "bias",
       "head",        "output_size",         "reverse",       "peepholes",
-      "clip",        "linear_before_reset", "input_forget",  "activations"};
+      "clip",        "linear_before_reset", "input_forget",  "activations",
+      "proj_size"};
   for (const auto& kv : v.obj) {
     bool ok = false;
     for (const char* k : known) ok = ok || kv.first == k;
@@ -300,6 +326,7 @@ Config Config::from_json(const std::string& text) {
   get_int("output_size", c.output_size, true);
   get_bool("bidirectional", c.bidirectional);
   get_bool("bias", c.bias);
+  get_int("proj_size", c.proj_size, false);
   // Format version 2's optional keys (absent: PyTorch's semantics).
   auto opt_bool = [&](const char* key, bool& out) {
     if (v.find(key)) get_bool(key, out);

@@ -80,9 +80,10 @@ std::shared_ptr<Model::Impl> ModelAccess::build(const Config& c, WeightMap&& w,
   auto impl = std::make_shared<Model::Impl>();
   impl->cfg = c;
   impl->weights = std::move(w);
-  // The fused kernels implement PyTorch's semantics; a config beyond them runs on the scalar
-  // reference, which implements every ONNX semantic exactly. "auto" (SEQFUSE_ISA included)
-  // falls back to it and says why; a fused kernel set asked for by name is refused.
+  // The fused kernels implement PyTorch's semantics and ONNX's except other activations; a
+  // config with those runs on the scalar reference, which implements every ONNX semantic
+  // exactly. "auto" (SEQFUSE_ISA included) falls back to it and says why; a fused kernel set
+  // asked for by name is refused.
   const std::string lack = c.fused_kernels_lack();
   const bool automatic = kernel_set.empty() || kernel_set == "auto";
   if (lack.empty()) {
@@ -213,9 +214,9 @@ Session Model::stream(int batch) const {
   Session s;
   s.impl_->model = impl_;
   s.impl_->batch = batch;
-  const size_t n = size_t(c.num_layers) * batch * c.hidden_size;
-  s.impl_->h.assign(n, 0.f);
-  if (c.cell == Cell::lstm) s.impl_->c.assign(n, 0.f);
+  const size_t n = size_t(c.num_layers) * batch;
+  s.impl_->h.assign(n * c.state_size(), 0.f);
+  if (c.cell == Cell::lstm) s.impl_->c.assign(n * c.hidden_size, 0.f);
   return s;
 }
 

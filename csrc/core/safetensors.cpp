@@ -59,8 +59,9 @@ void read_weight_file(const std::string& path, Config& config,
     bad(path, "format version " + version + " is not supported (this build reads 1 to " +
                   std::to_string(kFormatVersion) + ")");
   config = Config::from_json(meta_str("config"));
-  if (vnum < 2 && !config.fused_kernels_lack().empty())
-    bad(path, "format version 1 has no " + config.fused_kernels_lack() + " (version 2 does)");
+  if (vnum < 2 && !config.onnx_extensions().empty())
+    bad(path, "format version 1 has no " + config.onnx_extensions() + " (version 2 does)");
+  if (vnum < 2 && config.proj_size > 0) bad(path, "format version 1 has no proj_size");
 
   const uint64_t data_size = uint64_t(fsize) - 8 - hlen;
   struct Entry {

@@ -15,6 +15,13 @@
 //   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles.
 // - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
 // - Directions run on separate threads; a team of threads splits the panels of a direction.
+// - ONNX's semantics (reverse, clip, LSTM peepholes and input_forget) are run-time switches
+//   of the same epilogue; a product that reads every unit's first result (GRU
+//   linear_before_reset=0: W_hn (r*h); LSTM proj_size: W_hr (o*tanh(c))) is a second pass of
+//   the same kernels after a team barrier (Kern).
+//
+// Also checked against the reference on a random grid of every option by
+// tests/cpp/test_kernel_sets.cpp (the only check of the neon set, under qemu in CI).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "core/cell.hpp"
 #include "cpu/kernel_set.hpp"
@@ -35,35 +43,48 @@ constexpr int W = S::W;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples of floats
 
-template <Cell C>
-struct CellT {
-  static constexpr int G = cell_gates(C);  // core/cell.hpp
-  // Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
-  static constexpr int U = C == Cell::lstm ? 2 : C == Cell::gru ? 3 : 8;
+// What one pass of a recurrent step computes: the step kernels' template parameter. PyTorch's
+// cells take one pass per step. A product that needs every unit's first result takes two,
+// split by a team barrier:
+// - GRU with linear_before_reset=0: gru_rz gives r*h and z for every unit, then gru_n
+//   multiplies W_hn by r*h and finishes the update;
+// - LSTM with a projection: lstm gives o*tanh(c) for every unit, then proj multiplies W_hr by it.
+enum class Kern { lstm, gru, rnn_tanh, rnn_relu, gru_rz, gru_n, proj };
+
+template <Kern K>
+struct KernT {
+  // Packed rows (vectors) per group of W units: lstm 4 gates, gru 3, gru_rz 2 (r, z), else 1.
+  static constexpr int G = K == Kern::lstm ? 4 : K == Kern::gru ? 3 : K == Kern::gru_rz ? 2 : 1;
   // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
   static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
-  static constexpr int MAXNG = C == Cell::lstm || C == Cell::gru ? MAXACC / G : MAXACC * 2 / 3;
-  static constexpr int BNG = C == Cell::lstm ? 1 : C == Cell::gru ? 1 : 4;  // batched groups
+  static constexpr int MAXNG = G > 1 ? MAXACC / G : MAXACC * 2 / 3;
+  static constexpr int BNG = G >= 3 ? 1 : G == 2 ? 2 : 4;  // groups per batched tile
+  // gru, gru_rz and gru_n read the input projection and b_hh in the cell's 3-gate order.
+  static constexpr bool GRU3 = K == Kern::gru || K == Kern::gru_rz || K == Kern::gru_n;
 };
 
-// CellT's tile facts for a cell known only at run time (the backend's constructor).
-struct CellDims {
-  int u, maxng, bng;
+// KernT's tile facts for a pass known only at run time (the backend's constructor).
+struct KernDims {
+  int g, maxng, bng;
 };
-template <Cell C>
-constexpr CellDims cell_dims() {
-  return {CellT<C>::U, CellT<C>::MAXNG, CellT<C>::BNG};
+template <Kern K>
+constexpr KernDims kern_dims() {
+  return {KernT<K>::G, KernT<K>::MAXNG, KernT<K>::BNG};
 }
-inline CellDims cell_dims(Cell c) {
-  switch (c) {
-    case Cell::lstm:
-      return cell_dims<Cell::lstm>();
-    case Cell::gru:
-      return cell_dims<Cell::gru>();
+inline KernDims kern_dims(Kern k) {
+  switch (k) {
+    case Kern::lstm:
+      return kern_dims<Kern::lstm>();
+    case Kern::gru:
+      return kern_dims<Kern::gru>();
+    case Kern::gru_rz:
+      return kern_dims<Kern::gru_rz>();
     default:
-      return cell_dims<Cell::rnn_tanh>();  // rnn_tanh and rnn_relu: one gate, same tiles
+      return kern_dims<Kern::rnn_tanh>();  // one packed row per unit: same tiles
   }
 }
+// Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
+constexpr int xproj_groups(Cell c) { return c == Cell::lstm ? 2 : c == Cell::gru ? 3 : 8; }
 
 // A weight matrix packed for the kernels.
 struct Packed {
@@ -227,38 +248,63 @@ inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const fl
 }
 
 // ---- fused recurrent step -----------------------------------------------------------------
-// For MR rows and NG groups of hidden units (starting at group grp0): gates = x-projection
-// (LSTM/RNN: includes both biases) + h W_hh^T, then the cell update, h' stored to hout.
-// GRU: accumulators start at b_hh; n = tanh(x_n + r * (W_hn h + b_hn)).
+// For MR rows and NG groups of W units (starting at group grp0): the accumulators start from
+// the x projection (LSTM/RNN: it includes both biases) or from b_hh (the GRU kinds, which add
+// the x projection in the epilogue: n = x_n + r * (W_hn h + b_hn)) or from 0 (proj), take the
+// product with hin, then the epilogue applies the update on the registers and stores.
 struct RowPtrs {
-  const float* hin;  // [Hp] previous h
-  const float* x;    // [G*Hp] input projection row (interleaved)
-  float* c;          // [Hp] LSTM cell state (in place)
-  float* hout;       // [Hp] new h
+  const float* hin;  // the product's input: h (gru_n: r*h; proj: o*tanh(c))
+  const float* x;    // [G*Hp] input projection row (interleaved by the cell's gates)
+  float* c;          // [Hp] LSTM cell state (in place); GRU two-pass: z
+  float* aux;        // [Hp] GRU two-pass: gru_rz stores r*h here, gru_n reads h_prev here
+  float* hout;       // the pass's output (lstm with a projection: o*tanh(c))
 };
 
-// A K block of the product: k in [k0, k1). The first block starts the accumulators (from the
-// x projection, or b_hh for GRU), the last runs the epilogue; a block that is not last parks
-// the accumulators in part ([MR][NV] vectors) and the next block picks them up there.
+// ONNX's extras of the epilogue; all off for PyTorch's semantics. The kernels are compiled
+// with and without them (step_mk's X), so that PyTorch's models pay no test for them.
+struct Epi {
+  float clip = 0.f;             // > 0: each gate's pre-activation clamped to [-clip, clip]
+  const float* peep = nullptr;  // LSTM peepholes [3][ld]: p_i, p_f (read c_{t-1}), p_o (c_t)
+  size_t peep_ld = 0;
+  bool input_forget = false;  // LSTM f = 1 - i
+  bool any() const { return clip > 0 || peep || input_forget; }
+};
+
+// clamp(x, -b, b) with nb = -b, NaN kept: S::max(a, x) gives x when either is NaN.
+inline V clamp_sym(V x, V nb) {
+  const V neg = S::max(nb, S::sub(S::zero(), x));  // max(-b, -x) = -min(b, x)
+  return S::max(nb, S::sub(S::zero(), neg));
+}
+
+// A K block of the product: k in [k0, k1). The first block starts the accumulators, the last
+// runs the epilogue; a block that is not last parks the accumulators in part ([MR][NV]
+// vectors) and the next block picks them up there.
 struct KBlock {
   int k0, k1;
   bool first, last;
   float* part;
 };
 
-template <Cell C, int NG, int MR>
+template <Kern K, bool X, int NG, int MR>
 inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
-                    const float* wp, size_t wst) {
-  constexpr int G = CellT<C>::G, NV = NG * G;
-  const int vec0 = grp0 * G, unit0 = grp0 * W;
+                    const float* wp, size_t wst, const Epi& ep) {
+  constexpr int G = KernT<K>::G, NV = NG * G;
+  const int unit0 = grp0 * W;
   V acc[MR][NV];
   if (kb.first) {
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; ++v)
-        acc[r][v] = C == Cell::gru ? (bh ? S::load(bh + (vec0 + v) * W) : S::zero())
-                                   : S::load(rows[r].x + (vec0 + v) * W);
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (KernT<K>::GRU3) {
+          const int gate = K == Kern::gru_n ? 2 : v % G;
+          acc[r][v] = bh ? S::load(bh + ((grp0 + v / G) * 3 + gate) * W) : S::zero();
+        } else if constexpr (K == Kern::proj) {
+          acc[r][v] = S::zero();
+        } else {
+          acc[r][v] = S::load(rows[r].x + (grp0 * G + v) * W);
+        }
+      }
   } else {
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
@@ -268,7 +314,7 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
   const float* h[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
-  const int K = kb.k1;
+  const int Kend = kb.k1;
   int k = kb.k0;
   if (MR == 1 && NV < 8) {
     // Few accumulators: split k over KS independent partial sums so the FMA latency chain
@@ -279,7 +325,7 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
     for (int q = 0; q < KS - 1; ++q)
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) part[q][v] = S::zero();
-    for (; k + KS <= K; k += KS) {
+    for (; k + KS <= Kend; k += KS) {
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v)
         acc[0][v] = S::fma(S::set1(h[0][k]), S::load(wp + size_t(k) * wst + v * W), acc[0][v]);
@@ -296,7 +342,7 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[0][v] = S::add(acc[0][v], part[q][v]);
   }
-  for (; k < K; ++k) {
+  for (; k < Kend; ++k) {
     const float* w = wp + size_t(k) * wst;
     if (MR == 1) {
       V a = S::set1(h[0][k]);
@@ -326,42 +372,68 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
       for (int v = 0; v < NV; ++v) S::store(kb.part + (r * NV + v) * W, acc[r][v]);
     return;
   }
+  // The epilogue: core/cell.hpp's onnx_update on vectors (PyTorch's cell_update when ep is off).
+  const bool clip = X && ep.clip > 0;
+  const V nb = S::set1(-ep.clip);
+  auto pre = [&](V v) { return clip ? clamp_sym(v, nb) : v; };
+  const float* peep = X ? ep.peep : nullptr;
+  const bool input_forget = X && ep.input_forget;
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 32
     for (int u = 0; u < NG; ++u) {
       const int uo = unit0 + u * W;
       float* ho = rows[r].hout + uo;
-      if (C == Cell::lstm) {
-        V i = vsigmoid(acc[r][u * 4]), f = vsigmoid(acc[r][u * 4 + 1]);
-        V g = vtanh(acc[r][u * 4 + 2]), o = vsigmoid(acc[r][u * 4 + 3]);
-        V c = S::fma(f, S::load(rows[r].c + uo), S::mul(i, g));
+      if constexpr (K == Kern::lstm) {
+        const V cp = S::load(rows[r].c + uo);
+        V ai = acc[r][u * 4], af = acc[r][u * 4 + 1], ao = acc[r][u * 4 + 3];
+        if (peep) {
+          ai = S::fma(S::load(peep + uo), cp, ai);
+          af = S::fma(S::load(peep + ep.peep_ld + uo), cp, af);
+        }
+        const V i = vsigmoid(pre(ai));
+        const V f = input_forget ? S::sub(S::set1(1.0f), i) : vsigmoid(pre(af));
+        const V g = vtanh(pre(acc[r][u * 4 + 2]));
+        const V c = S::fma(f, cp, S::mul(i, g));
         S::store(rows[r].c + uo, c);
-        S::store(ho, S::mul(o, vtanh(c)));
-      } else if (C == Cell::gru) {
-        const float* x = rows[r].x + (vec0 + u * 3) * W;
-        V rr = vsigmoid(S::add(S::load(x), acc[r][u * 3]));
-        V z = vsigmoid(S::add(S::load(x + W), acc[r][u * 3 + 1]));
-        V n = vtanh(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W)));
-        V hp = S::load(rows[r].hin + uo);
+        if (peep) ao = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c, ao);
+        S::store(ho, S::mul(vsigmoid(pre(ao)), vtanh(c)));
+      } else if constexpr (K == Kern::gru) {
+        const float* x = rows[r].x + (grp0 + u) * 3 * W;
+        const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 3])));
+        const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
+        const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
+        const V hp = S::load(rows[r].hin + uo);
         S::store(ho, S::fma(z, S::sub(hp, n), n));
-      } else if (C == Cell::rnn_tanh) {
-        S::store(ho, vtanh(acc[r][u]));
-      } else {
-        S::store(ho, S::max(S::zero(), acc[r][u]));  // NaN stays NaN (simd.hpp)
+      } else if constexpr (K == Kern::gru_rz) {
+        const float* x = rows[r].x + (grp0 + u) * 3 * W;
+        const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 2])));
+        S::store(rows[r].aux + uo, S::mul(rr, S::load(rows[r].hin + uo)));
+        S::store(rows[r].c + uo, vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 2 + 1]))));
+      } else if constexpr (K == Kern::gru_n) {
+        const float* x = rows[r].x + (grp0 + u) * 3 * W;
+        const V n = vtanh(pre(S::add(S::load(x + 2 * W), acc[r][u])));
+        const V z = S::load(rows[r].c + uo), hp = S::load(rows[r].aux + uo);
+        S::store(ho, S::fma(z, S::sub(hp, n), n));
+      } else if constexpr (K == Kern::rnn_tanh) {
+        S::store(ho, vtanh(pre(acc[r][u])));
+      } else if constexpr (K == Kern::rnn_relu) {
+        S::store(ho, S::max(S::zero(), pre(acc[r][u])));  // NaN stays NaN (simd.hpp)
+      } else {                                            // proj
+        S::store(ho, acc[r][u]);
       }
     }
   }
 }
 
-template <Cell C, int MR>
+template <Kern K, bool X, int MR>
 inline void step_ng(int ng, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
-                    const float* wp, size_t wst) {
+                    const float* wp, size_t wst, const Epi& ep) {
   switch (ng) {
 #define SEQFUSE_NG(n)                                               \
   case n:                                                           \
-    if constexpr (n <= (MR == 1 ? CellT<C>::MAXNG : CellT<C>::BNG)) \
-      step_mk<C, n, MR>(kb, rows, bh, grp0, wp, wst);               \
+    if constexpr (n <= (MR == 1 ? KernT<K>::MAXNG : KernT<K>::BNG)) \
+      step_mk<K, X, n, MR>(kb, rows, bh, grp0, wp, wst, ep);        \
     break;
     SEQFUSE_NG(1)
     SEQFUSE_NG(2)
@@ -387,21 +459,21 @@ inline void step_ng(int ng, const KBlock& kb, const RowPtrs* rows, const float* 
 
 // mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
 // instantiated at all.
-template <Cell C>
+template <Kern K, bool X>
 inline void step_rows(int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
-                      int grp0, const float* wp, size_t wst) {
+                      int grp0, const float* wp, size_t wst, const Epi& ep) {
   switch (mr) {
     case 1:
-      step_ng<C, 1>(ng, kb, rows, bh, grp0, wp, wst);
+      step_ng<K, X, 1>(ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 2:
-      if constexpr (S::STEP_MR >= 2) step_ng<C, 2>(ng, kb, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 2) step_ng<K, X, 2>(ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 3:
-      if constexpr (S::STEP_MR >= 3) step_ng<C, 3>(ng, kb, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 3) step_ng<K, X, 3>(ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 4:
-      if constexpr (S::STEP_MR >= 4) step_ng<C, 4>(ng, kb, rows, bh, grp0, wp, wst);
+      if constexpr (S::STEP_MR >= 4) step_ng<K, X, 4>(ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     default:
       break;
@@ -422,34 +494,59 @@ class FastBackend final : public Backend {
     H_ = c.num_layers > 0 ? c.hidden_size : 0;
     Hp_ = round_up(H_, W);
     Np_ = G_ * Hp_;
-    // Recurrent panels: as many groups as the registers hold as accumulators, balanced
-    // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
-    const CellDims dims = cell_dims(c.cell);
-    if (c.num_layers > 0) {
-      const int maxng = dims.maxng;
-      const int ngrp = Hp_ / W;
-      int np = (ngrp + maxng - 1) / maxng;
+    Hs_ = c.num_layers > 0 ? c.state_size() : 0;
+    Hsp_ = round_up(Hs_, W);
+    // The passes of a step (Kern): a second one for a product that reads every unit's result.
+    const bool gru2 = c.cell == Cell::gru && !c.linear_before_reset;
+    const bool proj = c.cell == Cell::lstm && c.proj_size > 0;
+    npass_ = gru2 || proj ? 2 : 1;
+    pass_[0].kern = gru2                       ? Kern::gru_rz
+                    : c.cell == Cell::lstm     ? Kern::lstm
+                    : c.cell == Cell::gru      ? Kern::gru
+                    : c.cell == Cell::rnn_tanh ? Kern::rnn_tanh
+                                               : Kern::rnn_relu;
+    pass_[0].units = H_;
+    pass_[0].k = Hs_;
+    pass_[1].kern = gru2 ? Kern::gru_n : Kern::proj;
+    pass_[1].units = proj ? Hs_ : H_;
+    pass_[1].k = H_;
+    for (int i = 0; i < npass_ && c.num_layers > 0; ++i) {
+      PassShape& ps = pass_[i];
+      const KernDims dims = kern_dims(ps.kern);
+      ps.g = dims.g;
+      // Batch-1 panels: as many groups as the registers hold as accumulators, balanced
+      // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
+      const int ngrp = round_up(ps.units, W) / W;
+      int np = (ngrp + dims.maxng - 1) / dims.maxng;
       // An even panel count when a step is big enough to be split by a two-thread team
       // (threads own whole panels): e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
       // split of the weights between the two cores).
-      const double step_bytes = 4.0 * G_ * Hp_ * H_;
+      const double step_bytes = 4.0 * ps.g * ngrp * W * ps.k;
       if (np > 1 && np % 2 == 1 && np < ngrp && step_bytes >= 384.0 * 1024) ++np;
-      U_ = (ngrp + np - 1) / np;
+      ps.u = (ngrp + np - 1) / np;
+      // Batched steps: a tile of S::STEP_MR rows x bng groups; its weight slice (K x bng*G
+      // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
+      // fits half of this CPU's L1d.
+      ps.bng = dims.bng;
+      const size_t slice_row = size_t(ps.bng) * ps.g * W * sizeof(float);  // bytes per k
+      ps.kblock = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
     }
-    // Batched steps: a tile of S::STEP_MR rows x bng_ groups; its weight slice (K x bng_*G
-    // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
-    // fits half of this CPU's L1d.
-    bng_ = dims.bng;
-    const size_t slice_row = size_t(bng_) * G_ * W * sizeof(float);  // bytes per k
-    kblock_ = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
     const int L = c.num_layers, dirs = c.dirs();
     ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
     for (int l = 0; l < L; ++l)
       for (int d = 0; d < dirs; ++d) {
         LayerDir& x = ld_[size_t(l * dirs + d)];
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
-        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), dims.u);
-        pack(x.whh, get("rnn.weight_hh" + sfx), G_, H_, H_, U_);
+        pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l),
+             xproj_groups(c.cell));
+        const float* whh = get("rnn.weight_hh" + sfx);
+        if (gru2) {  // r, z rows; then n's rows, multiplied by r*h in the second pass
+          pack(x.whh[0], whh, 2, H_, H_, pass_[0].u);
+          pack(x.whh[1], whh + size_t(2) * H_ * H_, 1, H_, H_, pass_[1].u);
+        } else {
+          pack(x.whh[0], whh, G_, H_, Hs_, pass_[0].u);
+          if (proj) pack(x.whh[1], get("rnn.weight_hr" + sfx), 1, Hs_, H_, pass_[1].u);
+        }
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
         if (c.cell == Cell::gru) {
@@ -457,6 +554,10 @@ class FastBackend final : public Backend {
           pack_vec(x.bias_h, bhh, nullptr, G_, H_);
         } else {
           pack_vec(x.bias_x, bih, bhh, G_, H_);
+        }
+        if (const float* p = get("rnn.weight_p" + sfx)) {  // [3H] -> [3][Hp], padding 0
+          float* d3 = x.peep.ensure(size_t(3) * Hp_);
+          for (int g = 0; g < 3; ++g) std::memcpy(d3 + size_t(g) * Hp_, p + size_t(g) * H_, 4 * H_);
         }
         if (l == 0 && c.vocab_size > 0) {
           // Fold the Embedding into layer 0's input projection: table[v] = E[v] W_ih^T + b.
@@ -475,34 +576,54 @@ class FastBackend final : public Backend {
 
  private:
   struct LayerDir {
-    Packed wih, whh;
-    Buf bias_x, bias_h, table;
+    Packed wih, whh[2];  // whh[0]: the first pass's W_hh; whh[1]: W_hn or W_hr (two passes)
+    Buf bias_x, bias_h, table, peep;
+  };
+  // One pass of a step: its kernel, output units and product length, and its tiles.
+  struct PassShape {
+    Kern kern = Kern::lstm;
+    int units = 0, k = 0, g = 1;
+    int u = 1;             // groups per batch-1 panel
+    int bng = 1;           // groups per batched tile
+    int kblock = 1 << 30;  // K per block of the batched step
   };
   struct Call;  // per-call state shared by the threads
   void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar,
                float* part) const;
-  void dispatch(int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
-                const float* wp, size_t wst) const {
-    switch (c_.cell) {
-      case Cell::lstm:
-        step_rows<Cell::lstm>(mr, ng, kb, rows, bh, grp0, wp, wst);
+  // PyTorch's cells with and without ONNX's extras; the two-pass kinds always test for them
+  // (gru_rz and gru_n for clip), proj has none.
+  void dispatch(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
+                int grp0, const float* wp, size_t wst, const Epi& ep) const {
+#define SEQFUSE_KERN(k)                                                   \
+  case Kern::k:                                                           \
+    if (ep.any())                                                         \
+      step_rows<Kern::k, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);  \
+    else                                                                  \
+      step_rows<Kern::k, false>(mr, ng, kb, rows, bh, grp0, wp, wst, ep); \
+    break;
+    switch (kern) {
+      SEQFUSE_KERN(lstm)
+      SEQFUSE_KERN(gru)
+      SEQFUSE_KERN(rnn_tanh)
+      SEQFUSE_KERN(rnn_relu)
+      case Kern::gru_rz:
+        step_rows<Kern::gru_rz, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
-      case Cell::gru:
-        step_rows<Cell::gru>(mr, ng, kb, rows, bh, grp0, wp, wst);
-        break;
-      case Cell::rnn_tanh:
-        step_rows<Cell::rnn_tanh>(mr, ng, kb, rows, bh, grp0, wp, wst);
+      case Kern::gru_n:
+        step_rows<Kern::gru_n, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
       default:
-        step_rows<Cell::rnn_relu>(mr, ng, kb, rows, bh, grp0, wp, wst);
+        step_rows<Kern::proj, false>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
     }
+#undef SEQFUSE_KERN
   }
 
   Config c_;
-  int G_ = 1, H_ = 1, Hp_ = 1, Np_ = 1, U_ = 1;
-  int bng_ = 1;           // groups per batched step tile
-  int kblock_ = 1 << 30;  // K per block of the batched step (no blocking: any K fits)
+  int G_ = 1, H_ = 1, Hp_ = 1, Np_ = 1;
+  int Hs_ = 1, Hsp_ = 1;  // the hidden state's width (proj_size, else H) and its padded width
+  int npass_ = 1;
+  PassShape pass_[2];
   std::unique_ptr<LayerDir[]> ld_;
   Packed head_w_;
   Buf head_b_;
@@ -516,9 +637,10 @@ struct FastBackend::Call {
   const int* nact;   // [maxlen] active rows at each step
   const int* len;    // [B]
   float* xproj;      // [dirs][rows][Np]
-  float* outbuf[2];  // [rows][dirs*H] ping-pong layer outputs
-  float* hbuf;       // [dirs][2][B][Hp]
-  float* cbuf;       // [dirs][B][Hp]
+  float* outbuf[2];  // [rows][dirs*Hs] ping-pong layer outputs
+  float* hbuf;       // [dirs][2][B][Hsp]
+  float* cbuf;       // [dirs][B][Hp] LSTM c; GRU two-pass: z
+  float* abuf;       // [dirs][B][Hp] two passes: r*h (GRU) or o*tanh(c) (LSTM projection)
   float* feat;       // [B][F] head input for last_step / last_hidden
   const float* in;   // this layer's input rows
   size_t in_ld;
@@ -534,14 +656,13 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
                                  float* part) const {
   const ForwardArgs& a = *k.a;
   const LayerDir& x = ld_[size_t(l * k.dirs + d)];
-  const int B = k.B, H = H_, Hp = Hp_, Np = Np_;
+  const int B = k.B, H = H_, Hp = Hp_, Hs = Hs_, Hsp = Hsp_, Np = Np_;
   const bool top = l == k.L - 1;
   const bool trunc = top && d == 1 && k.truncate_top_bwd;
+  const bool backward = d == 1 || c_.reverse;  // reads each sequence from its last valid step
   const int nsteps = trunc ? 1 : k.maxlen;
   float* xp = k.xproj + size_t(d) * k.rows * Np;
   const bool use_table = l == 0 && c_.vocab_size > 0;
-  const int np = x.whh.npanels;
-  const int pp0 = rank * np / tsize, pp1 = (rank + 1) * np / tsize;
   // 1. input projections for all steps (or, truncated, each row's last valid step)
   if (!use_table) {
     const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
@@ -554,21 +675,22 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
     }
   }
   // 2. initial state (rank 0), visible to the team after the barrier
-  float* hb[2] = {k.hbuf + size_t(d) * 2 * B * Hp, k.hbuf + (size_t(d) * 2 + 1) * B * Hp};
+  float* hb[2] = {k.hbuf + size_t(d) * 2 * B * Hsp, k.hbuf + (size_t(d) * 2 + 1) * B * Hsp};
   float* cb = k.cbuf + size_t(d) * B * Hp;
-  const size_t slot = size_t(l * k.dirs + d) * B * H;
+  float* ab = k.abuf ? k.abuf + size_t(d) * B * Hp : nullptr;
+  const size_t hslot = size_t(l * k.dirs + d) * B * Hs, cslot = size_t(l * k.dirs + d) * B * H;
   if (rank == 0) {
     for (int b = 0; b < B; ++b) {
-      float* h = hb[0] + size_t(b) * Hp;
+      float* h = hb[0] + size_t(b) * Hsp;
       if (a.h0)
-        std::memcpy(h, a.h0 + slot + size_t(b) * H, sizeof(float) * H);
+        std::memcpy(h, a.h0 + hslot + size_t(b) * Hs, sizeof(float) * Hs);
       else
-        std::memset(h, 0, sizeof(float) * H);
-      std::memset(h + H, 0, sizeof(float) * (Hp - H));
+        std::memset(h, 0, sizeof(float) * Hs);
+      std::memset(h + Hs, 0, sizeof(float) * (Hsp - Hs));
       if (c_.cell == Cell::lstm) {
         float* c = cb + size_t(b) * Hp;
         if (a.c0)
-          std::memcpy(c, a.c0 + slot + size_t(b) * H, sizeof(float) * H);
+          std::memcpy(c, a.c0 + cslot + size_t(b) * H, sizeof(float) * H);
         else
           std::memset(c, 0, sizeof(float) * H);
         std::memset(c + H, 0, sizeof(float) * (Hp - H));
@@ -577,86 +699,126 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   }
   bar.wait();
   // 3. the recurrence
-  const int u0 = std::min(H, pp0 * U_ * W), u1 = std::min(H, pp1 * U_ * W);
-  const size_t wst = size_t(x.whh.PV) * W;
-  const float* bh = c_.cell == Cell::gru ? x.bias_h.data() : nullptr;
+  const bool gru = c_.cell == Cell::gru;
+  const float* bh = gru ? x.bias_h.data() : nullptr;
   const float* table = x.table.data();
+  Epi ep;
+  ep.clip = c_.clip;
+  ep.peep = x.peep.size() ? x.peep.data() : nullptr;
+  ep.peep_ld = size_t(Hp);
+  ep.input_forget = c_.input_forget;
+  // The output units this thread writes: its panels of the last pass.
+  const PassShape& last = pass_[npass_ - 1];
+  const int nlast = x.whh[npass_ - 1].npanels;
+  const int lp0 = rank * nlast / tsize, lp1 = (rank + 1) * nlast / tsize;
+  const int u0 = std::min(Hs, lp0 * last.u * W), u1 = std::min(Hs, lp1 * last.u * W);
   // Without an initial state h is zero at step 0, so W_hh h is too (weights are finite:
-  // check_weights refuses NaN and Inf): step 0 runs the epilogue alone.
-  const int k_first = a.h0 == nullptr ? 0 : H;
-  for (int s = 0; s < nsteps; ++s) {
-    const int K = s == 0 ? k_first : H;
-    const int na = a.lengths ? k.nact[s] : B;
-    float* hin = hb[s & 1];
-    float* hout = hb[(s + 1) & 1];
-    auto ptrs = [&](int i, RowPtrs& rp) {
-      const int b = k.order[i];
-      const int t = d == 0 ? s : k.len[b] - 1 - s;
-      rp.hin = hin + size_t(b) * Hp;
-      rp.hout = hout + size_t(b) * Hp;
-      rp.c = cb + size_t(b) * Hp;
-      if (use_table)
-        rp.x = table + size_t(a.tokens[k.row(t, b)]) * Np;
-      else if (trunc)
-        rp.x = xp + size_t(b) * Np;
-      else
-        rp.x = xp + k.row(t, b) * Np;
-    };
-    for (int p = pp0; p < pp1; ++p) {
-      const int grp0 = p * U_, ng = std::min(U_, x.whh.ngrp - grp0);
-      const float* wp = x.whh.panel(p);
-      if (na == 1) {
-        RowPtrs rp;
-        ptrs(0, rp);
-        dispatch(1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, wp, wst);
-        continue;
-      }
-      // Batched: each chunk of groups takes every row tile in turn, so its weight slice is
-      // reused from L1 by all of them; a slice larger than half of L1 is cut into K blocks
-      // (the accumulators wait in part between blocks).
-      for (int g = 0; g < ng; g += bng_) {
-        const int n = std::min(bng_, ng - g), nv = n * G_;
-        for (int k0 = 0; k0 < K || k0 == 0; k0 += kblock_) {
-          const int k1 = std::min(K, k0 + kblock_);
-          for (int i = 0; i < na; i += S::STEP_MR) {
-            const int mr = std::min(S::STEP_MR, na - i);
-            RowPtrs rp[S::STEP_MR];
-            for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
-            const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
-            dispatch(mr, n, kb, rp, bh, grp0 + g, wp + size_t(g) * G_ * W, wst);
+  // check_weights refuses NaN and Inf), and so is GRU's r*h: step 0 runs the epilogue alone.
+  const int k_first = a.h0 == nullptr ? 0 : Hs;
+  int pp0[2], pp1[2];  // this thread's panels of each pass (no division in the step loop)
+  for (int ip = 0; ip < npass_; ++ip) {
+    pp0[ip] = rank * x.whh[ip].npanels / tsize;
+    pp1[ip] = (rank + 1) * x.whh[ip].npanels / tsize;
+  }
+  // The step loop, compiled for one pass and for two (PyTorch's cells pay nothing for the
+  // second pass's bookkeeping).
+  auto run_steps = [&](auto two_passes) {
+    constexpr int NPASS = decltype(two_passes)::value ? 2 : 1;
+    for (int s = 0; s < nsteps; ++s) {
+      const int na = a.lengths ? k.nact[s] : B;
+      float* hin = hb[s & 1];
+      float* hout = hb[(s + 1) & 1];
+      for (int ip = 0; ip < NPASS; ++ip) {
+        const PassShape& ps = pass_[ip];
+        const Packed& P = x.whh[ip];
+        if (ip > 0 && tsize > 1) bar.wait();  // the second pass reads every unit of the first
+        const int K = ps.kern == Kern::proj ? H : s == 0 ? k_first : ps.k;
+        auto ptrs = [&](int i, RowPtrs& rp) {
+          const int b = k.order[i];
+          const int t = backward ? k.len[b] - 1 - s : s;
+          float* hp = hin + size_t(b) * Hsp;
+          float* hn = hout + size_t(b) * Hsp;
+          float* av = ab ? ab + size_t(b) * Hp : nullptr;
+          rp.c = cb + size_t(b) * Hp;
+          if (ip == 0) {  // product of h; lstm with a projection stores o*tanh(c) in aux
+            rp.hin = hp;
+            rp.aux = av;
+            rp.hout = NPASS == 2 && ps.kern == Kern::lstm ? av : hn;
+          } else {  // product of aux (r*h or o*tanh(c)); gru_n reads h_prev as aux
+            rp.hin = av;
+            rp.aux = hp;
+            rp.hout = hn;
+          }
+          if (use_table)
+            rp.x = table + size_t(a.tokens[k.row(t, b)]) * Np;
+          else if (trunc)
+            rp.x = xp + size_t(b) * Np;
+          else
+            rp.x = xp + k.row(t, b) * Np;
+        };
+        const size_t wst = size_t(P.PV) * W;
+        for (int p = pp0[ip]; p < pp1[ip]; ++p) {
+          const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
+          const float* wp = P.panel(p);
+          if (na == 1) {
+            RowPtrs rp;
+            ptrs(0, rp);
+            dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, wp, wst, ep);
+            continue;
+          }
+          // Batched: each chunk of groups takes every row tile in turn, so its weight slice is
+          // reused from L1 by all of them; a slice larger than half of L1 is cut into K blocks
+          // (the accumulators wait in part between blocks).
+          for (int g = 0; g < ng; g += ps.bng) {
+            const int n = std::min(ps.bng, ng - g), nv = n * ps.g;
+            for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
+              const int k1 = std::min(K, k0 + ps.kblock);
+              for (int i = 0; i < na; i += S::STEP_MR) {
+                const int mr = std::min(S::STEP_MR, na - i);
+                RowPtrs rp[S::STEP_MR];
+                for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
+                const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
+                dispatch(ps.kern, mr, n, kb, rp, bh, grp0 + g, wp + size_t(g) * ps.g * W, wst, ep);
+              }
+            }
           }
         }
       }
-    }
-    // this thread's slice of h' into the layer output
-    if (k.out && u1 > u0) {
-      for (int i = 0; i < na; ++i) {
-        const int b = k.order[i];
-        const int t = d == 0 ? s : k.len[b] - 1 - s;
-        std::memcpy(k.out + k.row(t, b) * k.out_ld + size_t(d) * H + u0, hout + size_t(b) * Hp + u0,
-                    sizeof(float) * (u1 - u0));
+      // this thread's slice of h' into the layer output
+      if (k.out && u1 > u0) {
+        for (int i = 0; i < na; ++i) {
+          const int b = k.order[i];
+          const int t = backward ? k.len[b] - 1 - s : s;
+          std::memcpy(k.out + k.row(t, b) * k.out_ld + size_t(d) * Hs + u0,
+                      hout + size_t(b) * Hsp + u0, sizeof(float) * (u1 - u0));
+        }
       }
+      bar.wait();
     }
-    bar.wait();
-  }
+  };
+  if (npass_ == 2)
+    run_steps(std::true_type{});
+  else
+    run_steps(std::false_type{});
   // 4. final states (each row's own last step), padded outputs zero
   if (rank == 0) {
     const int F = c_.feature_size();
     for (int b = 0; b < B; ++b) {
       const int done = std::min(nsteps, k.len[b]);
-      const float* h = hb[done & 1] + size_t(b) * Hp;
-      if (a.h_n) std::memcpy(a.h_n + slot + size_t(b) * H, h, sizeof(float) * H);
-      if (a.c_n) std::memcpy(a.c_n + slot + size_t(b) * H, cb + size_t(b) * Hp, sizeof(float) * H);
-      if (top && k.feat) std::memcpy(k.feat + size_t(b) * F + size_t(d) * H, h, sizeof(float) * H);
+      const float* h = hb[done & 1] + size_t(b) * Hsp;
+      if (a.h_n) std::memcpy(a.h_n + hslot + size_t(b) * Hs, h, sizeof(float) * Hs);
+      if (a.c_n) std::memcpy(a.c_n + cslot + size_t(b) * H, cb + size_t(b) * Hp, sizeof(float) * H);
+      if (top && k.feat)
+        std::memcpy(k.feat + size_t(b) * F + size_t(d) * Hs, h, sizeof(float) * Hs);
       if (k.out && a.lengths)
         for (int t = k.len[b]; t < k.T; ++t)
-          std::memset(k.out + k.row(t, b) * k.out_ld + size_t(d) * H, 0, sizeof(float) * H);
+          std::memset(k.out + k.row(t, b) * k.out_ld + size_t(d) * Hs, 0, sizeof(float) * Hs);
     }
   }
 }
 
 inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const {
-  const int B = a.batch, T = a.steps, L = c_.num_layers, dirs = c_.dirs(), H = H_;
+  const int B = a.batch, T = a.steps, L = c_.num_layers, dirs = c_.dirs(), Hs = Hs_;
   const int F = c_.feature_size(), O = c_.output_size;
   const size_t rows = size_t(B) * size_t(T);
   int nt = pool ? std::min(a.threads, pool->size()) : 1;
@@ -703,30 +865,38 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.len = len;
   const Head hd = c_.head;
   k.truncate_top_bwd = a.head_only && hd == Head::last_step && dirs == 2 && L > 0;
-  const bool top_store = hd == Head::none || hd == Head::step ||
-                         (hd == Head::last_step && dirs == 2 && !k.truncate_top_bwd);
+  // last_step reads the output at each row's last valid step: the final state only for a
+  // forward direction (a backward one computes that output first).
+  const bool top_store =
+      hd == Head::none || hd == Head::step ||
+      (hd == Head::last_step && (dirs == 2 || c_.reverse) && !k.truncate_top_bwd);
   const bool use_feat = L > 0 && (hd == Head::last_hidden || (hd == Head::last_step && !top_store));
   const size_t n_x = L > 0 ? size_t(dirs) * rows * Np_ : 0;
-  const size_t n_out = L > 0 ? size_t(rows) * dirs * H : 0;
-  const size_t n_h = size_t(dirs) * 2 * B * Hp_, n_c = size_t(dirs) * B * Hp_;
+  const size_t n_out = L > 0 ? size_t(rows) * dirs * Hs : 0;
+  const size_t n_h = size_t(dirs) * 2 * B * Hsp_, n_c = size_t(dirs) * B * Hp_;
+  const size_t n_a = npass_ == 2 ? n_c : 0;
   const size_t n_f = size_t(B) * F;
-  // each thread's parked accumulators of the K-blocked batched step: [B][bng_*G] vectors
-  const size_t part_ld = L > 0 ? al16(size_t(B) * bng_ * G_ * W) : 0;
+  // each thread's parked accumulators of the K-blocked batched step: [B][bng*G] vectors
+  size_t tile_vecs = 0;
+  for (int i = 0; i < npass_; ++i)
+    tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
+  const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
   auto al = al16;
-  float* base =
-      ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_f) + size_t(nt) * part_ld);
+  float* base = ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_a) + al(n_f) +
+                            size_t(nt) * part_ld);
   k.xproj = base;
   k.outbuf[0] = base + al(n_x);
   k.outbuf[1] = k.outbuf[0] + al(n_out);
   k.hbuf = k.outbuf[1] + al(n_out);
   k.cbuf = k.hbuf + al(n_h);
-  float* feat = k.cbuf + al(n_c);
+  k.abuf = n_a ? k.cbuf + al(n_c) : nullptr;
+  float* feat = k.cbuf + al(n_c) + al(n_a);
   float* part = feat + al(n_f);
   k.feat = use_feat ? feat : nullptr;
   k.in = nullptr;
   k.in_ld = 0;
   k.out = nullptr;
-  k.out_ld = size_t(dirs) * H;
+  k.out_ld = size_t(dirs) * Hs;
 
   const bool split = dirs == 2 && nt >= 2;
   // Barriers live on this call's stack: concurrent calls never share one.
@@ -763,7 +933,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
         gemm(r1 - r0, top_out + size_t(r0) * F, size_t(F), head_w_, head_b_.data(),
              a.y + size_t(r0) * O, size_t(O), O, 0, head_w_.npanels);
     } else if (hd != Head::none && tid == 0) {
-      if (!use_feat)  // bidirectional last_step with the whole top output stored
+      if (!use_feat)  // last_step with the whole top output stored (a backward direction)
         for (int b = 0; b < B; ++b)
           std::memcpy(feat + size_t(b) * F, top_out + k.row(len[b] - 1, b) * F, sizeof(float) * F);
       gemm(B, feat, size_t(F), head_w_, head_b_.data(), a.y, size_t(O), O, 0, head_w_.npanels);

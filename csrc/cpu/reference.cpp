@@ -1,7 +1,8 @@
 // The scalar reference engine: the oracle every SIMD path is tested against, written for
 // clarity from the formulas of core/cell.hpp (double accumulation, libm activations, no
-// packing). It alone runs the ONNX semantics the fused kernels lack (reverse, GRU
-// linear_before_reset=0, peepholes, input_forget, clip, other activations).
+// packing). It implements every ONNX semantic (reverse, GRU linear_before_reset=0, peepholes,
+// input_forget, clip, activations; the fused kernels lack only other activations) and
+// PyTorch's LSTM proj_size.
 // Checked against eager PyTorch by tests/test_native.py (Isa::reference), against ONNX Runtime
 // and the onnx conformance cases by tests/test_onnx_import.py, and by tests/cpp.
 #include <cmath>
@@ -25,6 +26,7 @@ class ReferenceBackend final : public Backend {
 
   void forward(const ForwardArgs& a, Workspace&, ThreadPool*) const override {
     const int B = a.batch, T = a.steps, H = c_.hidden_size, L = c_.num_layers;
+    const int Hs = c_.num_layers > 0 ? c_.state_size() : 0;  // h's width (proj_size or H)
     const int dirs = c_.dirs(), G = c_.gates();
     auto row = [&](int t, int b) { return size_t(a.batch_first ? b * T + t : t * B + b); };
     auto len = [&](int b) { return a.lengths ? int(a.lengths[b]) : T; };
@@ -38,27 +40,26 @@ class ReferenceBackend final : public Backend {
     } else {
       std::memcpy(inp.data(), a.x, sizeof(float) * inp.size());
     }
-    std::vector<float> hn(size_t(L) * dirs * B * H), cn(hn.size());
+    std::vector<float> hn(size_t(L) * dirs * B * Hs), cn(size_t(L) * dirs * B * H);
     for (int l = 0; l < L; ++l) {
-      std::vector<float> out(size_t(B) * T * dirs * H, 0.f);
+      std::vector<float> out(size_t(B) * T * dirs * Hs, 0.f);
       for (int d = 0; d < dirs; ++d) {
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
         const float* wih = get("rnn.weight_ih" + sfx);
         const float* whh = get("rnn.weight_hh" + sfx);
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
-        const float* wp = get("rnn.weight_p" + sfx);  // LSTM peepholes [3H] i, f, o, or null
-        const size_t slot = size_t(l * dirs + d) * B * H;
+        const float* wp = get("rnn.weight_p" + sfx);    // LSTM peepholes [3H] i, f, o, or null
+        const float* whr = get("rnn.weight_hr" + sfx);  // LSTM projection [Hs, H], or null
+        const size_t hslot = size_t(l * dirs + d) * B * Hs, cslot = size_t(l * dirs + d) * B * H;
         const bool backward = d == 1 || c_.reverse;
         const CellMath m = cell_math_of(c_, d);
         // GRU with linear_before_reset=0: n's recurrent product W_hn (r * h) needs r first.
         const bool r_first = c_.cell == Cell::gru && !c_.linear_before_reset;
-        std::vector<double> h(H), cs(H), gx(size_t(G) * H), gh(size_t(G) * H), rh(H);
+        std::vector<double> h(Hs), cs(H), gx(size_t(G) * H), gh(size_t(G) * H), rh(H), hu(H);
         for (int b = 0; b < B; ++b) {
-          for (int j = 0; j < H; ++j) {
-            h[j] = a.h0 ? a.h0[slot + size_t(b) * H + j] : 0.0;
-            cs[j] = a.c0 ? a.c0[slot + size_t(b) * H + j] : 0.0;
-          }
+          for (int j = 0; j < Hs; ++j) h[j] = a.h0 ? a.h0[hslot + size_t(b) * Hs + j] : 0.0;
+          for (int j = 0; j < H; ++j) cs[j] = a.c0 ? a.c0[cslot + size_t(b) * H + j] : 0.0;
           const int n = len(b);
           for (int s = 0; s < n; ++s) {
             const int t = backward ? n - 1 - s : s;
@@ -68,7 +69,7 @@ class ReferenceBackend final : public Backend {
               double ax = bih ? bih[r] : 0.0, ah = bhh ? bhh[r] : 0.0;
               for (int k = 0; k < Din; ++k) ax += double(wih[size_t(r) * Din + k]) * xt[k];
               if (r < direct_rows)
-                for (int k = 0; k < H; ++k) ah += double(whh[size_t(r) * H + k]) * h[k];
+                for (int k = 0; k < Hs; ++k) ah += double(whh[size_t(r) * Hs + k]) * h[k];
               gx[r] = ax;
               gh[r] = ah;
             }
@@ -88,23 +89,30 @@ class ReferenceBackend final : public Backend {
               }
               if (wp)
                 for (int g = 0; g < 3; ++g) pu[g] = wp[size_t(g) * H + j];
-              h[j] = onnx_update(m, gxu, ghu, wp ? pu : nullptr, h[j], cs[j]);
+              // (without a projection Hs == H and unit j reads only its own h[j])
+              hu[j] = onnx_update(m, gxu, ghu, wp ? pu : nullptr, whr ? 0.0 : h[j], cs[j]);
             }
             // Single-precision state between steps, like every fp32 engine.
             for (int j = 0; j < H; ++j) {
-              h[j] = float(h[j]);
+              hu[j] = float(hu[j]);
               cs[j] = float(cs[j]);
-              out[row(t, b) * dirs * H + size_t(d) * H + j] = float(h[j]);
+            }
+            for (int j = 0; j < Hs; ++j) {  // h = W_hr (o * tanh(c)) with a projection
+              double v = hu[j];
+              if (whr) {
+                v = 0.0;
+                for (int k = 0; k < H; ++k) v += double(whr[size_t(j) * H + k]) * hu[k];
+              }
+              h[j] = float(v);
+              out[row(t, b) * dirs * Hs + size_t(d) * Hs + j] = float(h[j]);
             }
           }
-          for (int j = 0; j < H; ++j) {
-            hn[slot + size_t(b) * H + j] = float(h[j]);
-            cn[slot + size_t(b) * H + j] = float(cs[j]);
-          }
+          for (int j = 0; j < Hs; ++j) hn[hslot + size_t(b) * Hs + j] = float(h[j]);
+          for (int j = 0; j < H; ++j) cn[cslot + size_t(b) * H + j] = float(cs[j]);
         }
       }
       inp.swap(out);
-      Din = dirs * H;
+      Din = dirs * Hs;
     }
     if (a.h_n) std::memcpy(a.h_n, hn.data(), sizeof(float) * hn.size());
     if (a.c_n) std::memcpy(a.c_n, cn.data(), sizeof(float) * cn.size());
@@ -134,8 +142,8 @@ class ReferenceBackend final : public Backend {
         std::memcpy(feat.data(), &inp[row(len(b) - 1, b) * F], sizeof(float) * F);
       } else {
         for (int d = 0; d < dirs; ++d)
-          std::memcpy(&feat[size_t(d) * H], &hn[(size_t((L - 1) * dirs + d) * B + b) * H],
-                      sizeof(float) * H);
+          std::memcpy(&feat[size_t(d) * Hs], &hn[(size_t((L - 1) * dirs + d) * B + b) * Hs],
+                      sizeof(float) * Hs);
       }
       linear(feat.data(), a.y + size_t(b) * O);
     }

@@ -178,9 +178,9 @@ Model::Model(const Config& config, const std::map<std::string, Tensor>& weights,
              Precision precision)
     : impl_(std::make_unique<Impl>()) {
   config.validate();
-  // The CUDA kernels implement PyTorch's semantics only (the ONNX extras run on the CPU).
-  if (!config.fused_kernels_lack().empty())
-    throw Unsupported("the CUDA backend does not implement " + config.fused_kernels_lack() +
+  // The CUDA kernels implement PyTorch's semantics without proj_size (the rest runs on the CPU).
+  if (!config.cuda_lacks().empty())
+    throw Unsupported("the CUDA backend does not implement " + config.cuda_lacks() +
                       " (run this model on the CPU)");
   check_weights(config, weights);
   if (config.num_layers == 0 && config.vocab_size > 0)

@@ -1,11 +1,13 @@
 // ctest: every kernel set this build has and this CPU runs, against the scalar reference, over
 // a seeded randomized grid (every cell, 1-2 layers, both directions, odd and tile-sized hidden
 // sizes, batch 1 and batched, with and without initial states and lengths, features and token
-// ids, every head, 1 and 2 threads), plus the vectorized activations over the whole float
-// range (saturation, denormals, NaN, +-Inf) against double precision. Errors are relative to
-// max(1, |reference|): a relu RNN's outputs may grow large. The C++ half of the
-// parity tests: it is what checks a kernel set where Python does not run, such as the neon set
-// cross-compiled and run under qemu-aarch64 in CI (.ci/arm).
+// ids, every head, 1 and 2 threads; the ONNX semantics the fused kernels run: reverse, GRU
+// linear_before_reset=0, LSTM peepholes and input_forget, clip; LSTM proj_size), plus the
+// vectorized activations over the whole float range (saturation, denormals, NaN, +-Inf) against
+// double precision. Errors are relative to max(1, |reference|): a relu RNN's outputs may grow
+// large. The C++ half of the parity tests: it is what checks a kernel set where Python does not
+// run, such as the neon set cross-compiled and run under qemu-aarch64 in CI (.ci/arm).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -29,7 +31,12 @@ struct Case {
 std::string describe(const Case& k) {
   const auto& c = k.c;
   return seqfuse::to_string(c.cell) + " L" + std::to_string(c.num_layers) +
-         (c.bidirectional ? " bi" : "") + " H" + std::to_string(c.hidden_size) +
+         (c.bidirectional ? " bi" : "") + (c.reverse ? " reverse" : "") +
+         (c.linear_before_reset ? "" : " lbr0") + (c.peepholes ? " peepholes" : "") +
+         (c.input_forget ? " input_forget" : "") +
+         (c.clip > 0 ? " clip " + std::to_string(c.clip) : "") +
+         (c.proj_size ? " proj " + std::to_string(c.proj_size) : "") + " H" +
+         std::to_string(c.hidden_size) +
          (c.vocab_size ? " tokens" : " D" + std::to_string(c.input_size)) + " head " +
          seqfuse::to_string(c.head) + " B" + std::to_string(k.B) + " T" + std::to_string(k.T) +
          (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") + " threads " +
@@ -59,6 +66,17 @@ Case random_case(std::mt19937& g) {
                                  seqfuse::Head::last_hidden};
   c.head = heads[pick({0, 1, 2, 3})];
   c.output_size = c.head == seqfuse::Head::none ? 0 : pick({1, 7});
+  // ONNX's semantics, each in about a third of the cases where it applies; the clip is small
+  // enough to bind on some pre-activations.
+  if (!c.bidirectional && pick({0, 0, 1}) == 1) c.reverse = true;
+  if (c.cell == seqfuse::Cell::gru && pick({0, 1}) == 1) c.linear_before_reset = false;
+  if (c.cell == seqfuse::Cell::lstm) {
+    c.peepholes = pick({0, 0, 1}) == 1;
+    c.input_forget = pick({0, 0, 0, 1}) == 1;
+    if (c.hidden_size > 1 && pick({0, 0, 1}) == 1)
+      c.proj_size = std::min(pick({1, 3, 16, 37}), c.hidden_size - 1);
+  }
+  if (pick({0, 0, 1}) == 1) c.clip = pick({1, 3}) * 0.5f;
   k.B = pick({1, 1, 2, 5, 9});
   k.T = pick({1, 3, 12});
   k.threads = pick({1, 2});
@@ -71,7 +89,7 @@ Case random_case(std::mt19937& g) {
 // reference and one kernel set.
 float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
   const auto& c = k.c;
-  const int B = k.B, T = k.T, H = c.hidden_size, S = c.num_layers * c.dirs();
+  const int B = k.B, T = k.T, H = c.hidden_size, Hs = c.state_size(), S = c.num_layers * c.dirs();
   auto w = random_weights(c, g, 1.0f / std::sqrt(float(H)));  // torch's default init range
   seqfuse::Model ref(c, w, "reference"), fast(c, w, isa);
   std::normal_distribution<float> n(0.f, 1.f);
@@ -80,19 +98,19 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
   std::vector<int64_t> tokens(size_t(B) * T), lengths(static_cast<size_t>(B));
   for (auto& t : tokens) t = std::uniform_int_distribution<int64_t>(0, c.vocab_size - 1)(g);
   for (auto& l : lengths) l = std::uniform_int_distribution<int64_t>(1, T)(g);
-  std::vector<float> h0(size_t(S) * B * H), c0(h0.size());
+  std::vector<float> h0(size_t(S) * B * Hs), c0(size_t(S) * B * H);
   for (auto* v : {&h0, &c0})
     for (auto& e : *v) e = 0.5f * n(g);
   const bool lstm = c.cell == seqfuse::Cell::lstm;
   size_t ysize = size_t(B) * c.output_size;
-  if (c.head == seqfuse::Head::none) ysize = size_t(B) * T * c.dirs() * H;
+  if (c.head == seqfuse::Head::none) ysize = size_t(B) * T * c.dirs() * Hs;
   if (c.head == seqfuse::Head::step) ysize = size_t(B) * T * c.output_size;
   std::vector<float> y[2], hn[2], cn[2];
   const seqfuse::Model* models[2] = {&ref, &fast};
   for (int m = 0; m < 2; ++m) {
     y[m].assign(ysize, -1.f);
     hn[m].assign(h0.size(), -1.f);
-    cn[m].assign(h0.size(), -1.f);
+    cn[m].assign(c0.size(), -1.f);
     seqfuse::ForwardArgs a;
     a.batch = B;
     a.steps = T;
@@ -175,11 +193,19 @@ int main() {
     if (k.supported && k.name != "reference") sets.push_back(k.name);
   check(!sets.empty(), "at least one kernel set runs here");
   std::mt19937 g(2024);
-  const int n_cases = 60;
+  const int n_cases = 100;
+  // How often each option came up (each must, for the grid to check it).
+  int seen_reverse = 0, seen_lbr0 = 0, seen_peep = 0, seen_if = 0, seen_clip = 0, seen_proj = 0;
   for (const auto& isa : sets) {
     float worst = 0.f;
     for (int i = 0; i < n_cases; ++i) {
       const Case k = random_case(g);
+      seen_reverse += k.c.reverse;
+      seen_lbr0 += !k.c.linear_before_reset;
+      seen_peep += k.c.peepholes;
+      seen_if += k.c.input_forget;
+      seen_clip += k.c.clip > 0;
+      seen_proj += k.c.proj_size > 0;
       const float err = run_and_compare(k, isa, g);
       worst = std::fmax(worst, err);
       check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
@@ -187,6 +213,12 @@ int main() {
     std::printf("%s: %d random cases, max err vs reference %.3g\n", isa.c_str(), n_cases, worst);
     check_activations(isa);
   }
+  std::printf(
+      "cases with reverse %d, linear_before_reset=0 %d, peepholes %d, input_forget %d, "
+      "clip %d, proj_size %d\n",
+      seen_reverse, seen_lbr0, seen_peep, seen_if, seen_clip, seen_proj);
+  check(seen_reverse && seen_lbr0 && seen_peep && seen_if && seen_clip && seen_proj,
+        "every ONNX option and proj_size is in the grid");
   if (check_failures()) return 1;
   std::printf("ok\n");
   return 0;

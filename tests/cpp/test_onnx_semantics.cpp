@@ -1,14 +1,17 @@
 // ctest unit test of the ONNX semantics in the C++ API (Config's format-version-2 fields),
-// without Python. Each check compares the scalar reference, which alone runs them, with the
-// fused kernels on a model that must give the same numbers (max abs error 1e-5):
+// without Python. Each check runs a model with some ONNX field set that must give the same
+// numbers (max abs error 1e-5) as a plain one (the fused kernels run both, except other
+// activations, which run on the scalar reference; tests/cpp/test_kernel_sets.cpp compares
+// every option with the reference on a random grid):
 //   - a reverse-only model equals the backward half of a bidirectional one (lengths, h0);
 //   - zero peepholes and a clip no value reaches equal a plain LSTM;
 //   - ScaledTanh(alpha=1, beta=1) in place of tanh equals tanh;
 //   - a GRU with linear_before_reset=0 and W_hn = 0, b_hn = 0 equals the PyTorch GRU;
-// and checks the kernel-set routing (reference, with the reason), the config's JSON round
-// trip and its one-line validation errors. The values themselves are checked against ONNX
-// Runtime and the onnx conformance cases by tests/test_onnx_import.py.
-// Built with -DSEQFUSE_BUILD_TESTS=ON; run by ctest and by tests/test_build.py.
+// and checks the kernel-set routing (other activations: reference, with the reason; the rest
+// fused), the config's JSON round
+// trip (proj_size included) and its one-line validation errors. The values themselves are checked
+// against ONNX Runtime and the onnx conformance cases by tests/test_onnx_import.py. Built with
+// -DSEQFUSE_BUILD_TESTS=ON; run by ctest and by tests/test_build.py.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -71,13 +74,15 @@ std::vector<float> randn(size_t n, std::mt19937& g) {
 void same(const std::string& what, const seqfuse::Config& plain, const Weights& wp,
           const seqfuse::Config& onnx, const Weights& wo, std::mt19937& g) {
   seqfuse::Model a(plain, wp), b(onnx, wo);
-  check(b.kernel_set() == "reference", what + ": runs on the reference");
+  const bool other_acts = onnx.fused_kernels_lack() == "activations";
+  check(b.kernel_set() == (other_acts ? "reference" : a.kernel_set()),
+        what + ": runs on " + b.kernel_set());
   const size_t S = size_t(plain.dirs()) * plain.num_layers * B * plain.hidden_size;
   auto x = randn(size_t(T) * B * plain.input_size, g), h0 = randn(S, g), c0 = randn(S, g);
   Out oa = run(a, x, h0, c0), ob = run(b, x, h0, c0);
   const float err = std::fmax(max_diff(oa.y, ob.y), max_diff(oa.hn, ob.hn));
-  std::printf("%s: max abs err %.3g (fused %s vs reference)\n", what.c_str(), err,
-              a.kernel_set().c_str());
+  std::printf("%s: max abs err %.3g (plain on %s, ONNX fields on %s)\n", what.c_str(), err,
+              a.kernel_set().c_str(), b.kernel_set().c_str());
   check(err <= 1e-5f, what);
 }
 
@@ -109,9 +114,8 @@ int main() {
     for (const char* n : {"weight_ih", "weight_hh", "bias_ih", "bias_hh"})
       wr[std::string("rnn.") + n + "_l0"] = wb[std::string("rnn.") + n + "_l0_reverse"];
     seqfuse::Model mb(bi, wb), mr(rev, wr);
-    check(mr.kernel_set() == "reference" &&
-              mr.kernel_set_reason() == "fused kernels lack: reverse direction",
-          "reverse runs on the reference and says why: " + mr.kernel_set_reason());
+    check(mr.kernel_set() == mb.kernel_set() && mr.kernel_set_reason().empty(),
+          "reverse runs on the fused kernels: " + mr.kernel_set() + mr.kernel_set_reason());
     const size_t S1 = size_t(B) * lstm.hidden_size;
     auto x = randn(size_t(T) * B * lstm.input_size, g), h0 = randn(2 * S1, g),
          c0 = randn(2 * S1, g);
@@ -127,7 +131,7 @@ int main() {
                                          orv.y[(size_t(t) * B + b) * H + j]));
     err = std::fmax(err, max_diff(std::vector<float>(ob.hn.begin() + S1, ob.hn.end()), orv.hn));
     err = std::fmax(err, max_diff(std::vector<float>(ob.cn.begin() + S1, ob.cn.end()), orv.cn));
-    std::printf("reverse vs bidirectional's backward half (fused %s): max abs err %.3g\n",
+    std::printf("reverse vs bidirectional's backward half (%s): max abs err %.3g\n",
                 mb.kernel_set().c_str(), err);
     check(err <= 1e-5f, "reverse == backward half");
   }
@@ -173,8 +177,9 @@ int main() {
     same("gru linear_before_reset=0, W_hn = 0", plain, w, on, w, g);
   }
 
-  // Routing: activations spelled as the cell's own stay on the fused kernels; a fused kernel
-  // set asked for by name refuses what it lacks.
+  // Routing: activations spelled as the cell's own stay on the fused kernels, and so do the
+  // other ONNX fields; other activations run on the reference, which says why; a fused kernel
+  // set asked for by name refuses them.
   {
     seqfuse::Config c = lstm;
     c.activations = {{seqfuse::Activation::sigmoid, 0.f, 0.f},
@@ -183,9 +188,17 @@ int main() {
     Weights w = random_weights(c, g, 0.4f);
     check(seqfuse::Model(c, w).kernel_set() != "reference", "default activations stay fused");
     c.input_forget = true;
-    check(seqfuse::Model(c, w).kernel_set_reason() == "fused kernels lack: input_forget",
-          "input_forget is named");
-    check(throws([&] { seqfuse::Model(c, w, "portable"); }), "portable refuses input_forget");
+    c.clip = 3.f;
+    c.reverse = true;
+    check(seqfuse::Model(c, w).kernel_set() != "reference", "input_forget, clip, reverse: fused");
+    check(c.onnx_extensions() == "reverse direction, input_forget, clip" &&
+              c.cuda_lacks() == c.onnx_extensions(),
+          "onnx_extensions() names them: " + c.onnx_extensions());
+    c.activations[1].fn = seqfuse::Activation::hard_sigmoid;
+    check(seqfuse::Model(c, w).kernel_set() == "reference" &&
+              seqfuse::Model(c, w).kernel_set_reason() == "fused kernels lack: activations",
+          "other activations run on the reference and are named");
+    check(throws([&] { seqfuse::Model(c, w, "portable"); }), "portable refuses activations");
   }
 
   // JSON round trip of every field, and one-line validation errors.
@@ -195,6 +208,7 @@ int main() {
     c.peepholes = true;
     c.input_forget = true;
     c.clip = 2.75f;
+    c.proj_size = 6;
     c.activations = {{seqfuse::Activation::hard_sigmoid, 0.2f, 0.5f},
                      {seqfuse::Activation::leaky_relu, 0.01f, 0.f},
                      {seqfuse::Activation::elu, 1.1f, 0.f},
@@ -213,6 +227,12 @@ int main() {
     bad = lstm;
     bad.activations = {{seqfuse::Activation::tanh, 0.f, 0.f}};
     check(throws([&] { bad.validate(); }), "one activation for an LSTM");
+    bad = lstm;
+    bad.proj_size = lstm.hidden_size;
+    check(throws([&] { bad.validate(); }), "proj_size >= hidden_size");
+    bad.cell = seqfuse::Cell::gru;
+    bad.proj_size = 2;
+    check(throws([&] { bad.validate(); }), "proj_size on a GRU");
     bad = lstm;
     bad.clip = NAN;
     check(throws([&] { bad.validate(); }), "clip NaN");

@@ -2,7 +2,8 @@
 // Checked by tests/test_native*.py (through seqfuse._C, against eager PyTorch) and by
 // tests/test_build.py, which builds a small app against the installed CMake package.
 //
-// Shapes use B = batch, T = time steps, D = input features, H = hidden size,
+// Shapes use B = batch, T = time steps, D = input features, H = hidden size, Hs = the hidden
+// state's width (Config::state_size(): proj_size if set, else H),
 // G = gates per cell (rnn 1, gru 3, lstm 4), L = num_layers, dirs = 1 or 2, O = head outputs.
 // Every array is dense, row-major, fp32 (tokens and lengths int64) and owned by the caller.
 #pragma once
@@ -114,11 +115,16 @@ struct SEQFUSE_API Config {
   bool bias = true;
   Head head = Head::none;
   int output_size = 0;  // O (head != none)
+  // LSTM only: > 0 projects each step's output to P = proj_size < H units (PyTorch's
+  // proj_size): h_t = W_hr (o * tanh(c_t)), weights rnn.weight_hr_l{k}[_reverse] [P, H]. The
+  // hidden state, the layer outputs and W_hh's columns are then P wide; c stays H wide.
+  int proj_size = 0;
 
   // ONNX's RNN/GRU/LSTM semantics beyond PyTorch's (format version 2). The defaults are
-  // PyTorch's; a model that uses any of them runs on the "reference" kernel set on the CPU
-  // (fused_kernels_lack() names why; kernel_set_reason() reports it), and the CUDA backend
-  // refuses it with Unsupported. Every layer and direction shares them, except activations.
+  // PyTorch's. The fused CPU kernels run all of them except activations other than the cell's
+  // own, which run on the "reference" kernel set (fused_kernels_lack() names why;
+  // kernel_set_reason() reports it); the CUDA backend refuses every one with Unsupported
+  // (cuda_lacks()). Every layer and direction shares them, except activations.
   bool reverse = false;             // unidirectional only: read each sequence backward, from
                                     // its own last valid step (ONNX direction="reverse")
   bool linear_before_reset = true;  // GRU only. false (ONNX's default, Keras reset_after=False):
@@ -137,23 +143,30 @@ struct SEQFUSE_API Config {
   int gates() const;  // G
   int dirs() const { return bidirectional ? 2 : 1; }
   int rnn_input_size() const { return vocab_size > 0 ? embed_dim : input_size; }
-  int layer_input_size(int layer) const;  // layer 0: rnn_input_size(); else dirs*H
-  int feature_size() const;               // width of the top layer's output (dirs*H or D)
-  int activation_slots() const;           // lstm 3, gru 2, rnn 1
+  int state_size() const;                 // the hidden state's width: proj_size if > 0, else H
+  int layer_input_size(int layer) const;  // layer 0: rnn_input_size(); else dirs*state_size()
+  int feature_size() const;      // width of the top layer's output (dirs*state_size(), or D)
+  int activation_slots() const;  // lstm 3, gru 2, rnn 1
   // The activation of slot `slot` in direction `dir` (0 forward, 1 backward), defaults applied.
   ActivationSpec activation(int dir, int slot) const;
-  // What of this config the fused CPU kernels and the CUDA backend do not implement, comma
-  // separated ("peepholes, clip"); empty for PyTorch's semantics.
+  // The ONNX semantics beyond PyTorch's this config uses, comma separated ("peepholes, clip");
+  // empty for PyTorch's semantics.
+  std::string onnx_extensions() const;
+  // What of this config the fused CPU kernels do not implement ("activations" when some differ
+  // from the cell's own), and what the CUDA backend does not (every ONNX extension, and
+  // proj_size); empty when they run it.
   std::string fused_kernels_lack() const;
+  std::string cuda_lacks() const;
   void validate() const;  // throws InvalidArgument / Unsupported
   std::string to_json() const;
   static Config from_json(const std::string& json);  // throws FormatError
   // The weight names and shapes this config needs, PyTorch's SeqModel state_dict names:
   //   embedding.weight          [vocab, E]
   //   rnn.weight_ih_l{k}[_reverse]  [G*H, layer_input_size(k)]  gate order i,f,g,o / r,z,n
-  //   rnn.weight_hh_l{k}[_reverse]  [G*H, H]
+  //   rnn.weight_hh_l{k}[_reverse]  [G*H, state_size()]
   //   rnn.bias_ih_l{k}[_reverse], rnn.bias_hh_l{k}[_reverse]  [G*H]   (bias only)
   //   rnn.weight_p_l{k}[_reverse]  [3*H]   (peepholes only) order i, f, o
+  //   rnn.weight_hr_l{k}[_reverse]  [P, H]  (proj_size = P > 0 only)
   //   head.weight [O, feature_size()],  head.bias [O]
   std::map<std::string, std::vector<int64_t>> weight_shapes() const;
 };
@@ -175,11 +188,11 @@ struct CallArgs {
   const int64_t* tokens = nullptr;   // [B, T] token ids in [0, vocab) (vocab_size > 0)
   const int64_t* lengths = nullptr;  // [B] valid lengths in [1, T], any order
                                      // (pack_padded_sequence semantics; padded outputs 0)
-  const float* h0 = nullptr;         // [L*dirs, B, H] initial hidden state (zeros if null)
+  const float* h0 = nullptr;         // [L*dirs, B, Hs] initial hidden state (zeros if null)
   const float* c0 = nullptr;         // [L*dirs, B, H] initial LSTM cell state (zeros if null)
-  float* y = nullptr;                // required. head none: [B, T, dirs*H] (or [T, B, dirs*H]);
+  float* y = nullptr;                // required. head none: [B, T, dirs*Hs] (or [T, B, dirs*Hs]);
                                      // step: [B, T, O] (or [T, B, O]); last_*: [B, O]
-  float* h_n = nullptr;              // [L*dirs, B, H] final hidden state, or null (not computed)
+  float* h_n = nullptr;              // [L*dirs, B, Hs] final hidden state, or null (not computed)
   float* c_n = nullptr;              // [L*dirs, B, H] final LSTM cell state, or null
 };
 
@@ -251,10 +264,10 @@ class SEQFUSE_API Session {
   ~Session();
   int batch() const;
   // x: [B, k, D] floats or tokens: [B, k] ids (batch-first); exactly one is non-null.
-  // y: head none [B, k, H]; step [B, k, O]; last_step/last_hidden [B, O].
+  // y: head none [B, k, Hs]; step [B, k, O]; last_step/last_hidden [B, O].
   void step(const float* x, const int64_t* tokens, int k, float* y, int threads = 1);
   void reset();  // zero the state
-  // state: [L, B, H] hidden (h) and, for LSTM, cell (c); get copies out, set copies in.
+  // state: h [L, B, Hs] and, for LSTM, c [L, B, H]; get copies out, set copies in.
   void get_state(float* h, float* c) const;
   void set_state(const float* h, const float* c);
 

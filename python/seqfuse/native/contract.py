@@ -79,12 +79,13 @@ def bind_shape_facts(obj: Any, c: dict[str, Any], module: dict[str, Any]) -> Non
     obj._V = c["vocab_size"]
     obj._D = c["input_size"]
     obj._H = c["hidden_size"]
+    obj._Hs = c.get("proj_size", 0) or obj._H  # h's width (LSTM proj_size), c stays H wide
     obj._L = c["num_layers"]
     obj._dirs = 2 if c["bidirectional"] else 1
     obj._S = obj._L * obj._dirs
     obj._head = c["head"]
     obj._O = c["output_size"]
-    obj._F = obj._dirs * obj._H if obj._L > 0 else obj._D
+    obj._F = obj._dirs * obj._Hs if obj._L > 0 else obj._D
     obj._batch_first = module.get("batch_first", True)
 
 
@@ -140,23 +141,24 @@ def seq_call(
             raise InvalidArgumentError(f"x has {D} features, the model takes input_size={m._D}")
     if B == 0 or T == 0:
         raise InvalidArgumentError(f"x has an empty dimension: {shape_str(shp)}")
-    S, H = m._S, m._H
+    S, H, Hs = m._S, m._H, m._Hs
     h0p = c0p = null
     keep: Any = xa
+    hshape = (S, Hs) if unbatched else (S, B, Hs)
+    cshape = (S, H) if unbatched else (S, B, H)
     if hx is not None:
         h0, c0 = split_hx(hx, m._cell)
-        want = (S, H) if unbatched else (S, B, H)
         h0a, h0p = ad.floats(h0, "h0")
-        if tuple(h0a.shape) != want:
+        if tuple(h0a.shape) != hshape:
             raise InvalidArgumentError(
-                f"h0 must have shape {shape_str(want)}, got {shape_str(h0a.shape)}"
+                f"h0 must have shape {shape_str(hshape)}, got {shape_str(h0a.shape)}"
             )
         keep = (keep, h0a)
         if c0 is not None:
             c0a, c0p = ad.floats(c0, "c0")
-            if tuple(c0a.shape) != want:
+            if tuple(c0a.shape) != cshape:
                 raise InvalidArgumentError(
-                    f"c0 must have shape {shape_str(want)}, got {shape_str(c0a.shape)}"
+                    f"c0 must have shape {shape_str(cshape)}, got {shape_str(c0a.shape)}"
                 )
             keep = (keep, c0a)
     lp = null
@@ -173,10 +175,9 @@ def seq_call(
     y, yp = ad.empty(yshape, xa)
     if not need_state:
         return (B, T, bf, xp, tp, lp, h0p, c0p, yp, null, null), (y, None), keep
-    sshape = (S, H) if unbatched else (S, B, H)
-    hn, hnp = ad.empty(sshape, xa)
+    hn, hnp = ad.empty(hshape, xa)
     if m._lstm:
-        cn, cnp = ad.empty(sshape, xa)
+        cn, cnp = ad.empty(cshape, xa)
         return (B, T, bf, xp, tp, lp, h0p, c0p, yp, hnp, cnp), (y, (hn, cn)), keep
     return (B, T, bf, xp, tp, lp, h0p, c0p, yp, hnp, null), (y, hn), keep
 
@@ -238,7 +239,7 @@ def state_parts(m: Any, value: Any) -> list[tuple[str, Any]]:
 
 
 def state_shape(name: str, got: Any, shape: tuple[int, ...]) -> None:
-    """A stream state part has the session's shape, [num_layers, B, H]."""
+    """A stream state part has the session's shape: h [num_layers, B, Hs], c [num_layers, B, H]."""
     if tuple(got) != tuple(shape):
         raise InvalidArgumentError(
             f"state {name} must have shape {shape_str(shape)}, got {shape_str(got)}"

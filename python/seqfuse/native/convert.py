@@ -29,16 +29,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _rnn_config(rnn: nn.RNNBase) -> dict[str, Any]:
-    if isinstance(rnn, nn.LSTM) and getattr(rnn, "proj_size", 0):
-        raise InvalidArgumentError(
-            f"nn.LSTM option proj_size={rnn.proj_size} is not supported by the native engine"
-        )
     cell = cell_of(rnn)
     if cell is None and isinstance(rnn, nn.RNN):
         raise InvalidArgumentError(f"nn.RNN nonlinearity={rnn.nonlinearity!r} is not supported")
     if cell is None:
         raise InvalidArgumentError(f"unsupported recurrent module {type(rnn).__name__}")
-    return {
+    cfg = {
         "cell": cell,
         "input_size": int(rnn.input_size),
         "hidden_size": int(rnn.hidden_size),
@@ -46,6 +42,9 @@ def _rnn_config(rnn: nn.RNNBase) -> dict[str, Any]:
         "bidirectional": bool(rnn.bidirectional),
         "bias": bool(rnn.bias),
     }
+    if getattr(rnn, "proj_size", 0):  # the engine's config names it only when set
+        cfg["proj_size"] = int(rnn.proj_size)
+    return cfg
 
 
 def module_to_engine(
@@ -127,6 +126,7 @@ def engine_to_module(
         bias=c["bias"],
         batch_first=info.get("batch_first", True),
         bidirectional=c["bidirectional"],
+        **({"proj_size": c["proj_size"]} if c.get("proj_size") else {}),
     )
     m.load_state_dict({k[len("rnn.") :]: v for k, v in w.items()})
     return m.eval()

@@ -154,7 +154,7 @@ class NativeModel:
         """forward() for a contiguous CPU tensor of the right dtype, with the model's
         constants bound as locals (attribute lookups are a visible share of a 3 us call).
         Returns None for any input it does not serve; the general path then checks it."""
-        addr, D, S, H, nout = self._addr, self._D, self._S, self._H, self._O
+        addr, D, S, H, Hs, nout = self._addr, self._D, self._S, self._H, self._Hs, self._O
         lstm, tokens = self._lstm, self._tokens
         per_step = self._head in ("step", "none")
         ylast = nout if self._head == "step" else self._F
@@ -182,7 +182,7 @@ class NativeModel:
             if not need_state:
                 run(addr, B, T, 1, xp, tp, None, None, None, y.data_ptr(), None, None, threads, 1)
                 return y, None
-            hn = empty(S, B, H)
+            hn = empty(S, B, Hs)
             if lstm:
                 cn = empty(S, B, H)
                 run(addr, B, T, 1, xp, tp, None, None, None, y.data_ptr(), hn.data_ptr(),
@@ -199,7 +199,7 @@ class NativeModel:
     def isa(self) -> str:
         """The kernel set in use (a name from ``seqfuse._C.kernel_sets()``, e.g. ``"avx2"``),
         with the reason when "auto" had to take the reference, e.g.
-        ``"reference (fused kernels lack: peepholes)"`` (ONNX semantics; see seqfuse.native.onnx).
+        ``"reference (fused kernels lack: activations)"`` (ONNX semantics; see seqfuse.native.onnx).
         """
         reason = self._core.kernel_set_reason
         return f"{self._core.isa} ({reason})" if reason else self._core.isa
@@ -326,20 +326,19 @@ class StreamSession:
     @property
     def state(self) -> Any:
         m = self._m
-        shape = (m._L, self.batch, m._H)
-        h = np.empty(shape, np.float32)
-        c = np.empty(shape, np.float32) if m._lstm else None
+        h = np.empty((m._L, self.batch, m._Hs), np.float32)
+        c = np.empty((m._L, self.batch, m._H), np.float32) if m._lstm else None
         self._s.get_state_ptr(h.ctypes.data, c.ctypes.data if c is not None else 0)
         return (h, c) if m._lstm else h
 
     @state.setter
     def state(self, value: Any) -> None:
-        shape = (self._m._L, self.batch, self._m._H)
+        m = self._m
         arrs = []
-        for name, v in K.state_parts(self._m, value):
+        for name, v in K.state_parts(m, value):
             if isinstance(v, _Tensor):
                 v = v.detach().cpu().numpy()
             a = np.ascontiguousarray(v, dtype=np.float32)
-            K.state_shape(name, a.shape, shape)
+            K.state_shape(name, a.shape, (m._L, self.batch, m._Hs if name == "h" else m._H))
             arrs.append(a)
         self._s.set_state_ptr(arrs[0].ctypes.data, arrs[1].ctypes.data if len(arrs) > 1 else 0)

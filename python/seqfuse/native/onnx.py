@@ -681,7 +681,7 @@ class OnnxModel:
     @property
     def kernel_sets(self) -> dict[str, str]:
         """Each recurrent node's kernel set, with the reason when "auto" took the reference
-        (e.g. ``"reference (fused kernels lack: peepholes)"``); ``"per call"`` for a node whose
+        (e.g. ``"reference (fused kernels lack: activations)"``); ``"per call"`` for a node whose
         weights are fed."""
         out = {}
         for r in self.recurrent:
