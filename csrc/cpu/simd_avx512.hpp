@@ -34,6 +34,7 @@ struct S {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
   static V abs(V x) { return _mm512_abs_ps(x); }
   static V floor(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
   // a < b ? x : y, lane-wise
@@ -53,6 +54,9 @@ struct S {
     i = _mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23);
     return _mm512_castsi512_ps(i);
   }
+  // The bits of v as int32 shifted left by 23: an integer held in v's low mantissa bits
+  // (see vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(v), 23)); }
 };
 
 }  // namespace SEQFUSE_NS

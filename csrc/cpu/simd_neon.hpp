@@ -40,6 +40,7 @@ struct S {
   // FMAX returns NaN when either operand is NaN: max(lo, x) keeps a NaN x, as the clamps in
   // simd_math.hpp need (they put the possibly-NaN operand second for x86's maxps).
   static V max(V a, V b) { return vmaxq_f32(a, b); }
+  static V min(V a, V b) { return vminq_f32(a, b); }
   static V abs(V x) { return vabsq_f32(x); }
   static V floor(V x) { return vrndmq_f32(x); }
   static V select_lt(V a, V b, V x, V y) { return vbslq_f32(vcltq_f32(a, b), x, y); }
@@ -53,6 +54,9 @@ struct S {
     i = vshlq_n_s32(vaddq_s32(i, vdupq_n_s32(127)), 23);
     return vreinterpretq_f32_s32(i);
   }
+  // The bits of v shifted left by 23: an integer held in v's low mantissa bits (see
+  // vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) { return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(v), 23)); }
 };
 
 }  // namespace SEQFUSE_NS
