@@ -40,20 +40,10 @@ struct S {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V div(V a, V b) { return _mm256_div_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static V abs(V x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
-  static V floor(V x) { return _mm256_floor_ps(x); }
-  static V select_lt(V a, V b, V x, V y) {
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
-  }
-  static V copysign(V mag, V sgn) {
-    const V sm = _mm256_set1_ps(-0.0f);
-    return _mm256_or_ps(_mm256_andnot_ps(sm, mag), _mm256_and_ps(sm, sgn));
-  }
-  static V pow2n(V n) {
-    __m256i i = _mm256_cvtps_epi32(n);
-    i = _mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23);
-    return _mm256_castsi256_ps(i);
-  }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  // The bits of v as int32 shifted left by 23: an integer held in v's low mantissa bits
+  // (see vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(v), 23)); }
 };
 
 }  // namespace SEQFUSE_NS

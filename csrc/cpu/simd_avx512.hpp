@@ -34,25 +34,10 @@ struct S {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
-  static V abs(V x) { return _mm512_abs_ps(x); }
-  static V floor(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  // a < b ? x : y, lane-wise
-  static V select_lt(V a, V b, V x, V y) {
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
-  }
-  // |mag| with the sign of sgn
-  static V copysign(V mag, V sgn) {
-    const __m512i sm = _mm512_set1_epi32(int(0x80000000u));
-    __m512i m = _mm512_andnot_si512(sm, _mm512_castps_si512(mag));
-    __m512i s = _mm512_and_si512(sm, _mm512_castps_si512(sgn));
-    return _mm512_castsi512_ps(_mm512_or_si512(m, s));
-  }
-  // 2^n for integral-valued n in [-126, 127]
-  static V pow2n(V n) {
-    __m512i i = _mm512_cvtps_epi32(n);
-    i = _mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23);
-    return _mm512_castsi512_ps(i);
-  }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  // The bits of v as int32 shifted left by 23: an integer held in v's low mantissa bits
+  // (see vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(v), 23)); }
 };
 
 }  // namespace SEQFUSE_NS

@@ -37,22 +37,13 @@ struct S {
   static V sub(V a, V b) { return vsubq_f32(a, b); }
   static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V div(V a, V b) { return vdivq_f32(a, b); }
-  // FMAX returns NaN when either operand is NaN: max(lo, x) keeps a NaN x, as the clamps in
-  // simd_math.hpp need (they put the possibly-NaN operand second for x86's maxps).
+  // FMAX and FMIN return NaN when either operand is NaN: max(lo, x) keeps a NaN x, as the
+  // clamps in simd_math.hpp need (they put the possibly-NaN operand second for x86's maxps).
   static V max(V a, V b) { return vmaxq_f32(a, b); }
-  static V abs(V x) { return vabsq_f32(x); }
-  static V floor(V x) { return vrndmq_f32(x); }
-  static V select_lt(V a, V b, V x, V y) { return vbslq_f32(vcltq_f32(a, b), x, y); }
-  static V copysign(V mag, V sgn) {
-    const uint32x4_t sm = vdupq_n_u32(0x80000000u);
-    return vbslq_f32(sm, sgn, mag);  // the sign bit from sgn, the rest from mag
-  }
-  static V pow2n(V n) {
-    // n is an integer in float form (FCVTZS turns a NaN into 0: the NaN product stays NaN)
-    int32x4_t i = vcvtq_s32_f32(n);
-    i = vshlq_n_s32(vaddq_s32(i, vdupq_n_s32(127)), 23);
-    return vreinterpretq_f32_s32(i);
-  }
+  static V min(V a, V b) { return vminq_f32(a, b); }
+  // The bits of v shifted left by 23: an integer held in v's low mantissa bits (see
+  // vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) { return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(v), 23)); }
 };
 
 }  // namespace SEQFUSE_NS

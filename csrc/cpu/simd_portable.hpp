@@ -43,24 +43,15 @@ struct S {
   static V mul(V a, V b) { SEQFUSE_LANES(a.v[l] * b.v[l]); }
   static V div(V a, V b) { SEQFUSE_LANES(a.v[l] / b.v[l]); }
   static V max(V a, V b) { SEQFUSE_LANES(a.v[l] > b.v[l] ? a.v[l] : b.v[l]); }  // NaN: b
-  static V abs(V x) { SEQFUSE_LANES(x.v[l] < 0 ? -x.v[l] : x.v[l]); }
-  static V floor(V x) {
-    // inputs here are within +-200 or NaN (kept: converting NaN to int is undefined)
-    SEQFUSE_LANES(x.v[l] != x.v[l] ? x.v[l]
-                                   : float(int(x.v[l]) - (float(int(x.v[l])) > x.v[l] ? 1 : 0)));
-  }
-  static V select_lt(V a, V b, V x, V y) { SEQFUSE_LANES(a.v[l] < b.v[l] ? x.v[l] : y.v[l]); }
-  static V copysign(V mag, V sgn) {
-    SEQFUSE_LANES((sgn.v[l] < 0 || (sgn.v[l] == 0 && std::signbit(sgn.v[l])))
-                      ? -(mag.v[l] < 0 ? -mag.v[l] : mag.v[l])
-                      : (mag.v[l] < 0 ? -mag.v[l] : mag.v[l]));
-  }
-  static V pow2n(V n) {
+  static V min(V a, V b) { SEQFUSE_LANES(a.v[l] < b.v[l] ? a.v[l] : b.v[l]); }  // NaN: b
+  // The bits of v shifted left by 23: an integer held in v's low mantissa bits (see
+  // vsigmoid's magic constant) becomes the exponent field.
+  static V shl23(V v) {
     V r;
     for (int l = 0; l < 8; ++l) {
-      // NaN n (a NaN input on its way through): any finite scale keeps the NaN product.
-      const int e = n.v[l] == n.v[l] ? int(n.v[l]) : 0;
-      uint32_t bits = uint32_t(e + 127) << 23;
+      uint32_t bits;
+      std::memcpy(&bits, &v.v[l], 4);
+      bits <<= 23;
       std::memcpy(&r.v[l], &bits, 4);
     }
     return r;
