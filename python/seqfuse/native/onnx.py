@@ -365,7 +365,12 @@ class Recurrent:
         bf = self.layout == 1
         B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
         if B == 0 or T == 0:
-            raise InvalidArgumentError(f"{self.where}: X has an empty dimension {list(x.shape)}")
+            # ONNX leaves an empty sequence undefined: ONNX Runtime aborts on a GRU and returns
+            # zero states for LSTM and RNN even with initial_h; the onnx reference raises.
+            raise InvalidArgumentError(
+                f"{self.where}: X has {'T' if T == 0 else 'B'} = 0 (shape {list(x.shape)}); "
+                "seqfuse runs sequences of 1 or more steps and batches of 1 or more"
+            )
         x = np.ascontiguousarray(x)
         lengths = None
         if self.lens:
