@@ -346,3 +346,191 @@ def test_an_unsupported_op_in_the_glue_names_op_and_node():
                                                               name="erf_head"))  # fmt: skip
     with pytest.raises(InvalidArgumentError, match=r"unsupported op Erf in node 'erf_head'"):
         sn.from_onnx(m)
+
+
+# ---- seqfuse convert: an Embedding and a head in the native file ------------------------------------
+def _convert(src, dst):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "seqfuse", "convert", str(src), "-o", str(dst)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def _convertible(kind: str):
+    """(module, example input maker, vocab or None): torch models whose glue maps onto a native
+    file: Embedding -> GRU x2 -> Linear on the last step; BiLSTM x2 -> Linear on every step;
+    bidirectional GRU -> Linear on the final hidden states."""
+    torch, NameGRU, BiLSTM = _torch_models()
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.GRU(3, 6, bidirectional=True, batch_first=True)
+            self.fc = torch.nn.Linear(12, 2)
+
+        def forward(self, x):
+            _, h = self.rnn(x)
+            return self.fc(torch.cat([h[-2], h[-1]], dim=1))
+
+    class NameLogits(NameGRU):
+        def forward(self, x):
+            out, _ = self.rnn(self.emb(x))
+            return self.fc(out[:, -1])
+
+    torch.manual_seed(4)
+    if kind == "embedding_gru_last_step":
+        return NameLogits().eval(), lambda B, T, g: torch.randint(0, 20, (B, T), generator=g)
+    if kind == "bilstm_step":
+        return BiLSTM().eval(), lambda B, T, g: torch.randn(B, T, 6, generator=g)
+    return LastHidden().eval(), lambda B, T, g: torch.randn(B, T, 3, generator=g)
+
+
+CONVERTIBLE = ["embedding_gru_last_step", "bilstm_step", "bigru_last_hidden"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Each convertible model exported at opset 14 and 20 (dynamo), and converted."""
+    torch = pytest.importorskip("torch")
+    d = tmp_path_factory.mktemp("convert_heads")
+    out = {}
+    for kind in CONVERTIBLE:
+        m, make = _convertible(kind)
+        for opset, dynamo in [(14, False), (20, True)]:
+            src = d / f"{kind}_{opset}.onnx"
+            export_torch(m, make(3, 6, torch.Generator().manual_seed(0)), src, opset, dynamo)
+            r = _convert(src, d / f"{kind}_{opset}.safetensors")
+            out[kind, opset] = (m, make, src, d / f"{kind}_{opset}.safetensors", r)
+    return out
+
+
+@pytest.mark.parametrize("opset", [14, 20])
+@pytest.mark.parametrize("kind", CONVERTIBLE)
+def test_convert_keeps_the_embedding_and_the_head(kind, opset, converted):
+    torch = pytest.importorskip("torch")
+    m, make, src, dst, r = converted[kind, opset]
+    assert r.returncode == 0, r.stderr
+    head = {"embedding_gru_last_step": "last_step", "bilstm_step": "step"}.get(kind, "last_hidden")
+    assert f"head: {head}" in r.stdout
+    nm = sn.load(dst)
+    assert nm.config["head"] == head
+    assert (nm.config["vocab_size"] > 0) == (kind == "embedding_gru_last_step")
+    x = make(3, 6, torch.Generator().manual_seed(9))  # the dynamo export's fixed shape
+    want = ort.InferenceSession(str(src)).run(None, {"x": x.numpy()})[0]
+    y = nm(x)[0]
+    assert err(y.numpy(), want) <= TOL
+    rebuilt = sn.to_module(nm)  # PyTorch's semantics: the SeqModel with the same call
+    with torch.no_grad():
+        assert err(rebuilt(x)[0].numpy(), m(x).numpy()) <= TOL
+
+
+@pytest.mark.cxx
+def test_seqfuse_run_on_converted_heads_matches_onnxruntime(converted, tmp_path_factory, tmp_path):
+    import subprocess
+
+    torch = pytest.importorskip("torch")
+    from seqfuse.export.textio import parse_tensors, write_tensors
+    from test_cxx_apps import _build
+
+    apps = _build(tmp_path_factory, "apps_native_onnx_heads", "-DSEQFUSE_APPS_LIBTORCH=OFF")
+    exe = next(p for p in apps.rglob("seqfuse-run") if p.is_file())
+    for (kind, opset), (_, make, src, dst, r) in converted.items():
+        assert r.returncode == 0, r.stderr
+        x = make(3, 6, torch.Generator().manual_seed(11))
+        write_tensors(tmp_path / "in.txt", {"x": x})
+        run = subprocess.run([str(exe), str(dst), str(tmp_path / "in.txt")],
+                             capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, (kind, opset, run.stderr)
+        got = parse_tensors(run.stdout)["y"].numpy()
+        want = ort.InferenceSession(str(src)).run(None, {"x": x.numpy()})[0]
+        assert err(got, want) <= TOL, (kind, opset)
+
+
+def _one_line_error(r, *words: str) -> None:
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("seqfuse convert: error:") and r.stderr.count("\n") == 1
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("opset,dynamo", [(14, False), (20, True)], ids=["opset14", "dynamo"])
+def test_convert_refuses_an_activation_after_the_head(opset, dynamo, tmp_path):
+    # The file's head is a Linear; the LogSoftmax after it has no place there. from_onnx runs
+    # the same graph (test_torch_exported_models compares it with ONNX Runtime).
+    torch, NameGRU, _ = _torch_models()
+    m = NameGRU().eval()
+    export_torch(m, torch.randint(0, 20, (3, 6)), tmp_path / "m.onnx", opset, dynamo)
+    r = _convert(tmp_path / "m.onnx", tmp_path / "m.safetensors")
+    _one_line_error(r, "(LogSoftmax)", "one Linear head", "from_onnx runs the whole graph")
+    assert not (tmp_path / "m.safetensors").exists()
+    x = torch.randint(0, 20, (3, 6))
+    got = sn.from_onnx(tmp_path / "m.onnx")(x.numpy())
+    assert (
+        err(got, ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0])
+        <= TOL
+    )
+
+
+def _gru_stack(heads: list[tuple[str, str]]) -> onnx.ModelProto:
+    """tokens [B, T] -> Gather (an Embedding) -> Transpose -> GRU -> Squeeze -> GRU (both
+    forward, linear_before_reset=1); each head (name, the value it reads: "Y1_h" or "Y2_h")
+    is Reshape [-1, H] -> Gemm (transB, alpha, beta), a graph output."""
+    rng = np.random.default_rng(6)
+    V, E, H, K = 9, 5, 4, 3
+    nodes = [
+        helper.make_node("Gather", ["table", "tokens"], ["emb"], axis=0),
+        helper.make_node("Transpose", ["emb"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W1", "R1", "B1"], ["Y1", "Y1_h"], hidden_size=H,
+                         linear_before_reset=1, name="gru1"),
+        _const_i64("ax1", [1]),
+        helper.make_node("Squeeze", ["Y1", "ax1"], ["x2"]),
+        helper.make_node("GRU", ["x2", "W2", "R2", "B2"], ["Y2", "Y2_h"], hidden_size=H,
+                         linear_before_reset=1, name="gru2"),
+        _const_i64("shape2", [-1, H]),
+    ]  # fmt: skip
+    outputs = []
+    for name, reads in heads:
+        nodes.append(helper.make_node("Reshape", [reads, "shape2"], [name + "_in"]))
+        nodes.append(
+            helper.make_node("Gemm", [name + "_in", "Wo", "bo"], [name], transB=1, alpha=0.5,
+                             beta=2.0, name=name)
+        )  # fmt: skip
+        outputs.append(helper.make_tensor_value_info(name, F32, ["N", K]))
+    inits = [
+        _init(rng, "table", (V, E), 1.0),
+        _init(rng, "W1", (1, 3 * H, E)), _init(rng, "R1", (1, 3 * H, H)), _init(rng, "B1", (1, 6 * H)),
+        _init(rng, "W2", (1, 3 * H, H)), _init(rng, "R2", (1, 3 * H, H)), _init(rng, "B2", (1, 6 * H)),
+        _init(rng, "Wo", (K, H), 1.0), _init(rng, "bo", (K,)),
+    ]  # fmt: skip
+    inputs = [helper.make_tensor_value_info("tokens", I64, ["B", "T"])]
+    return _model(nodes, inputs, outputs, inits, 14)
+
+
+def test_convert_a_hand_built_embedding_and_gemm_head(tmp_path):
+    m = _gru_stack([("logits", "Y2_h")])
+    onnx.save(m, tmp_path / "m.onnx")
+    r = _convert(tmp_path / "m.onnx", tmp_path / "m.safetensors")
+    assert r.returncode == 0, r.stderr
+    assert "head: last_hidden (logits)" in r.stdout
+    tokens = np.random.default_rng(2).integers(0, 9, (4, 5)).astype(np.int64)
+    want = ort_session(m).run(None, {"tokens": tokens})[0]
+    assert err(sn.load(tmp_path / "m.safetensors")(tokens)[0], want) <= TOL
+
+
+def test_convert_refuses_glue_it_cannot_hold(tmp_path):
+    # tf2onnx-style graph: Softmax after the head, Relu and Tanh on the states.
+    onnx.save(_tf2onnx_lstm(13), tmp_path / "a.onnx")
+    _one_line_error(_convert(tmp_path / "a.onnx", tmp_path / "a.safetensors"), "(Softmax)")
+    # two heads on one stack
+    onnx.save(_gru_stack([("one", "Y2_h"), ("two", "Y2_h")]), tmp_path / "b.onnx")
+    _one_line_error(_convert(tmp_path / "b.onnx", tmp_path / "b.safetensors"), "two heads")
+    # a head on the first layer, not the top one
+    m = _gru_stack([("logits", "Y1_h")])
+    onnx.save(m, tmp_path / "c.onnx")
+    _one_line_error(_convert(tmp_path / "c.onnx", tmp_path / "c.safetensors"), "not the top")
+    # from_onnx runs such a graph
+    tokens = np.random.default_rng(3).integers(0, 9, (2, 5)).astype(np.int64)
+    assert err(sn.from_onnx(m)(tokens), ort_session(m).run(None, {"tokens": tokens})[0]) <= TOL

@@ -807,22 +807,29 @@ def engine_of(
                 f"{model.name}: {r.where} has constant sequence_lens or nonzero initial "
                 "states; a native file takes them per call"
             )
-    # The first layer's X: a graph input, at most transposed (batch-first models).
-    producers = {o: s for s in model.steps for o in s.node.output}
-    x, perm_chain = first.X, []
+    producers: dict[str, Any] = {o: s for s in model.steps for o in s.node.output}
+    # The first layer's X: a graph input, at most transposed (batch-first models), or the
+    # rows of a constant table it selects (Gather: an Embedding of token ids).
+    x, transposes, table = first.X, 0, None
     while x in producers:
         s = producers[x]
         op = s.node.op_type
-        if op == "Transpose" and list(s.attrs.get("perm", [])) == [1, 0, 2]:
-            perm_chain.append(op)
+        if op == "Transpose" and list(s.attrs.get("perm", [])) in ([1, 0, 2], [1, 0]):
+            transposes += 1
+        elif op == "Gather" and table is None and _embedding_table(model, s) is not None:
+            table = _embedding_table(model, s)
+            x = s.node.input[1]
+            continue
         elif op != "Identity":
             raise InvalidArgumentError(
                 f"{model.name}: the first recurrent node reads {_where(s.node)}; a native file "
-                "holds the recurrent stack only, fed the graph's input directly"
+                "holds [an Embedding ->] the recurrent stack [-> a Linear head], fed the graph's "
+                "input directly"
             )
         x = s.node.input[0]
     if x not in model._input_types:
         raise InvalidArgumentError(f"{model.name}: the first recurrent node does not read an input")
+    head = _head_of(model, producers, rs[-1])
     cfg: dict[str, Any] = {}
     weights: dict[str, np.ndarray] = {}
     for k, r in enumerate(rs):
@@ -839,14 +846,152 @@ def engine_of(
         for name, a in r.core.weights().items():
             weights[name.replace("_l0", f"_l{k}")] = a
     cfg["num_layers"] = len(rs)
-    module = {"kind": "rnn", "module": first.node.op_type, "batch_first": True}
+    if table is not None:
+        if table.shape[1] != cfg["input_size"]:
+            raise InvalidArgumentError(
+                f"{model.name}: the Embedding's rows have {table.shape[1]} features, the first "
+                f"recurrent node reads {cfg['input_size']}"
+            )
+        cfg["vocab_size"], cfg["embed_dim"] = int(table.shape[0]), int(table.shape[1])
+        weights["embedding.weight"] = table
+    if head is not None:
+        feat = first.dirs * cfg["hidden_size"]
+        if head["weight"].shape[1] != feat:
+            raise InvalidArgumentError(
+                f"{model.name}: the head {_where(head['node'])} reads "
+                f"{head['weight'].shape[1]} features, not the stack's {feat}"
+            )
+        # "step" until convert sees the head's value: per step (step) or per sequence
+        # (last_step); a head on Y_h reads the final hidden states (last_hidden).
+        cfg["head"] = "last_hidden" if head["reads"] == "Y_h" else "step"
+        cfg["output_size"] = int(head["weight"].shape[0])
+        weights["head.weight"], weights["head.bias"] = head["weight"], head["bias"]
+    plain = table is None and head is None
+    module = (
+        {"kind": "rnn", "module": first.node.op_type, "batch_first": True}
+        if plain
+        else {"kind": "seq", "batch_first": True}
+    )
     about = {
         "input": x,
+        "tokens": table is not None,
         "nodes": [_node_name(r.node) for r in rs],
         "y": rs[-1].Y,
         "h_n": [r.Y_h for r in rs],
         "c_n": [r.Y_c for r in rs],
         "layout": first.layout,
-        "transposed_input": bool(perm_chain),
-    }
+        "transposed_input": transposes % 2 == 1,
+        "head": None if head is None else {"value": head["value"], "reads": head["reads"],
+                                           "node": _node_name(head["node"])},
+    }  # fmt: skip
     return cfg, weights, module, about
+
+
+# The ops that only move values (what a native file's fixed layout absorbs).
+_LAYOUT_OPS = {
+    "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Slice", "Gather",
+    "Concat",
+}  # fmt: skip
+
+
+def _embedding_table(model: OnnxModel, s: Any) -> np.ndarray | None:
+    """The constant [vocab, E] float32 table a Gather selects rows of, if it is an Embedding."""
+    if s.attrs.get("axis", 0) != 0 or len(s.node.input) != 2:
+        return None
+    t = model.consts.get(s.node.input[0])
+    if t is None or t.ndim != 2 or t.dtype != np.float32 or s.node.input[1] in model.consts:
+        return None
+    return np.ascontiguousarray(t)
+
+
+def _back(producers: dict[str, Any], name: str) -> tuple[Any, str]:
+    """(the first step behind ``name`` that is not a layout op, or None for an input or a
+    constant; the value it produces on that path). Layout ops are followed by their data."""
+    while name in producers:
+        s = producers[name]
+        if isinstance(s, Recurrent) or s.node.op_type not in _LAYOUT_OPS:
+            return s, name
+        name = s.node.input[0]
+    return None, name
+
+
+def _linear(model: OnnxModel, producers: dict[str, Any], s: Any) -> dict[str, Any] | None:
+    """A Linear with constant weights at step ``s``: MatMul(x, W [F, n_out]) [+ b], or Gemm
+    (transA 0, alpha and beta folded in). {"weight" [n_out, F], "bias" [n_out], "reads", "node"}."""
+    c = model.consts
+    op = s.node.op_type
+    bias = None
+    if op == "Add":
+        a, b = s.node.input[:2]
+        bias_name, mm_name = (b, a) if b in c else (a, b) if a in c else (None, None)
+        mm = producers.get(mm_name) if mm_name else None
+        if mm is None or isinstance(mm, Recurrent) or mm.node.op_type != "MatMul":
+            return None
+        bias, s, op = c[bias_name], mm, "MatMul"
+    if op == "MatMul":
+        x, w = s.node.input[:2]
+        if w not in c or c[w].ndim != 2:
+            return None
+        weight = c[w].T
+    elif op == "Gemm":
+        x, w = s.node.input[:2]
+        if w not in c or s.attrs.get("transA", 0) or c[w].ndim != 2:
+            return None
+        weight = c[w] if s.attrs.get("transB", 0) else c[w].T
+        weight = weight * np.float32(s.attrs.get("alpha", 1.0))
+        if len(s.node.input) > 2 and s.node.input[2]:
+            if s.node.input[2] not in c:
+                return None
+            bias = c[s.node.input[2]] * np.float32(s.attrs.get("beta", 1.0))
+    else:
+        return None
+    n_out = weight.shape[0]
+    if weight.dtype != np.float32 or (
+        bias is not None and (bias.dtype != np.float32 or bias.size not in (1, n_out))
+    ):
+        return None
+    b = np.zeros(n_out, np.float32) if bias is None else np.broadcast_to(bias.reshape(-1), (n_out,))
+    return {
+        "weight": np.ascontiguousarray(weight, np.float32),
+        "bias": np.ascontiguousarray(b, np.float32),
+        "reads": x,
+        "node": s.node,
+    }
+
+
+def _head_of(model: OnnxModel, producers: dict[str, Any], top: Recurrent) -> dict[str, Any] | None:
+    """The one Linear head between the top recurrent node and the graph's outputs, or None.
+    Every graph output must be a stack value (Y, Y_h, Y_c, moved by layout ops) or that head's
+    value (moved by layout ops); anything else is refused, naming the node."""
+    head = None
+    holds = (
+        "a native file holds [an Embedding ->] one RNN/GRU/LSTM stack [-> one Linear head] "
+        "(no activation after the head); seqfuse.native.from_onnx runs the whole graph"
+    )
+    for o in model.get_outputs():
+        s, value = _back(producers, o.name)
+        if s is None or isinstance(s, Recurrent):
+            continue
+        lin = _linear(model, producers, s)
+        if lin is None:
+            raise InvalidArgumentError(
+                f"{model.name}: graph output '{o.name}' comes from {_where(s.node)}: {holds}"
+            )
+        r, read = _back(producers, lin["reads"])
+        if r is not top or read not in (top.Y, top.Y_h):
+            what = "an input or a constant" if r is None else (
+                r.where if isinstance(r, Recurrent) else _where(r.node)
+            )  # fmt: skip
+            raise InvalidArgumentError(
+                f"{model.name}: the head {_where(lin['node'])} reads {what}, not the top "
+                f"recurrent node's Y or Y_h: {holds}"
+            )
+        lin["reads"] = "Y" if read == top.Y else "Y_h"
+        lin["value"] = value
+        if head is not None and head["node"] is not lin["node"]:
+            raise InvalidArgumentError(
+                f"{model.name}: two heads ({_where(head['node'])} and {_where(lin['node'])}): "
+                + holds
+            )
+        head = lin
+    return head
