@@ -15,7 +15,13 @@
   leaves them undefined (ONNX Runtime aborts the process on a GRU with T = 0 and returns zero
   states for LSTM and RNN even when initial_h is given; the onnx reference implementation
   raises), so there is no oracle to follow;
-- an op outside the list is refused at load, naming the op and the node.
+- an op outside the list is refused at load, naming the op and the node;
+- from_onnx's whole-graph path (one native model when the graph is [Embedding ->] stack ->
+  Linear head [-> activations]) against ONNX Runtime, eager PyTorch and its own node path;
+- `seqfuse convert` keeps the Embedding and the head (step, last_step, last_hidden) in the
+  native file, which seqfuse.native.load and the C++ app seqfuse-run run as ONNX Runtime does;
+  glue the file cannot hold (an activation after the head, two heads, a head on a lower
+  layer) is one line naming the node, and from_onnx still runs that graph.
 """
 
 from __future__ import annotations
@@ -303,13 +309,23 @@ def test_torch_exported_models(which, opset, dynamo, tmp_path):
     path = tmp_path / "m.onnx"
     export_torch(m, make(3, 6, 0), path, opset, dynamo)
     native, ref = sn.from_onnx(path), ort.InferenceSession(str(path))
+    # Both map onto one native model (the LogSoftmax runs after it, in NumPy); the node-by-node
+    # path (run_all) is checked too.
+    assert native.whole_graph is not None, native
+    out = native.get_outputs()[0].name
     # The dynamo exporter fixes the shapes it saw; the TorchScript one keeps them dynamic.
     for k, (B, T) in enumerate([(3, 6)] if dynamo else SIZES):
         x = make(B, T, k + 1)
         got = native(x.numpy())
-        assert err(got, ref.run(None, {"x": x.numpy()})[0]) <= TOL
+        want = ref.run(None, {"x": x.numpy()})[0]
+        assert err(got, want) <= TOL
+        assert err(native.run_all({"x": x.numpy()})[out], want) <= TOL
         with torch.no_grad():
             assert err(got, m(x).numpy()) <= TOL
+    if not dynamo:  # what the native model refuses goes the node path, which names the node
+        bad = make(2, 0, 0).numpy()
+        with pytest.raises(InvalidArgumentError, match=r"\((GRU|LSTM)\): X has T = 0"):
+            native(bad)
 
 
 # ---- empty sequences and batches -------------------------------------------------------------------
@@ -518,6 +534,11 @@ def test_convert_a_hand_built_embedding_and_gemm_head(tmp_path):
     tokens = np.random.default_rng(2).integers(0, 9, (4, 5)).astype(np.int64)
     want = ort_session(m).run(None, {"tokens": tokens})[0]
     assert err(sn.load(tmp_path / "m.safetensors")(tokens)[0], want) <= TOL
+    nm = sn.from_onnx(m)  # the same graph, whole, in from_onnx (Gemm's alpha and beta folded)
+    assert nm.whole_graph is not None
+    assert err(nm(tokens), want) <= TOL
+    with pytest.raises(InvalidArgumentError, match=r"\(Gather\) failed"):
+        nm(np.full((2, 3), 9, np.int64))  # out of the vocabulary: the node path names the node
 
 
 def test_convert_refuses_glue_it_cannot_hold(tmp_path):

@@ -14,7 +14,11 @@ ONNX i,o,f,c -> i,f,g,o; GRU z,r,h -> r,z,n; peepholes i,o,f -> i,f,o). The glue
 and tf2onnx put around those nodes (layout ops, shape arithmetic, Gather as an Embedding,
 MatMul/Gemm/Add heads with their activations, ...) runs in NumPy; nodes whose inputs are all
 constant are folded once, at load. ``engine_of`` turns a graph whose recurrent nodes form one
-stack into a single engine model (``seqfuse convert`` writes it as a native weight file).
+stack, with at most an Embedding before it and a Linear head after it, into a single engine
+model, and ``fit_engine`` verifies it against the graph on a probe batch (``seqfuse convert``
+writes it as a native weight file; ``from_onnx`` runs such a graph, plus any activations after
+the head, as that one model, and node by node otherwise or when a call feeds more). An empty
+sequence or batch is refused, naming the node: ONNX leaves it undefined.
 
 Where ONNX leaves a choice, this module follows ONNX Runtime: ``activation_alpha`` and
 ``activation_beta`` are consumed in order by the activations that take them (checked against
@@ -42,6 +46,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from seqfuse import _C
+from seqfuse.errors import SeqfuseError
 from seqfuse.native.contract import (
     MAX_THREADS,
     InvalidArgumentError,
@@ -235,6 +240,7 @@ class Recurrent:
         self.Y_c = outs[2] if self.cell == "lstm" else ""
         self.weight_names = [n for n in (self.W, self.R, self.B, self.P) if n]
         self._cache: dict[bytes, Any] = {}
+        self._dims: dict[int, tuple[int, int]] = {}  # native model address -> (H, D)
         self.core: Any = None
         if all(n in consts for n in self.weight_names):
             self.core = self._build({n: consts[n] for n in self.weight_names})
@@ -348,14 +354,18 @@ class Recurrent:
         if key not in self._cache:
             if len(self._cache) > 8:
                 self._cache.clear()
+                self._dims.clear()
             self._cache[key] = self._build(w)
         return self._cache[key]
 
     # -- a call
     def run(self, env: dict[str, np.ndarray], threads: int) -> None:
         core = self.core_for(env)
-        cfg = json.loads(core.config_json)
-        H, D, dirs = cfg["hidden_size"], cfg["input_size"], self.dirs
+        dims = self._dims.get(core.address)
+        if dims is None:  # read once per native model, not per call
+            cfg = json.loads(core.config_json)
+            dims = self._dims[core.address] = (cfg["hidden_size"], cfg["input_size"])
+        H, D, dirs = dims[0], dims[1], self.dirs
         x = self._f32(env[self.X], "X")
         if x.ndim != 3 or x.shape[2] != D:
             want = "[T, B, D]" if self.layout == 0 else "[B, T, D]"
@@ -600,12 +610,15 @@ class _Glue:
         ):
             raise InvalidArgumentError(f"{self.where}: only reduction='none' is supported")
         self.opset = opset
+        self.inputs = list(node.input)
+        self.n_out = len(node.output)
 
     def run(self, env: dict[str, np.ndarray]) -> None:
-        args = [env[i] if i else None for i in self.node.input]
+        # (the caller ignores NumPy's floating-point errors: NaN and Inf propagate, as in
+        # ONNX Runtime)
+        args = [env[i] if i else None for i in self.inputs]
         try:
-            with np.errstate(all="ignore"):  # NaN and Inf propagate, as in ONNX Runtime
-                out = self.fn(args, self.attrs, self.opset, len(self.node.output))
+            out = self.fn(args, self.attrs, self.opset, self.n_out)
         except (ValueError, IndexError, TypeError, KeyError) as e:
             raise InvalidArgumentError(f"{self.where} failed: {_one_line(e)}") from None
         outs = out if isinstance(out, tuple) else (out,)
@@ -663,13 +676,89 @@ class OnnxModel:
                 continue
             step = _Glue(node, opset)
             if all((not i) or i in self.consts for i in node.input) and node.op_type != "Dropout":
-                step.run(self.consts)
+                with np.errstate(all="ignore"):
+                    step.run(self.consts)
             else:
                 self.steps.append(step)
         for o in self._outputs:
             produced = any(o.name in s.node.output for s in self.steps)
             if not produced and o.name not in inits and o.name not in self._input_types:
                 raise InvalidArgumentError(f"{name}: graph output '{o.name}' is never computed")
+        self._whole: Any = None
+        self._fit_whole(isa)
+
+    def _fit_whole(self, isa: str) -> None:
+        """Run the graph as one native model when it is what a native file holds ([an
+        Embedding ->] one stack -> one Linear head: fit_engine), fed by its only input, with
+        only activations and layout ops after the head (run in NumPy on its value), verified
+        on a probe batch at load; else the glue runs node by node. Calls that feed more (an
+        overridable initializer) or that the native model refuses take the node path."""
+        if not self.recurrent or len(self._inputs) != 1:
+            return
+        try:
+            if engine_of(self, tail=True)[3]["head"] is None:  # cheap: no probe run
+                return
+            cfg, _, _, about, core, worst = fit_engine(self, isa, tail=True)
+        except (SeqfuseError, ValueError, KeyError, IndexError):  # the node path still runs it
+            return
+        head = about["head"]
+        if head is None or not about.get("value_is_y") or not worst <= 1e-5:
+            return
+        # The steps after the head: those that read only constants, the head's value and
+        # each other's outputs. They must compute every graph output.
+        known = {head["value"]}
+        after = []
+        for st in self.steps:
+            if isinstance(st, _Glue) and all(
+                (not i) or i in known or i in self.consts for i in st.node.input
+            ):
+                after.append(st)
+                known.update(o for o in st.node.output if o)
+        if any(o.name not in known for o in self._outputs):
+            return
+        bf = (about["layout"] == 1) != about["transposed_input"]  # the input is [B, T, ...]
+        flip = cfg["head"] == "step" and about.get("y_time_major", False) == bf
+        self._whole = (core, about["input"], about["tokens"], bf, cfg, flip, head["value"], after)
+
+    @property
+    def whole_graph(self) -> str | None:
+        """The kernel set of the one native model that runs the whole graph (see _fit_whole),
+        or None when the graph runs node by node."""
+        if self._whole is None:
+            return None
+        core = self._whole[0]
+        why = core.kernel_set_reason
+        return f"{core.isa} ({why})" if why else core.isa
+
+    def _run_whole(self, feeds: dict[str, Any], threads: int | None) -> dict | None:
+        """The values after the head, from the one native model and the steps after it, or
+        None to take the node path."""
+        core, name, tokens, bf, cfg, flip, value, after = self._whole
+        if len(feeds) != 1 or name not in feeds:
+            return None
+        x = self._feeds(feeds)[name]
+        if x.ndim != (2 if tokens else 3) or (not tokens and x.shape[2] != cfg["input_size"]):
+            return None
+        B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
+        if B == 0 or T == 0:
+            return None  # the node path says which node refuses it
+        threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
+        K = cfg["output_size"]
+        step = cfg["head"] == "step"
+        y = np.empty(((B, T, K) if bf else (T, B, K)) if step else (B, K), np.float32)
+        if tokens:
+            xf, ids = None, np.ascontiguousarray(x, np.int64)
+        else:
+            xf, ids = np.ascontiguousarray(x), None
+        try:
+            _C.run(core.address, B, T, bf, xf, ids, None, None, None, y, None, None, threads, 1)
+        except InvalidArgumentError:
+            return None  # e.g. a token id out of range: the node path names the node
+        env = {**self.consts, value: np.ascontiguousarray(y.transpose(1, 0, 2)) if flip else y}
+        with np.errstate(all="ignore"):
+            for st in after:
+                st.run(env)
+        return env
 
     # -- info, as onnxruntime
     def get_inputs(self) -> list[NodeArg]:
@@ -700,7 +789,8 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         nodes = ", ".join(f"{k}: {v}" for k, v in self.kernel_sets.items())
-        return f"OnnxModel({self.name}, recurrent nodes: {nodes})"
+        whole = f"the whole graph as one native model: {self.whole_graph}; " if self._whole else ""
+        return f"OnnxModel({self.name}, {whole}recurrent nodes: {nodes})"
 
     # -- calls
     def _feeds(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -737,11 +827,12 @@ class OnnxModel:
         """Every value the graph computes, by name (inputs, constants, intermediates)."""
         env = self._feeds(feeds)
         threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
-        for step in self.steps:
-            if isinstance(step, Recurrent):
-                step.run(env, threads)
-            else:
-                step.run(env)
+        with np.errstate(all="ignore"):  # NaN and Inf propagate, as in ONNX Runtime
+            for step in self.steps:
+                if isinstance(step, Recurrent):
+                    step.run(env, threads)
+                else:
+                    step.run(env)
         return env
 
     def run(
@@ -755,6 +846,10 @@ class OnnxModel:
                 raise InvalidArgumentError(
                     f"unknown output '{n}' (the model's outputs: {', '.join(sorted(valid))})"
                 )
+        if self._whole is not None and isinstance(feeds, dict):
+            env = self._run_whole(feeds, threads)
+            if env is not None:
+                return [env[n] for n in names]
         env = self.run_all(feeds, threads)
         return [env[n] for n in names]
 
@@ -777,7 +872,7 @@ def from_onnx(src: Any, threads: int = 1, isa: str = "auto") -> OnnxModel:
 
 # ---- one engine model for a whole stack (seqfuse convert) -------------------------------------------
 def engine_of(
-    model: OnnxModel,
+    model: OnnxModel, tail: bool = False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
     """(engine config, weights, module description, what the file computes) for a graph
     whose recurrent nodes form one stack: the same op and semantics in every node, constant
@@ -829,7 +924,7 @@ def engine_of(
         x = s.node.input[0]
     if x not in model._input_types:
         raise InvalidArgumentError(f"{model.name}: the first recurrent node does not read an input")
-    head = _head_of(model, producers, rs[-1])
+    head = _head_of(model, producers, rs[-1], tail)
     cfg: dict[str, Any] = {}
     weights: dict[str, np.ndarray] = {}
     for k, r in enumerate(rs):
@@ -959,10 +1054,17 @@ def _linear(model: OnnxModel, producers: dict[str, Any], s: Any) -> dict[str, An
     }
 
 
-def _head_of(model: OnnxModel, producers: dict[str, Any], top: Recurrent) -> dict[str, Any] | None:
+# What from_onnx's whole-graph path lets follow the head (run in NumPy on its value).
+_TAIL_OPS = _LAYOUT_OPS | {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"}
+
+
+def _head_of(
+    model: OnnxModel, producers: dict[str, Any], top: Recurrent, tail: bool = False
+) -> dict[str, Any] | None:
     """The one Linear head between the top recurrent node and the graph's outputs, or None.
     Every graph output must be a stack value (Y, Y_h, Y_c, moved by layout ops) or that head's
-    value (moved by layout ops); anything else is refused, naming the node."""
+    value (moved by layout ops; with ``tail``, also by the activations of _TAIL_OPS); anything
+    else is refused, naming the node."""
     head = None
     holds = (
         "a native file holds [an Embedding ->] one RNN/GRU/LSTM stack [-> one Linear head] "
@@ -973,6 +1075,11 @@ def _head_of(model: OnnxModel, producers: dict[str, Any], top: Recurrent) -> dic
         if s is None or isinstance(s, Recurrent):
             continue
         lin = _linear(model, producers, s)
+        while lin is None and tail and s.node.op_type in _TAIL_OPS:
+            s, value = _back(producers, s.node.input[0])
+            if s is None or isinstance(s, Recurrent):
+                break
+            lin = _linear(model, producers, s)
         if lin is None:
             raise InvalidArgumentError(
                 f"{model.name}: graph output '{o.name}' comes from {_where(s.node)}: {holds}"
@@ -995,3 +1102,105 @@ def _head_of(model: OnnxModel, producers: dict[str, Any], top: Recurrent) -> dic
             )
         head = lin
     return head
+
+
+# ---- one engine model for the whole graph, verified (seqfuse convert; from_onnx's fast path) ----
+def _probe(model, about: dict, cfg: dict) -> tuple[dict, np.ndarray, int, int]:
+    """(the graph's feeds, the engine's batch-first x, B, T) for a random batch: 3 sequences of
+    7 steps, unless the graph fixes those sizes (the input's declared shape, node layout)."""
+    rng = np.random.default_rng(0)
+    B, T = 3, 7
+    for arg in model.get_inputs():
+        if arg.name != about["input"]:
+            raise InvalidArgumentError(
+                f"the graph takes input '{arg.name}' besides '{about['input']}': a native file "
+                "takes only the sequence (states and lengths per call)"
+            )
+    declared = next(a.shape for a in model.get_inputs() if a.name == about["input"])
+    if len(declared) in (2, 3):
+        dims = list(declared)
+        if about["transposed_input"]:
+            dims[0], dims[1] = dims[1], dims[0]
+        b_at, t_at = (0, 1) if about["layout"] == 1 else (1, 0)
+        B = dims[b_at] if isinstance(dims[b_at], int) and dims[b_at] > 0 else B
+        T = dims[t_at] if isinstance(dims[t_at], int) and dims[t_at] > 0 else T
+    node_bt = (B, T) if about["layout"] == 1 else (T, B)
+    if about["tokens"]:
+        x = rng.integers(0, cfg["vocab_size"], node_bt)
+        dtype = _np_type(model._input_types[about["input"]])
+        x = x.astype(dtype)
+    else:
+        x = rng.standard_normal((*node_bt, cfg["input_size"])).astype(np.float32)
+    swap = (1, 0) + tuple(range(2, x.ndim))
+    feed_x = np.ascontiguousarray(x.transpose(swap)) if about["transposed_input"] else x
+    xb = np.ascontiguousarray(x if about["layout"] == 1 else x.transpose(swap))  # [B, T, ...]
+    return {about["input"]: feed_x}, xb, B, T
+
+
+def _head_kind(env: dict, about: dict, cfg: dict, B: int, T: int) -> str:
+    """A head on Y reads every step (its value has T) or each sequence's last step."""
+    if about["head"] is None or about["head"]["reads"] != "Y":
+        return cfg["head"]
+    return "step" if env[about["head"]["value"]].size == B * T * cfg["output_size"] else "last_step"
+
+
+def _verify(env: dict, core, xb: np.ndarray, about: dict, cfg: dict, B: int, T: int) -> float:
+    """Max abs error (relative above 1) of the engine model against the graph's values."""
+    dirs = 2 if cfg["bidirectional"] else 1
+    L, H, K = cfg["num_layers"], cfg["hidden_size"], cfg["output_size"]
+    y_shape = {"none": (B, T, dirs * H), "step": (B, T, K)}.get(cfg["head"], (B, K))
+    y = np.empty(y_shape, np.float32)
+    hn = np.empty((L * dirs, B, H), np.float32)
+    cn = np.empty_like(hn) if cfg["cell"] == "lstm" else None
+    x, ids = (None, np.ascontiguousarray(xb, np.int64)) if about["tokens"] else (xb, None)
+    _C.run(core.address, B, T, 1, x, ids, None, None, None, y, hn, cn, 1, 0)
+    worst = 0.0
+
+    def err(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b)), initial=0.0))
+
+    if about["head"] is not None:
+        ref = env[about["head"]["value"]]
+        if cfg["head"] == "step":  # [B, T, K] or, time-major, [T, B, K]
+            cands = [ref.reshape(B, T, K)] if ref.shape[:2] == (B, T) else []
+            if ref.shape[:2] == (T, B):
+                cands.append(ref.reshape(T, B, K).transpose(1, 0, 2))
+            if not cands:
+                return float("inf")
+            about["value_is_y"] = ref.shape in ((B, T, K), (T, B, K))
+            errs = [err(y, c) for c in cands]
+            about["y_time_major"] = ref.shape[:2] == (T, B) and (
+                len(errs) == 1 or errs[1] < errs[0]
+            )
+            worst = max(worst, min(errs))
+        else:
+            about["value_is_y"] = ref.shape == (B, K)
+            worst = max(worst, err(y, ref.reshape(B, K)))
+    elif about["y"]:
+        ref = env[about["y"]]  # [T, dirs, B, H] or, layout 1, [B, T, dirs, H]
+        ref = ref.reshape(B, T, dirs * H) if about["layout"] == 1 else ref.transpose(2, 0, 1, 3)
+        worst = max(worst, err(y, ref.reshape(B, T, dirs * H)))
+    for k, (h, c) in enumerate(zip(about["h_n"], about["c_n"])):
+        for name, got in ((h, hn), (c, cn)):
+            if name and got is not None:
+                ref = env[name]
+                ref = ref.transpose(1, 0, 2) if about["layout"] == 1 else ref
+                worst = max(worst, err(got[k * dirs : (k + 1) * dirs], ref))
+    return worst
+
+
+def fit_engine(model: OnnxModel, isa: str = "auto", tail: bool = False) -> tuple[Any, ...]:
+    """(engine config, weights, module description, about, the native model, its max error
+    against the graph) for a graph engine_of maps onto one native model: the head's kind is
+    read from its value on a probe batch, and the native model is run on that batch and
+    compared with the graph's own values (the head's or the top Y, every node's Y_h / Y_c)."""
+    cfg, weights, module, about = engine_of(model, tail)
+    feeds, xb, B, T = _probe(model, about, cfg)
+    env = model.run_all(feeds)
+    cfg["head"] = _head_kind(env, about, cfg, B, T)
+    try:
+        core = _C.Model(json.dumps(cfg), weights, isa)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"{model.name}: {e}") from None
+    worst = _verify(env, core, xb, about, cfg, B, T)
+    return cfg, weights, module, about, core, worst
