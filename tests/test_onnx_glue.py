@@ -555,3 +555,30 @@ def test_convert_refuses_glue_it_cannot_hold(tmp_path):
     # from_onnx runs such a graph
     tokens = np.random.default_rng(3).integers(0, 9, (2, 5)).astype(np.int64)
     assert err(sn.from_onnx(m)(tokens), ort_session(m).run(None, {"tokens": tokens})[0]) <= TOL
+
+
+def test_a_state_computed_from_the_input_values_is_no_native_file(tmp_path):
+    # initial_h = Tanh(the first step's embedding, 4 of its 5 features): from the input's
+    # values, not its shape, so one native model (which takes states per call) cannot be it.
+    m = _gru_stack([("logits", "Y2_h")])
+    g = m.graph
+    extra = [
+        _const_i64("h_st", [0, 0]), _const_i64("h_en", [1, 4]), _const_i64("h_ax", [1, 2]),
+        helper.make_node("Slice", ["emb", "h_st", "h_en", "h_ax"], ["h_sl"]),  # [B, 1, 4]
+        helper.make_node("Transpose", ["h_sl"], ["h_t"], perm=[1, 0, 2]),  # [1, B, 4]
+        helper.make_node("Tanh", ["h_t"], ["h0"]),
+    ]  # fmt: skip
+    for k, n in enumerate(extra):
+        g.node.insert(2 + k, n)
+    gru1 = next(n for n in g.node if n.name == "gru1")
+    gru1.input.extend(["", "h0"])
+    onnx.checker.check_model(m)
+    onnx.save(m, tmp_path / "m.onnx")
+    _one_line_error(
+        _convert(tmp_path / "m.onnx", tmp_path / "m.safetensors"),
+        "computes its initial_h from the graph's input values",
+    )
+    nm = sn.from_onnx(m)
+    assert nm.whole_graph is None  # node by node
+    tokens = np.random.default_rng(4).integers(0, 9, (3, 6)).astype(np.int64)
+    assert err(nm(tokens), ort_session(m).run(None, {"tokens": tokens})[0]) <= TOL

@@ -903,6 +903,17 @@ def engine_of(
                 "states; a native file takes them per call"
             )
     producers: dict[str, Any] = {o: s for s in model.steps for o in s.node.output}
+    # States and lengths built per call may depend on the input's shape (torch.onnx's zero
+    # states from ConstantOfShape), never on its values: the probe in fit_engine then checks
+    # the values they take.
+    memo: dict[str, bool] = {}
+    for r in rs:
+        for n, what in ((r.lens, "sequence_lens"), (r.h0, "initial_h"), (r.c0, "initial_c")):
+            if n and not _shape_only(model, producers, n, memo):
+                raise InvalidArgumentError(
+                    f"{model.name}: {r.where} computes its {what} from the graph's input "
+                    "values; a native file takes states and lengths per call"
+                )
     # The first layer's X: a graph input, at most transposed (batch-first models), or the
     # rows of a constant table it selects (Gather: an Embedding of token ids).
     x, transposes, table = first.X, 0, None
@@ -987,6 +998,25 @@ _LAYOUT_OPS = {
     "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Slice", "Gather",
     "Concat",
 }  # fmt: skip
+
+
+def _shape_only(model: OnnxModel, producers: dict[str, Any], name: str, memo: dict) -> bool:
+    """Whether a value depends on the graph's inputs through their shapes at most: a constant
+    (or an input's default), a Shape or ConstantOfShape, or glue over such values."""
+    if name in memo:
+        return memo[name]
+    memo[name] = False  # a cycle is not shape-only
+    s = producers.get(name)
+    if s is None:
+        ok = name in model.consts or name in model.defaults
+    elif isinstance(s, Recurrent):
+        ok = False
+    elif s.node.op_type in ("Shape", "Size", "ConstantOfShape"):
+        ok = True  # (ConstantOfShape's values are its constant, whatever the shape)
+    else:
+        ok = all((not i) or _shape_only(model, producers, i, memo) for i in s.node.input)
+    memo[name] = ok
+    return ok
 
 
 def _embedding_table(model: OnnxModel, s: Any) -> np.ndarray | None:
