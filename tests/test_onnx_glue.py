@@ -582,3 +582,24 @@ def test_a_state_computed_from_the_input_values_is_no_native_file(tmp_path):
     assert nm.whole_graph is None  # node by node
     tokens = np.random.default_rng(4).integers(0, 9, (3, 6)).astype(np.int64)
     assert err(nm(tokens), ort_session(m).run(None, {"tokens": tokens})[0]) <= TOL
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_the_whole_graph_path_equals_the_node_path(op, layout):
+    # A bare node fed only X is one native model (Y, Y_h, Y_c rebuilt in the node's layout);
+    # the node path (run_all) and, for layout 0, ONNX Runtime give the same values.
+    from test_onnx_import import build, node_case
+
+    c = node_case(np.random.default_rng(7), op=op, direction="bidirectional", layout=layout,
+                  T=6, B=4, lens=False, h0=False, c0=False, outputs=[True, True, True])  # fmt: skip
+    m, feeds = build(c)
+    nm = sn.from_onnx(m)
+    assert nm.whole_graph is not None
+    names = [o.name for o in m.graph.output]
+    got, env = nm.run(None, feeds), nm.run_all(feeds)
+    for n, g in zip(names, got):
+        assert g.shape == env[n].shape and err(g, env[n]) <= TOL, n
+    if layout == 0:
+        for g, w in zip(got, ort_session(m).run(None, feeds)):
+            assert err(g, w) <= TOL

@@ -16,8 +16,9 @@ MatMul/Gemm/Add heads with their activations, ...) runs in NumPy; nodes whose in
 constant are folded once, at load. ``engine_of`` turns a graph whose recurrent nodes form one
 stack, with at most an Embedding before it and a Linear head after it, into a single engine
 model, and ``fit_engine`` verifies it against the graph on a probe batch (``seqfuse convert``
-writes it as a native weight file; ``from_onnx`` runs such a graph, plus any activations after
-the head, as that one model, and node by node otherwise or when a call feeds more). An empty
+writes it as a native weight file; ``from_onnx`` runs such a graph as that one model, the
+glue after it (layout ops, the head's activations) in NumPy on its values, and node by node
+otherwise or when a call feeds more). An empty
 sequence or batch is refused, naming the node: ONNX leaves it undefined.
 
 Where ONNX leaves a choice, this module follows ONNX Runtime: ``activation_alpha`` and
@@ -689,36 +690,54 @@ class OnnxModel:
 
     def _fit_whole(self, isa: str) -> None:
         """Run the graph as one native model when it is what a native file holds ([an
-        Embedding ->] one stack -> one Linear head: fit_engine), fed by its only input, with
-        only activations and layout ops after the head (run in NumPy on its value), verified
-        on a probe batch at load; else the glue runs node by node. Calls that feed more (an
-        overridable initializer) or that the native model refuses take the node path."""
+        Embedding ->] one stack [-> one Linear head]: fit_engine), fed by its only input,
+        verified on a probe batch at load. The graph's outputs are then computed from that
+        model's values (the head's, or the top node's Y, and every node's Y_h / Y_c) by the
+        glue after them (activations after the head, layout ops), in NumPy. Else, and for calls
+        that feed more (an overridable initializer) or that the native model refuses, the graph
+        runs node by node."""
         if not self.recurrent or len(self._inputs) != 1:
             return
         try:
-            if engine_of(self, tail=True)[3]["head"] is None:  # cheap: no probe run
-                return
             cfg, _, _, about, core, worst = fit_engine(self, isa, tail=True)
         except (SeqfuseError, ValueError, KeyError, IndexError):  # the node path still runs it
             return
         head = about["head"]
-        if head is None or not about.get("value_is_y") or not worst <= 1e-5:
+        if (head is not None and not about.get("value_is_y")) or not worst <= 1e-5:
             return
-        # The steps after the head: those that read only constants, the head's value and
-        # each other's outputs. They must compute every graph output.
-        known = {head["value"]}
-        after = []
-        for st in self.steps:
-            if isinstance(st, _Glue) and all(
-                (not i) or i in known or i in self.consts for i in st.node.input
-            ):
-                after.append(st)
-                known.update(o for o in st.node.output if o)
-        if any(o.name not in known for o in self._outputs):
-            return
-        bf = (about["layout"] == 1) != about["transposed_input"]  # the input is [B, T, ...]
-        flip = cfg["head"] == "step" and about.get("y_time_major", False) == bf
-        self._whole = (core, about["input"], about["tokens"], bf, cfg, flip, head["value"], after)
+        rs = self.recurrent
+        seeds = {head["value"]: ("head",)} if head is not None else {}
+        if head is None and rs[-1].Y:
+            seeds[rs[-1].Y] = ("Y",)
+        for k, r in enumerate(rs):
+            for name, what in ((r.Y_h, "h"), (r.Y_c, "c")):
+                if name:
+                    seeds[name] = (what, k)
+        # The glue the outputs need beyond those values: no recurrent node, and in graph order.
+        producers = {o: st for st in self.steps for o in st.node.output}
+        needed: set[int] = set()
+        used: set[str] = set()
+        todo = [o.name for o in self._outputs]
+        while todo:
+            v = todo.pop()
+            if v in seeds:
+                used.add(v)
+                continue
+            st = producers.get(v)
+            if st is None or id(st) in needed:
+                continue
+            if isinstance(st, Recurrent):
+                return  # an output needs a lower layer's Y: the node path
+            needed.add(id(st))
+            todo.extend(i for i in st.node.input if i)
+        after = [st for st in self.steps if id(st) in needed]
+        self._whole = {
+            "core": core, "input": about["input"], "tokens": about["tokens"], "cfg": cfg,
+            "bf": (about["layout"] == 1) != about["transposed_input"],  # the input is [B, T, ...]
+            "layout": about["layout"], "time_major": about.get("y_time_major", False),
+            "seeds": {k: v for k, v in seeds.items() if k in used}, "after": after,
+            "dirs": rs[0].dirs,
+        }  # fmt: skip
 
     @property
     def whole_graph(self) -> str | None:
@@ -726,37 +745,58 @@ class OnnxModel:
         or None when the graph runs node by node."""
         if self._whole is None:
             return None
-        core = self._whole[0]
+        core = self._whole["core"]
         why = core.kernel_set_reason
         return f"{core.isa} ({why})" if why else core.isa
 
     def _run_whole(self, feeds: dict[str, Any], threads: int | None) -> dict | None:
-        """The values after the head, from the one native model and the steps after it, or
-        None to take the node path."""
-        core, name, tokens, bf, cfg, flip, value, after = self._whole
+        """The graph's values from the one native model and the glue after it, or None to
+        take the node path."""
+        w = self._whole
+        cfg, name, bf, tokens = w["cfg"], w["input"], w["bf"], w["tokens"]
         if len(feeds) != 1 or name not in feeds:
             return None
-        x = self._feeds(feeds)[name]
+        env = self._feeds(feeds)
+        x = env[name]
         if x.ndim != (2 if tokens else 3) or (not tokens and x.shape[2] != cfg["input_size"]):
             return None
         B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
         if B == 0 or T == 0:
             return None  # the node path says which node refuses it
         threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
-        K = cfg["output_size"]
-        step = cfg["head"] == "step"
-        y = np.empty(((B, T, K) if bf else (T, B, K)) if step else (B, K), np.float32)
+        H, K, dirs = cfg["hidden_size"], cfg["output_size"], w["dirs"]
+        head = cfg["head"]
+        F = K if head != "none" else dirs * H
+        per_step = head in ("none", "step")
+        y = np.empty(((B, T, F) if bf else (T, B, F)) if per_step else (B, K), np.float32)
+        states = {v[0] for v in w["seeds"].values()} & {"h", "c"}
+        S = cfg["num_layers"] * dirs
+        hn = np.empty((S, B, H), np.float32) if states else None
+        cn = np.empty((S, B, H), np.float32) if states and cfg["cell"] == "lstm" else None
         if tokens:
             xf, ids = None, np.ascontiguousarray(x, np.int64)
         else:
             xf, ids = np.ascontiguousarray(x), None
+        only_head = head != "none" and not states
         try:
-            _C.run(core.address, B, T, bf, xf, ids, None, None, None, y, None, None, threads, 1)
+            _C.run(w["core"].address, B, T, bf, xf, ids, None, None, None, y, hn, cn, threads,
+                   only_head)  # fmt: skip
         except InvalidArgumentError:
             return None  # e.g. a token id out of range: the node path names the node
-        env = {**self.consts, value: np.ascontiguousarray(y.transpose(1, 0, 2)) if flip else y}
+        node_bf = w["layout"] == 1  # the recurrent nodes' own layout
+        for v, (what, *k) in w["seeds"].items():
+            if what == "head":
+                flip = head == "step" and w["time_major"] == bf
+                env[v] = np.ascontiguousarray(y.transpose(1, 0, 2)) if flip else y
+            elif what == "Y":  # ONNX's Y: [T, dirs, B, H] (layout 0) or [B, T, dirs, H]
+                y3 = y if bf == node_bf else y.transpose(1, 0, 2)
+                y4 = y3.reshape(y3.shape[0], y3.shape[1], dirs, H)
+                env[v] = y4 if node_bf else np.ascontiguousarray(y4.transpose(0, 2, 1, 3))
+            else:  # Y_h / Y_c of node k: [dirs, B, H] (layout 0) or [B, dirs, H]
+                st = (hn if what == "h" else cn)[k[0] * dirs : (k[0] + 1) * dirs]
+                env[v] = np.ascontiguousarray(st.transpose(1, 0, 2)) if node_bf else st
         with np.errstate(all="ignore"):
-            for st in after:
+            for st in w["after"]:
                 st.run(env)
         return env
 
