@@ -603,3 +603,24 @@ def test_the_whole_graph_path_equals_the_node_path(op, layout):
     if layout == 0:
         for g, w in zip(got, ort_session(m).run(None, feeds)):
             assert err(g, w) <= TOL
+
+
+def test_save_writes_the_file_convert_writes_and_serve_ships(tmp_path):
+    # OnnxModel.save is convert's writer; seqfuse serve's model_bytes ships an ONNX file by it.
+    pytest.importorskip("torch")
+    from seqfuse.serve.model import model_bytes
+
+    m = _gru_stack([("logits", "Y2_h")])
+    onnx.save(m, tmp_path / "m.onnx")
+    cfg, about, core, worst = sn.from_onnx(m).save(tmp_path / "a.safetensors")
+    assert cfg["head"] == "last_hidden" and about["tokens"] and worst <= TOL
+    data, name = model_bytes(tmp_path / "m.onnx")
+    assert name == "m" and data[:8] == (tmp_path / "a.safetensors").read_bytes()[:8]
+    (tmp_path / "b.safetensors").write_bytes(data)
+    tokens = np.random.default_rng(5).integers(0, 9, (2, 7)).astype(np.int64)
+    want = ort_session(m).run(None, {"tokens": tokens})[0]
+    for f in ("a", "b"):
+        assert err(sn.load(tmp_path / f"{f}.safetensors")(tokens)[0], want) <= TOL
+    with pytest.raises(InvalidArgumentError, match=r"\(Softmax\)"):
+        sn.from_onnx(_tf2onnx_lstm(13)).save(tmp_path / "c.safetensors")
+    assert not (tmp_path / "c.safetensors").exists()

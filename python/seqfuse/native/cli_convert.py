@@ -21,10 +21,7 @@ import argparse
 from pathlib import Path
 
 from seqfuse.errors import SeqfuseError
-from seqfuse.native.files import write
-from seqfuse.native.onnx import fit_engine, from_onnx
-
-TOL = 1e-5
+from seqfuse.native.onnx import from_onnx
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,41 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-# The engine config keys of ONNX semantics (seqfuse.native.convert.ONNX_KEYS, without torch).
-_ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
-
-
-def _seq_module(cfg: dict) -> dict:
-    """The module description of a file with an Embedding or a head: a SeqModel's call (y and
-    the state). With PyTorch's semantics it carries the SeqConfig, so that to_module rebuilds
-    the nn.Module; with ONNX's there is none to rebuild."""
-    info: dict = {"kind": "seq", "batch_first": True}
-    if not set(cfg) & _ONNX_KEYS:
-        tokens = cfg["vocab_size"] > 0
-        info["config"] = {
-            "cell": cfg["cell"], "hidden_size": cfg["hidden_size"],
-            "input_size": 1 if tokens else cfg["input_size"], "vocab_size": cfg["vocab_size"],
-            "embed_dim": cfg["embed_dim"], "num_layers": cfg["num_layers"],
-            "bidirectional": cfg["bidirectional"], "bias": True, "dropout": 0.0,
-            "head": cfg["head"], "output_size": max(1, cfg["output_size"]), "kind": "seq",
-        }  # fmt: skip
-    return info
-
-
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.is_dir():
         raise SeqfuseError(f"{out} is a directory; -o names the weight file to write")
     model = from_onnx(args.model)
-    cfg, weights, module, about, core, worst = fit_engine(model)
-    if module["kind"] == "seq":
-        module = _seq_module(cfg)
-    if not worst <= TOL:
-        raise SeqfuseError(
-            f"the native model differs from the ONNX graph by {worst:.3g} (> {TOL}): the graph "
-            "does more around its recurrent nodes than a native file holds"
-        )
-    write(out, core.config_json, core.weights(), module)
+    cfg, about, core, worst = model.save(out)
     why = core.kernel_set_reason
     print(f"wrote {out}")
     print(

@@ -893,6 +893,26 @@ class OnnxModel:
         env = self.run_all(feeds, threads)
         return [env[n] for n in names]
 
+    def save(self, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], Any, float]:
+        """Write the graph as a native weight file (what `seqfuse convert` writes; what
+        seqfuse serve ships): the graph must be what one file holds (engine_of) and the file's
+        model must match the graph within 1e-5 on a probe batch (fit_engine), else
+        InvalidArgumentError says why. Returns (engine config, what the file computes, the
+        native model, its max error against the graph)."""
+        from seqfuse.native.files import write
+
+        cfg, weights, module, about, core, worst = fit_engine(self)
+        if not worst <= 1e-5:
+            raise InvalidArgumentError(
+                f"{self.name}: the native model differs from the ONNX graph by {worst:.3g} "
+                "(> 1e-05): the graph does more around its recurrent nodes than a native file "
+                "holds"
+            )
+        if module["kind"] == "seq":
+            module = _seq_module(cfg)
+        write(path, core.config_json, core.weights(), module)
+        return cfg, about, core, worst
+
     def __call__(self, *args: Any, **feeds: Any) -> Any:
         if len(args) > len(self._inputs):
             raise InvalidArgumentError(
@@ -1274,3 +1294,24 @@ def fit_engine(model: OnnxModel, isa: str = "auto", tail: bool = False) -> tuple
         raise InvalidArgumentError(f"{model.name}: {e}") from None
     worst = _verify(env, core, xb, about, cfg, B, T)
     return cfg, weights, module, about, core, worst
+
+
+# The engine config keys of ONNX semantics (seqfuse.native.convert.ONNX_KEYS, without torch).
+_ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
+
+
+def _seq_module(cfg: dict) -> dict:
+    """The module description of a file with an Embedding or a head: a SeqModel's call (y and
+    the state). With PyTorch's semantics it carries the SeqConfig, so that to_module rebuilds
+    the nn.Module; with ONNX's there is none to rebuild."""
+    info: dict = {"kind": "seq", "batch_first": True}
+    if not set(cfg) & _ONNX_KEYS:
+        tokens = cfg["vocab_size"] > 0
+        info["config"] = {
+            "cell": cfg["cell"], "hidden_size": cfg["hidden_size"],
+            "input_size": 1 if tokens else cfg["input_size"], "vocab_size": cfg["vocab_size"],
+            "embed_dim": cfg["embed_dim"], "num_layers": cfg["num_layers"],
+            "bidirectional": cfg["bidirectional"], "bias": True, "dropout": 0.0,
+            "head": cfg["head"], "output_size": max(1, cfg["output_size"]), "kind": "seq",
+        }  # fmt: skip
+    return info
