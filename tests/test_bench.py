@@ -487,3 +487,84 @@ def test_large_group(tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert [x["id"] for x in data["workloads"]] == ["lstm256x512/b1", "gru256x256/b1"]
     assert {x["group"] for x in data["workloads"]} == {"large"}
+
+
+# ---- seqfuse bench --onnx: native (from_onnx) against ONNX Runtime on one file ----------------------
+@pytest.fixture
+def name_gru_onnx(tmp_path):
+    """An Embedding -> GRU -> Linear -> LogSoftmax model exported by torch.onnx (dynamic batch
+    and length): token ids in, the graph native runs as one model plus the LogSoftmax."""
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    class NameGRU(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(13, 6)
+            self.rnn = torch.nn.GRU(6, 7, batch_first=True)
+            self.fc = torch.nn.Linear(7, 4)
+
+        def forward(self, x):
+            return torch.log_softmax(self.fc(self.rnn(self.emb(x))[0][:, -1]), dim=-1)
+
+    torch.manual_seed(0)
+    path = tmp_path / "names.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(NameGRU().eval(), (torch.randint(0, 13, (2, 5)),), str(path),
+                          input_names=["x"], dynamo=False, opset_version=17,
+                          dynamic_axes={"x": {0: "b", 1: "t"}})  # fmt: skip
+    return path
+
+
+def test_bench_onnx_file_validates_then_times(name_gru_onnx):
+    import onnxruntime as ort
+    import seqfuse.native as sn
+    from seqfuse.bench.onnx_file import TOLERANCE, bench_onnx_file, format_table, make_feeds
+
+    res = bench_onnx_file(name_gru_onnx, batches=(1, 3), threads=(1,), steps=5,
+                          budget_s=0.01, warmup=1, min_reps=3)  # fmt: skip
+    assert res["schema"] == "seqfuse.bench.onnx" and res["model"] == str(name_gru_onnx)
+    assert res["inputs"] == {"x": {"shape": [3, 5], "dtype": "int64"}}
+    rows = res["results"]
+    assert [(r["batch"], r["backend"]) for r in rows] == [
+        (1, "ort"), (1, "native"), (3, "ort"), (3, "native"),
+    ]  # fmt: skip
+    for ort_row, nat in zip(rows[::2], rows[1::2]):
+        assert ort_row["status"] == nat["status"] == "ok"
+        assert nat["max_err_vs_ort"] <= TOLERANCE
+        assert ort_row["reps"] >= 3 and nat["reps"] >= 3
+        assert nat["ratio_median"] == pytest.approx(nat["median_us"] / ort_row["median_us"])
+        assert nat["ratio_p99"] == pytest.approx(nat["p99_us"] / ort_row["p99_us"])
+    # the feeds it timed: token ids inside the vocabulary, the same outputs as ONNX Runtime
+    model = sn.from_onnx(name_gru_onnx)
+    feeds = make_feeds(model, 3, 5)
+    assert feeds["x"].shape == (3, 5) and feeds["x"].min() >= 0 and feeds["x"].max() < 13
+    want = ort.InferenceSession(str(name_gru_onnx)).run(None, feeds)[0]
+    assert np.max(np.abs(model(feeds["x"]) - want)) <= 1e-5
+    table = format_table(res)
+    assert "median / ORT" in table and f"{rows[1]['ratio_median']:.2f}x" in table
+
+
+def test_bench_onnx_file_reports_a_mismatch_untimed(name_gru_onnx, monkeypatch):
+    from seqfuse.bench import onnx_file
+
+    monkeypatch.setattr(onnx_file, "TOLERANCE", -1.0)  # no error is small enough
+    res = onnx_file.bench_onnx_file(name_gru_onnx, steps=3, budget_s=0.01, warmup=1, min_reps=3)
+    nat = next(r for r in res["results"] if r["backend"] == "native")
+    assert nat["status"] == "failed" and nat["reason"].startswith("mismatch: max err")
+    assert "median_us" not in nat and "ratio_median" not in nat
+
+
+def test_cli_bench_onnx(name_gru_onnx, tmp_path, capsys):
+    argv = ["bench", "--onnx", str(name_gru_onnx), "--quick", "--onnx-steps", "4"]
+    argv += ["--budget", "0.01", "--warmup", "1", "--min-reps", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "native (from_onnx) vs ONNX Runtime" in out and "| 1 | 1 | native |" in out
+    data = json.loads((tmp_path / "bench_onnx.json").read_text())
+    assert data["settings"]["threads"] == [1] and data["settings"]["steps"] == 4
+    assert {r["backend"] for r in data["results"]} == {"ort", "native"}
+    assert all(r["status"] == "ok" for r in data["results"])
+    assert main([*argv, "--update-readme", str(tmp_path / "README.md")]) == 2
+    assert "--onnx prints its own table" in capsys.readouterr().err

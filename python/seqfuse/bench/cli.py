@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from seqfuse.bench import onnx_file
 from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS, check_isa
 from seqfuse.bench.workloads import (
     GRID_BATCHES,
@@ -66,6 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "  seqfuse bench --models large --backends eager,ort,openvino,native\n"
         "                                                # LSTM(256,512), GRU(256,256)\n"
         "  seqfuse bench --quick --isa avx2              # native rows on the AVX2 kernels\n"
+        "  seqfuse bench --onnx model.onnx --batches 1,8 # native vs ORT on your ONNX file\n"
         f"backends: {', '.join(BACKENDS)}\n"
         f"models: {', '.join(SEED_MODELS)}, shakespeare-stream, large "
         f"({', '.join(LARGE_MODELS)}), or none"
@@ -115,6 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="thread counts, each applied to every backend (default: 1 and all usable cores)",
     )
+    onnx_file.add_arguments(g)
     m = p.add_argument_group("method")
     m.add_argument(
         "--budget",
@@ -216,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
     grid_png = png_path.with_name(png_path.stem + "_grid" + png_path.suffix)
     command = "seqfuse bench" + (" " + shlex.join(argv) if argv else "")
     _check_writable([png_path, grid_png] + ([] if args.from_json else [json_path]))
+    if args.onnx:  # one ONNX file, native against ONNX Runtime (bench/onnx_file.py)
+        return onnx_file.run_cli(args, command, _usable_cpus())
 
     if args.update_readme:  # fail before measuring, not after minutes of it
         if args.png is None:

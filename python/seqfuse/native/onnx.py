@@ -14,7 +14,12 @@ ONNX i,o,f,c -> i,f,g,o; GRU z,r,h -> r,z,n; peepholes i,o,f -> i,f,o). The glue
 and tf2onnx put around those nodes (layout ops, shape arithmetic, Gather as an Embedding,
 MatMul/Gemm/Add heads with their activations, ...) runs in NumPy; nodes whose inputs are all
 constant are folded once, at load. ``engine_of`` turns a graph whose recurrent nodes form one
-stack into a single engine model (``seqfuse convert`` writes it as a native weight file).
+stack, with at most an Embedding before it and a Linear head after it, into a single engine
+model, and ``fit_engine`` verifies it against the graph on a probe batch (``seqfuse convert``
+writes it as a native weight file; ``from_onnx`` runs such a graph as that one model, the
+glue after it (layout ops, the head's activations) in NumPy on its values, and node by node
+otherwise or when a call feeds more). An empty
+sequence or batch is refused, naming the node: ONNX leaves it undefined.
 
 Where ONNX leaves a choice, this module follows ONNX Runtime: ``activation_alpha`` and
 ``activation_beta`` are consumed in order by the activations that take them (checked against
@@ -42,6 +47,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from seqfuse import _C
+from seqfuse.errors import SeqfuseError
 from seqfuse.native.contract import (
     MAX_THREADS,
     InvalidArgumentError,
@@ -235,6 +241,7 @@ class Recurrent:
         self.Y_c = outs[2] if self.cell == "lstm" else ""
         self.weight_names = [n for n in (self.W, self.R, self.B, self.P) if n]
         self._cache: dict[bytes, Any] = {}
+        self._dims: dict[int, tuple[int, int]] = {}  # native model address -> (H, D)
         self.core: Any = None
         if all(n in consts for n in self.weight_names):
             self.core = self._build({n: consts[n] for n in self.weight_names})
@@ -348,14 +355,18 @@ class Recurrent:
         if key not in self._cache:
             if len(self._cache) > 8:
                 self._cache.clear()
+                self._dims.clear()
             self._cache[key] = self._build(w)
         return self._cache[key]
 
     # -- a call
     def run(self, env: dict[str, np.ndarray], threads: int) -> None:
         core = self.core_for(env)
-        cfg = json.loads(core.config_json)
-        H, D, dirs = cfg["hidden_size"], cfg["input_size"], self.dirs
+        dims = self._dims.get(core.address)
+        if dims is None:  # read once per native model, not per call
+            cfg = json.loads(core.config_json)
+            dims = self._dims[core.address] = (cfg["hidden_size"], cfg["input_size"])
+        H, D, dirs = dims[0], dims[1], self.dirs
         x = self._f32(env[self.X], "X")
         if x.ndim != 3 or x.shape[2] != D:
             want = "[T, B, D]" if self.layout == 0 else "[B, T, D]"
@@ -365,7 +376,12 @@ class Recurrent:
         bf = self.layout == 1
         B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
         if B == 0 or T == 0:
-            raise InvalidArgumentError(f"{self.where}: X has an empty dimension {list(x.shape)}")
+            # ONNX leaves an empty sequence undefined: ONNX Runtime aborts on a GRU and returns
+            # zero states for LSTM and RNN even with initial_h; the onnx reference raises.
+            raise InvalidArgumentError(
+                f"{self.where}: X has {'T' if T == 0 else 'B'} = 0 (shape {list(x.shape)}); "
+                "seqfuse runs sequences of 1 or more steps and batches of 1 or more"
+            )
         x = np.ascontiguousarray(x)
         lengths = None
         if self.lens:
@@ -595,12 +611,15 @@ class _Glue:
         ):
             raise InvalidArgumentError(f"{self.where}: only reduction='none' is supported")
         self.opset = opset
+        self.inputs = list(node.input)
+        self.n_out = len(node.output)
 
     def run(self, env: dict[str, np.ndarray]) -> None:
-        args = [env[i] if i else None for i in self.node.input]
+        # (the caller ignores NumPy's floating-point errors: NaN and Inf propagate, as in
+        # ONNX Runtime)
+        args = [env[i] if i else None for i in self.inputs]
         try:
-            with np.errstate(all="ignore"):  # NaN and Inf propagate, as in ONNX Runtime
-                out = self.fn(args, self.attrs, self.opset, len(self.node.output))
+            out = self.fn(args, self.attrs, self.opset, self.n_out)
         except (ValueError, IndexError, TypeError, KeyError) as e:
             raise InvalidArgumentError(f"{self.where} failed: {_one_line(e)}") from None
         outs = out if isinstance(out, tuple) else (out,)
@@ -658,13 +677,128 @@ class OnnxModel:
                 continue
             step = _Glue(node, opset)
             if all((not i) or i in self.consts for i in node.input) and node.op_type != "Dropout":
-                step.run(self.consts)
+                with np.errstate(all="ignore"):
+                    step.run(self.consts)
             else:
                 self.steps.append(step)
         for o in self._outputs:
             produced = any(o.name in s.node.output for s in self.steps)
             if not produced and o.name not in inits and o.name not in self._input_types:
                 raise InvalidArgumentError(f"{name}: graph output '{o.name}' is never computed")
+        self._whole: Any = None
+        self._fit_whole(isa)
+
+    def _fit_whole(self, isa: str) -> None:
+        """Run the graph as one native model when it is what a native file holds ([an
+        Embedding ->] one stack [-> one Linear head]: fit_engine), fed by its only input,
+        verified on a probe batch at load. The graph's outputs are then computed from that
+        model's values (the head's, or the top node's Y, and every node's Y_h / Y_c) by the
+        glue after them (activations after the head, layout ops), in NumPy. Else, and for calls
+        that feed more (an overridable initializer) or that the native model refuses, the graph
+        runs node by node."""
+        if not self.recurrent or len(self._inputs) != 1:
+            return
+        try:
+            cfg, _, _, about, core, worst = fit_engine(self, isa, tail=True)
+        except (SeqfuseError, ValueError, KeyError, IndexError):  # the node path still runs it
+            return
+        head = about["head"]
+        if (head is not None and not about.get("value_is_y")) or not worst <= 1e-5:
+            return
+        rs = self.recurrent
+        seeds = {head["value"]: ("head",)} if head is not None else {}
+        if head is None and rs[-1].Y:
+            seeds[rs[-1].Y] = ("Y",)
+        for k, r in enumerate(rs):
+            for name, what in ((r.Y_h, "h"), (r.Y_c, "c")):
+                if name:
+                    seeds[name] = (what, k)
+        # The glue the outputs need beyond those values: no recurrent node, and in graph order.
+        producers = {o: st for st in self.steps for o in st.node.output}
+        needed: set[int] = set()
+        used: set[str] = set()
+        todo = [o.name for o in self._outputs]
+        while todo:
+            v = todo.pop()
+            if v in seeds:
+                used.add(v)
+                continue
+            st = producers.get(v)
+            if st is None or id(st) in needed:
+                continue
+            if isinstance(st, Recurrent):
+                return  # an output needs a lower layer's Y: the node path
+            needed.add(id(st))
+            todo.extend(i for i in st.node.input if i)
+        after = [st for st in self.steps if id(st) in needed]
+        self._whole = {
+            "core": core, "input": about["input"], "tokens": about["tokens"], "cfg": cfg,
+            "bf": (about["layout"] == 1) != about["transposed_input"],  # the input is [B, T, ...]
+            "layout": about["layout"], "time_major": about.get("y_time_major", False),
+            "seeds": {k: v for k, v in seeds.items() if k in used}, "after": after,
+            "dirs": rs[0].dirs,
+        }  # fmt: skip
+
+    @property
+    def whole_graph(self) -> str | None:
+        """The kernel set of the one native model that runs the whole graph (see _fit_whole),
+        or None when the graph runs node by node."""
+        if self._whole is None:
+            return None
+        core = self._whole["core"]
+        why = core.kernel_set_reason
+        return f"{core.isa} ({why})" if why else core.isa
+
+    def _run_whole(self, feeds: dict[str, Any], threads: int | None) -> dict | None:
+        """The graph's values from the one native model and the glue after it, or None to
+        take the node path."""
+        w = self._whole
+        cfg, name, bf, tokens = w["cfg"], w["input"], w["bf"], w["tokens"]
+        if len(feeds) != 1 or name not in feeds:
+            return None
+        env = self._feeds(feeds)
+        x = env[name]
+        if x.ndim != (2 if tokens else 3) or (not tokens and x.shape[2] != cfg["input_size"]):
+            return None
+        B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
+        if B == 0 or T == 0:
+            return None  # the node path says which node refuses it
+        threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
+        H, K, dirs = cfg["hidden_size"], cfg["output_size"], w["dirs"]
+        head = cfg["head"]
+        F = K if head != "none" else dirs * H
+        per_step = head in ("none", "step")
+        y = np.empty(((B, T, F) if bf else (T, B, F)) if per_step else (B, K), np.float32)
+        states = {v[0] for v in w["seeds"].values()} & {"h", "c"}
+        S = cfg["num_layers"] * dirs
+        hn = np.empty((S, B, H), np.float32) if states else None
+        cn = np.empty((S, B, H), np.float32) if states and cfg["cell"] == "lstm" else None
+        if tokens:
+            xf, ids = None, np.ascontiguousarray(x, np.int64)
+        else:
+            xf, ids = np.ascontiguousarray(x), None
+        only_head = head != "none" and not states
+        try:
+            _C.run(w["core"].address, B, T, bf, xf, ids, None, None, None, y, hn, cn, threads,
+                   only_head)  # fmt: skip
+        except InvalidArgumentError:
+            return None  # e.g. a token id out of range: the node path names the node
+        node_bf = w["layout"] == 1  # the recurrent nodes' own layout
+        for v, (what, *k) in w["seeds"].items():
+            if what == "head":
+                flip = head == "step" and w["time_major"] == bf
+                env[v] = np.ascontiguousarray(y.transpose(1, 0, 2)) if flip else y
+            elif what == "Y":  # ONNX's Y: [T, dirs, B, H] (layout 0) or [B, T, dirs, H]
+                y3 = y if bf == node_bf else y.transpose(1, 0, 2)
+                y4 = y3.reshape(y3.shape[0], y3.shape[1], dirs, H)
+                env[v] = y4 if node_bf else np.ascontiguousarray(y4.transpose(0, 2, 1, 3))
+            else:  # Y_h / Y_c of node k: [dirs, B, H] (layout 0) or [B, dirs, H]
+                st = (hn if what == "h" else cn)[k[0] * dirs : (k[0] + 1) * dirs]
+                env[v] = np.ascontiguousarray(st.transpose(1, 0, 2)) if node_bf else st
+        with np.errstate(all="ignore"):
+            for st in w["after"]:
+                st.run(env)
+        return env
 
     # -- info, as onnxruntime
     def get_inputs(self) -> list[NodeArg]:
@@ -695,7 +829,8 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         nodes = ", ".join(f"{k}: {v}" for k, v in self.kernel_sets.items())
-        return f"OnnxModel({self.name}, recurrent nodes: {nodes})"
+        whole = f"the whole graph as one native model: {self.whole_graph}; " if self._whole else ""
+        return f"OnnxModel({self.name}, {whole}recurrent nodes: {nodes})"
 
     # -- calls
     def _feeds(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -732,11 +867,12 @@ class OnnxModel:
         """Every value the graph computes, by name (inputs, constants, intermediates)."""
         env = self._feeds(feeds)
         threads = self.threads if threads is None else int_in(threads, "threads", 1, MAX_THREADS)
-        for step in self.steps:
-            if isinstance(step, Recurrent):
-                step.run(env, threads)
-            else:
-                step.run(env)
+        with np.errstate(all="ignore"):  # NaN and Inf propagate, as in ONNX Runtime
+            for step in self.steps:
+                if isinstance(step, Recurrent):
+                    step.run(env, threads)
+                else:
+                    step.run(env)
         return env
 
     def run(
@@ -750,8 +886,32 @@ class OnnxModel:
                 raise InvalidArgumentError(
                     f"unknown output '{n}' (the model's outputs: {', '.join(sorted(valid))})"
                 )
+        if self._whole is not None and isinstance(feeds, dict):
+            env = self._run_whole(feeds, threads)
+            if env is not None:
+                return [env[n] for n in names]
         env = self.run_all(feeds, threads)
         return [env[n] for n in names]
+
+    def save(self, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], Any, float]:
+        """Write the graph as a native weight file (what `seqfuse convert` writes; what
+        seqfuse serve ships): the graph must be what one file holds (engine_of) and the file's
+        model must match the graph within 1e-5 on a probe batch (fit_engine), else
+        InvalidArgumentError says why. Returns (engine config, what the file computes, the
+        native model, its max error against the graph)."""
+        from seqfuse.native.files import write
+
+        cfg, weights, module, about, core, worst = fit_engine(self)
+        if not worst <= 1e-5:
+            raise InvalidArgumentError(
+                f"{self.name}: the native model differs from the ONNX graph by {worst:.3g} "
+                "(> 1e-05): the graph does more around its recurrent nodes than a native file "
+                "holds"
+            )
+        if module["kind"] == "seq":
+            module = _seq_module(cfg)
+        write(path, core.config_json, core.weights(), module)
+        return cfg, about, core, worst
 
     def __call__(self, *args: Any, **feeds: Any) -> Any:
         if len(args) > len(self._inputs):
@@ -772,7 +932,7 @@ def from_onnx(src: Any, threads: int = 1, isa: str = "auto") -> OnnxModel:
 
 # ---- one engine model for a whole stack (seqfuse convert) -------------------------------------------
 def engine_of(
-    model: OnnxModel,
+    model: OnnxModel, tail: bool = False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
     """(engine config, weights, module description, what the file computes) for a graph
     whose recurrent nodes form one stack: the same op and semantics in every node, constant
@@ -802,22 +962,40 @@ def engine_of(
                 f"{model.name}: {r.where} has constant sequence_lens or nonzero initial "
                 "states; a native file takes them per call"
             )
-    # The first layer's X: a graph input, at most transposed (batch-first models).
-    producers = {o: s for s in model.steps for o in s.node.output}
-    x, perm_chain = first.X, []
+    producers: dict[str, Any] = {o: s for s in model.steps for o in s.node.output}
+    # States and lengths built per call may depend on the input's shape (torch.onnx's zero
+    # states from ConstantOfShape), never on its values: the probe in fit_engine then checks
+    # the values they take.
+    memo: dict[str, bool] = {}
+    for r in rs:
+        for n, what in ((r.lens, "sequence_lens"), (r.h0, "initial_h"), (r.c0, "initial_c")):
+            if n and not _shape_only(model, producers, n, memo):
+                raise InvalidArgumentError(
+                    f"{model.name}: {r.where} computes its {what} from the graph's input "
+                    "values; a native file takes states and lengths per call"
+                )
+    # The first layer's X: a graph input, at most transposed (batch-first models), or the
+    # rows of a constant table it selects (Gather: an Embedding of token ids).
+    x, transposes, table = first.X, 0, None
     while x in producers:
         s = producers[x]
         op = s.node.op_type
-        if op == "Transpose" and list(s.attrs.get("perm", [])) == [1, 0, 2]:
-            perm_chain.append(op)
+        if op == "Transpose" and list(s.attrs.get("perm", [])) in ([1, 0, 2], [1, 0]):
+            transposes += 1
+        elif op == "Gather" and table is None and _embedding_table(model, s) is not None:
+            table = _embedding_table(model, s)
+            x = s.node.input[1]
+            continue
         elif op != "Identity":
             raise InvalidArgumentError(
                 f"{model.name}: the first recurrent node reads {_where(s.node)}; a native file "
-                "holds the recurrent stack only, fed the graph's input directly"
+                "holds [an Embedding ->] the recurrent stack [-> a Linear head], fed the graph's "
+                "input directly"
             )
         x = s.node.input[0]
     if x not in model._input_types:
         raise InvalidArgumentError(f"{model.name}: the first recurrent node does not read an input")
+    head = _head_of(model, producers, rs[-1], tail)
     cfg: dict[str, Any] = {}
     weights: dict[str, np.ndarray] = {}
     for k, r in enumerate(rs):
@@ -834,14 +1012,306 @@ def engine_of(
         for name, a in r.core.weights().items():
             weights[name.replace("_l0", f"_l{k}")] = a
     cfg["num_layers"] = len(rs)
-    module = {"kind": "rnn", "module": first.node.op_type, "batch_first": True}
+    if table is not None:
+        if table.shape[1] != cfg["input_size"]:
+            raise InvalidArgumentError(
+                f"{model.name}: the Embedding's rows have {table.shape[1]} features, the first "
+                f"recurrent node reads {cfg['input_size']}"
+            )
+        cfg["vocab_size"], cfg["embed_dim"] = int(table.shape[0]), int(table.shape[1])
+        weights["embedding.weight"] = table
+    if head is not None:
+        feat = first.dirs * cfg["hidden_size"]
+        if head["weight"].shape[1] != feat:
+            raise InvalidArgumentError(
+                f"{model.name}: the head {_where(head['node'])} reads "
+                f"{head['weight'].shape[1]} features, not the stack's {feat}"
+            )
+        # "step" until convert sees the head's value: per step (step) or per sequence
+        # (last_step); a head on Y_h reads the final hidden states (last_hidden).
+        cfg["head"] = "last_hidden" if head["reads"] == "Y_h" else "step"
+        cfg["output_size"] = int(head["weight"].shape[0])
+        weights["head.weight"], weights["head.bias"] = head["weight"], head["bias"]
+    plain = table is None and head is None
+    module = (
+        {"kind": "rnn", "module": first.node.op_type, "batch_first": True}
+        if plain
+        else {"kind": "seq", "batch_first": True}
+    )
     about = {
         "input": x,
+        "tokens": table is not None,
         "nodes": [_node_name(r.node) for r in rs],
         "y": rs[-1].Y,
         "h_n": [r.Y_h for r in rs],
         "c_n": [r.Y_c for r in rs],
         "layout": first.layout,
-        "transposed_input": bool(perm_chain),
-    }
+        "transposed_input": transposes % 2 == 1,
+        "head": None if head is None else {"value": head["value"], "reads": head["reads"],
+                                           "node": _node_name(head["node"])},
+    }  # fmt: skip
     return cfg, weights, module, about
+
+
+# The ops that only move values (what a native file's fixed layout absorbs).
+_LAYOUT_OPS = {
+    "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Slice", "Gather",
+    "Concat",
+}  # fmt: skip
+
+
+def _shape_only(model: OnnxModel, producers: dict[str, Any], name: str, memo: dict) -> bool:
+    """Whether a value depends on the graph's inputs through their shapes at most: a constant
+    (or an input's default), a Shape or ConstantOfShape, or glue over such values."""
+    if name in memo:
+        return memo[name]
+    memo[name] = False  # a cycle is not shape-only
+    s = producers.get(name)
+    if s is None:
+        ok = name in model.consts or name in model.defaults
+    elif isinstance(s, Recurrent):
+        ok = False
+    elif s.node.op_type in ("Shape", "Size", "ConstantOfShape"):
+        ok = True  # (ConstantOfShape's values are its constant, whatever the shape)
+    else:
+        ok = all((not i) or _shape_only(model, producers, i, memo) for i in s.node.input)
+    memo[name] = ok
+    return ok
+
+
+def _embedding_table(model: OnnxModel, s: Any) -> np.ndarray | None:
+    """The constant [vocab, E] float32 table a Gather selects rows of, if it is an Embedding."""
+    if s.attrs.get("axis", 0) != 0 or len(s.node.input) != 2:
+        return None
+    t = model.consts.get(s.node.input[0])
+    if t is None or t.ndim != 2 or t.dtype != np.float32 or s.node.input[1] in model.consts:
+        return None
+    return np.ascontiguousarray(t)
+
+
+def _back(producers: dict[str, Any], name: str) -> tuple[Any, str]:
+    """(the first step behind ``name`` that is not a layout op, or None for an input or a
+    constant; the value it produces on that path). Layout ops are followed by their data."""
+    while name in producers:
+        s = producers[name]
+        if isinstance(s, Recurrent) or s.node.op_type not in _LAYOUT_OPS:
+            return s, name
+        name = s.node.input[0]
+    return None, name
+
+
+def _linear(model: OnnxModel, producers: dict[str, Any], s: Any) -> dict[str, Any] | None:
+    """A Linear with constant weights at step ``s``: MatMul(x, W [F, n_out]) [+ b], or Gemm
+    (transA 0, alpha and beta folded in). {"weight" [n_out, F], "bias" [n_out], "reads", "node"}."""
+    c = model.consts
+    op = s.node.op_type
+    bias = None
+    if op == "Add":
+        a, b = s.node.input[:2]
+        bias_name, mm_name = (b, a) if b in c else (a, b) if a in c else (None, None)
+        mm = producers.get(mm_name) if mm_name else None
+        if mm is None or isinstance(mm, Recurrent) or mm.node.op_type != "MatMul":
+            return None
+        bias, s, op = c[bias_name], mm, "MatMul"
+    if op == "MatMul":
+        x, w = s.node.input[:2]
+        if w not in c or c[w].ndim != 2:
+            return None
+        weight = c[w].T
+    elif op == "Gemm":
+        x, w = s.node.input[:2]
+        if w not in c or s.attrs.get("transA", 0) or c[w].ndim != 2:
+            return None
+        weight = c[w] if s.attrs.get("transB", 0) else c[w].T
+        weight = weight * np.float32(s.attrs.get("alpha", 1.0))
+        if len(s.node.input) > 2 and s.node.input[2]:
+            if s.node.input[2] not in c:
+                return None
+            bias = c[s.node.input[2]] * np.float32(s.attrs.get("beta", 1.0))
+    else:
+        return None
+    n_out = weight.shape[0]
+    if weight.dtype != np.float32 or (
+        bias is not None and (bias.dtype != np.float32 or bias.size not in (1, n_out))
+    ):
+        return None
+    b = np.zeros(n_out, np.float32) if bias is None else np.broadcast_to(bias.reshape(-1), (n_out,))
+    return {
+        "weight": np.ascontiguousarray(weight, np.float32),
+        "bias": np.ascontiguousarray(b, np.float32),
+        "reads": x,
+        "node": s.node,
+    }
+
+
+# What from_onnx's whole-graph path lets follow the head (run in NumPy on its value).
+_TAIL_OPS = _LAYOUT_OPS | {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"}
+
+
+def _head_of(
+    model: OnnxModel, producers: dict[str, Any], top: Recurrent, tail: bool = False
+) -> dict[str, Any] | None:
+    """The one Linear head between the top recurrent node and the graph's outputs, or None.
+    Every graph output must be a stack value (Y, Y_h, Y_c, moved by layout ops) or that head's
+    value (moved by layout ops; with ``tail``, also by the activations of _TAIL_OPS); anything
+    else is refused, naming the node."""
+    head = None
+    holds = (
+        "a native file holds [an Embedding ->] one RNN/GRU/LSTM stack [-> one Linear head] "
+        "(no activation after the head); seqfuse.native.from_onnx runs the whole graph"
+    )
+    for o in model.get_outputs():
+        s, value = _back(producers, o.name)
+        if s is None or isinstance(s, Recurrent):
+            continue
+        lin = _linear(model, producers, s)
+        while lin is None and tail and s.node.op_type in _TAIL_OPS:
+            s, value = _back(producers, s.node.input[0])
+            if s is None or isinstance(s, Recurrent):
+                break
+            lin = _linear(model, producers, s)
+        if lin is None:
+            raise InvalidArgumentError(
+                f"{model.name}: graph output '{o.name}' comes from {_where(s.node)}: {holds}"
+            )
+        r, read = _back(producers, lin["reads"])
+        if r is not top or read not in (top.Y, top.Y_h):
+            what = "an input or a constant" if r is None else (
+                r.where if isinstance(r, Recurrent) else _where(r.node)
+            )  # fmt: skip
+            raise InvalidArgumentError(
+                f"{model.name}: the head {_where(lin['node'])} reads {what}, not the top "
+                f"recurrent node's Y or Y_h: {holds}"
+            )
+        lin["reads"] = "Y" if read == top.Y else "Y_h"
+        lin["value"] = value
+        if head is not None and head["node"] is not lin["node"]:
+            raise InvalidArgumentError(
+                f"{model.name}: two heads ({_where(head['node'])} and {_where(lin['node'])}): "
+                + holds
+            )
+        head = lin
+    return head
+
+
+# ---- one engine model for the whole graph, verified (seqfuse convert; from_onnx's fast path) ----
+def _probe(model, about: dict, cfg: dict) -> tuple[dict, np.ndarray, int, int]:
+    """(the graph's feeds, the engine's batch-first x, B, T) for a random batch: 3 sequences of
+    7 steps, unless the graph fixes those sizes (the input's declared shape, node layout)."""
+    rng = np.random.default_rng(0)
+    B, T = 3, 7
+    for arg in model.get_inputs():
+        if arg.name != about["input"]:
+            raise InvalidArgumentError(
+                f"the graph takes input '{arg.name}' besides '{about['input']}': a native file "
+                "takes only the sequence (states and lengths per call)"
+            )
+    declared = next(a.shape for a in model.get_inputs() if a.name == about["input"])
+    if len(declared) in (2, 3):
+        dims = list(declared)
+        if about["transposed_input"]:
+            dims[0], dims[1] = dims[1], dims[0]
+        b_at, t_at = (0, 1) if about["layout"] == 1 else (1, 0)
+        B = dims[b_at] if isinstance(dims[b_at], int) and dims[b_at] > 0 else B
+        T = dims[t_at] if isinstance(dims[t_at], int) and dims[t_at] > 0 else T
+    node_bt = (B, T) if about["layout"] == 1 else (T, B)
+    if about["tokens"]:
+        x = rng.integers(0, cfg["vocab_size"], node_bt)
+        dtype = _np_type(model._input_types[about["input"]])
+        x = x.astype(dtype)
+    else:
+        x = rng.standard_normal((*node_bt, cfg["input_size"])).astype(np.float32)
+    swap = (1, 0) + tuple(range(2, x.ndim))
+    feed_x = np.ascontiguousarray(x.transpose(swap)) if about["transposed_input"] else x
+    xb = np.ascontiguousarray(x if about["layout"] == 1 else x.transpose(swap))  # [B, T, ...]
+    return {about["input"]: feed_x}, xb, B, T
+
+
+def _head_kind(env: dict, about: dict, cfg: dict, B: int, T: int) -> str:
+    """A head on Y reads every step (its value has T) or each sequence's last step."""
+    if about["head"] is None or about["head"]["reads"] != "Y":
+        return cfg["head"]
+    return "step" if env[about["head"]["value"]].size == B * T * cfg["output_size"] else "last_step"
+
+
+def _verify(env: dict, core, xb: np.ndarray, about: dict, cfg: dict, B: int, T: int) -> float:
+    """Max abs error (relative above 1) of the engine model against the graph's values."""
+    dirs = 2 if cfg["bidirectional"] else 1
+    L, H, K = cfg["num_layers"], cfg["hidden_size"], cfg["output_size"]
+    y_shape = {"none": (B, T, dirs * H), "step": (B, T, K)}.get(cfg["head"], (B, K))
+    y = np.empty(y_shape, np.float32)
+    hn = np.empty((L * dirs, B, H), np.float32)
+    cn = np.empty_like(hn) if cfg["cell"] == "lstm" else None
+    x, ids = (None, np.ascontiguousarray(xb, np.int64)) if about["tokens"] else (xb, None)
+    _C.run(core.address, B, T, 1, x, ids, None, None, None, y, hn, cn, 1, 0)
+    worst = 0.0
+
+    def err(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b)), initial=0.0))
+
+    if about["head"] is not None:
+        ref = env[about["head"]["value"]]
+        if cfg["head"] == "step":  # [B, T, K] or, time-major, [T, B, K]
+            cands = [ref.reshape(B, T, K)] if ref.shape[:2] == (B, T) else []
+            if ref.shape[:2] == (T, B):
+                cands.append(ref.reshape(T, B, K).transpose(1, 0, 2))
+            if not cands:
+                return float("inf")
+            about["value_is_y"] = ref.shape in ((B, T, K), (T, B, K))
+            errs = [err(y, c) for c in cands]
+            about["y_time_major"] = ref.shape[:2] == (T, B) and (
+                len(errs) == 1 or errs[1] < errs[0]
+            )
+            worst = max(worst, min(errs))
+        else:
+            about["value_is_y"] = ref.shape == (B, K)
+            worst = max(worst, err(y, ref.reshape(B, K)))
+    elif about["y"]:
+        ref = env[about["y"]]  # [T, dirs, B, H] or, layout 1, [B, T, dirs, H]
+        ref = ref.reshape(B, T, dirs * H) if about["layout"] == 1 else ref.transpose(2, 0, 1, 3)
+        worst = max(worst, err(y, ref.reshape(B, T, dirs * H)))
+    for k, (h, c) in enumerate(zip(about["h_n"], about["c_n"])):
+        for name, got in ((h, hn), (c, cn)):
+            if name and got is not None:
+                ref = env[name]
+                ref = ref.transpose(1, 0, 2) if about["layout"] == 1 else ref
+                worst = max(worst, err(got[k * dirs : (k + 1) * dirs], ref))
+    return worst
+
+
+def fit_engine(model: OnnxModel, isa: str = "auto", tail: bool = False) -> tuple[Any, ...]:
+    """(engine config, weights, module description, about, the native model, its max error
+    against the graph) for a graph engine_of maps onto one native model: the head's kind is
+    read from its value on a probe batch, and the native model is run on that batch and
+    compared with the graph's own values (the head's or the top Y, every node's Y_h / Y_c)."""
+    cfg, weights, module, about = engine_of(model, tail)
+    feeds, xb, B, T = _probe(model, about, cfg)
+    env = model.run_all(feeds)
+    cfg["head"] = _head_kind(env, about, cfg, B, T)
+    try:
+        core = _C.Model(json.dumps(cfg), weights, isa)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"{model.name}: {e}") from None
+    worst = _verify(env, core, xb, about, cfg, B, T)
+    return cfg, weights, module, about, core, worst
+
+
+# The engine config keys of ONNX semantics (seqfuse.native.convert.ONNX_KEYS, without torch).
+_ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
+
+
+def _seq_module(cfg: dict) -> dict:
+    """The module description of a file with an Embedding or a head: a SeqModel's call (y and
+    the state). With PyTorch's semantics it carries the SeqConfig, so that to_module rebuilds
+    the nn.Module; with ONNX's there is none to rebuild."""
+    info: dict = {"kind": "seq", "batch_first": True}
+    if not set(cfg) & _ONNX_KEYS:
+        tokens = cfg["vocab_size"] > 0
+        info["config"] = {
+            "cell": cfg["cell"], "hidden_size": cfg["hidden_size"],
+            "input_size": 1 if tokens else cfg["input_size"], "vocab_size": cfg["vocab_size"],
+            "embed_dim": cfg["embed_dim"], "num_layers": cfg["num_layers"],
+            "bidirectional": cfg["bidirectional"], "bias": True, "dropout": 0.0,
+            "head": cfg["head"], "output_size": max(1, cfg["output_size"]), "kind": "seq",
+        }  # fmt: skip
+    return info
