@@ -13,6 +13,7 @@ import pytest
 import torch
 from seqfuse import accelerate, restore
 from seqfuse.accel import Accelerated, AccelerateFallbackWarning
+from seqfuse.models import architectures
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.utils._pytree import tree_leaves
@@ -42,19 +43,14 @@ def _no_fallback(model, *args):
             return model(*args)
 
 
-class CRNN(nn.Module):
-    """Conv1d front-end, a 2-layer BiLSTM, a CTC-style head (log_softmax over classes)."""
+def CRNN():  # noqa: N802 (reads like the class it builds)
+    """A small CRNN (conv, 2-layer BiLSTM, CTC head) from seqfuse.models.architectures."""
+    return architectures.CRNN(feats=8, channels=4, hidden=16, classes=6)
 
-    def __init__(self, feats=20, hidden=32, classes=11):
-        super().__init__()
-        self.conv = nn.Sequential(nn.Conv1d(feats, 24, 3, padding=1), nn.ReLU())
-        self.rnn = nn.LSTM(24, hidden, num_layers=2, bidirectional=True, batch_first=True)
-        self.head = nn.Linear(2 * hidden, classes)
 
-    def forward(self, x):  # x: [B, T, feats]
-        z = self.conv(x.transpose(1, 2)).transpose(1, 2)
-        y, _ = self.rnn(z)
-        return self.head(y).log_softmax(-1)
+def _image(batch, steps):
+    """A CRNN input: [B, 1, feats=8, T]."""
+    return torch.randn(batch, 1, 8, steps)
 
 
 class GRUClassifier(nn.Module):
@@ -80,7 +76,7 @@ class TimeMajorRNN(nn.Module):
 def test_crnn_bilstm_ctc_head():
     torch.manual_seed(0)
     model = CRNN().eval()
-    x = torch.randn(3, 17, 20)
+    x = _image(3, 34)
     fast = accelerate(model)
     assert isinstance(fast.rnn, Accelerated) and type(fast.rnn.module) is nn.LSTM
     assert "AcceleratedLSTM" in repr(fast) and "kernels=" in repr(fast)
@@ -156,7 +152,7 @@ def test_training_falls_back_and_gradients_flow():
     torch.manual_seed(4)
     model = CRNN()
     fast = accelerate(model, inplace=False).train()
-    x = torch.randn(2, 6, 20)
+    x = _image(2, 12)
     with pytest.warns(AccelerateFallbackWarning, match="gradients") as rec:
         fast(x).sum().backward()
         fast(x).sum().backward()
@@ -175,7 +171,7 @@ def test_training_falls_back_and_gradients_flow():
 def test_restore_gives_torch_modules_back():
     torch.manual_seed(5)
     model = CRNN().eval()
-    x = torch.randn(2, 8, 20)
+    x = _image(2, 16)
     with torch.no_grad():
         want = model(x)
     fast = accelerate(model)
@@ -192,7 +188,7 @@ def test_refresh_after_in_place_weight_change():
     model = CRNN().eval()
     fast = accelerate(model, inplace=True)
     assert fast is model  # in place: the model is the accelerated one
-    x = torch.randn(2, 8, 20)
+    x = _image(2, 16)
     with torch.no_grad():
         fast.rnn.module.weight_hh_l0.mul_(1.5)
         want = restore(copy.deepcopy(fast))(x)  # eager on the changed weights
@@ -211,6 +207,172 @@ def test_inplace_false_leaves_the_model_untouched():
     assert not any(isinstance(m, Accelerated) for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # a deep copy of an accelerated model runs on the engine too
-    x = torch.randn(1, 5, 20)
+    x = _image(1, 10)
     with torch.no_grad():
         _close(_no_fallback(copy.deepcopy(fast), x), model(x))
+
+
+# ---- Cells ------------------------------------------------------------------------------
+def _cell_cases(cls):
+    """(args) for a cell of class cls(6, 5): batched and unbatched, hx None and given."""
+    x, u = torch.randn(3, 6), torch.randn(6)
+    h, hu = torch.randn(3, 5), torch.randn(5)
+    if cls is nn.LSTMCell:
+        return [(x,), (x, (h, torch.randn(3, 5))), (u,), (u, (hu, torch.randn(5)))]
+    return [(x,), (x, h), (u,), (u, hu)]
+
+
+@pytest.mark.parametrize("cls", [nn.RNNCell, nn.GRUCell, nn.LSTMCell])
+def test_cells_match_eager(cls):
+    torch.manual_seed(8)
+    kinds = [{}] if cls is not nn.RNNCell else [{}, {"nonlinearity": "relu"}]
+    for kw in kinds:
+        for bias in (True, False):
+            cell = cls(6, 5, bias=bias, **kw).eval()
+            fast = accelerate(cell)
+            assert isinstance(fast, Accelerated) and fast.is_cell
+            assert f"Accelerated{cls.__name__}" in repr(fast)
+            assert list(fast.state_dict()) == list(cell.state_dict())
+            for args in _cell_cases(cls):
+                with torch.no_grad():
+                    want = cell(*args)
+                got = _no_fallback(fast, *args)
+                assert type(got) is type(want)
+                _close(got, want)
+    # non-contiguous inputs and states take the checked path, still on the engine
+    cell = cls(6, 5).eval()
+    fast = accelerate(cell)
+    x = torch.randn(6, 3).t()
+    h = torch.randn(5, 3).t()
+    hx = (h, torch.randn(5, 3).t()) if cls is nn.LSTMCell else h
+    with torch.no_grad():
+        _close(_no_fallback(fast, x, hx), cell(x, hx))
+
+
+def test_cell_fallbacks_warn_once_and_match_eager():
+    torch.manual_seed(9)
+    cell = nn.LSTMCell(4, 3)
+    fast = accelerate(cell).eval()
+    x = torch.randn(2, 4)
+    # gradients needed: torch runs it, once warned, and gradients flow to the cell's weights
+    with pytest.warns(AccelerateFallbackWarning, match="gradients") as rec:
+        fast(x)[0].sum().backward()
+        fast(x)[0].sum().backward()
+    assert len([w for w in rec if issubclass(w.category, AccelerateFallbackWarning)]) == 1
+    cell(x)[0].sum().backward()
+    cell(x)[0].sum().backward()
+    for p, q in zip(cell.parameters(), fast.parameters()):
+        assert (p.grad - q.grad).abs().max().item() <= TOL
+    # a dtype the engine does not serve
+    cell64, fast64 = copy.deepcopy(cell).double(), accelerate(copy.deepcopy(cell)).double()
+    x64 = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.warns(AccelerateFallbackWarning, match="float32"), torch.no_grad():
+        got = fast64(x64)
+    with torch.no_grad():
+        _close(got, cell64(x64))
+    # a wrong feature size: torch's own error, as from the eager cell
+    with pytest.raises(RuntimeError), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", AccelerateFallbackWarning)
+        fast(torch.randn(2, 5))
+
+
+def test_cell_refresh_and_copies():
+    torch.manual_seed(10)
+    cell = nn.GRUCell(4, 6).eval()
+    fast = accelerate(cell)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        fast.module.weight_hh.mul_(2.0)
+        want = fast.module(x)
+        fast.refresh()
+        _close(_no_fallback(fast, x), want)
+        _close(_no_fallback(copy.deepcopy(fast), x), want)
+    assert type(restore(fast)) is nn.GRUCell
+
+
+# ---- whole architectures (seqfuse.models.architectures) ----------------------------------
+def test_seq2seq_lstmcell_greedy_decoder():
+    model = architectures.Seq2Seq(feats=10, hidden=24, vocab=12, embed=8, steps=5)
+    fast = accelerate(model)
+    assert isinstance(fast.encoder, Accelerated) and isinstance(fast.decoder, Accelerated)
+    for batch in (1, 3):
+        x = torch.randn(batch, 7, 10)
+        with torch.no_grad():
+            want = model(x)
+        got = _no_fallback(fast, x)
+        _close(got, want)
+        assert torch.equal(got.argmax(-1), want.argmax(-1))  # the same decoded tokens
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_streaming_detector_carries_state_across_chunks(cell):
+    model = architectures.build_architecture(
+        "detector", seed=11, feats=6, channels=8, hidden=10, classes=3, cell=cell
+    )
+    fast = accelerate(model)
+    assert isinstance(fast.cell, Accelerated)
+    chunks = [torch.randn(2, 4, 6) for _ in range(3)]
+    state = fast_state = None
+    with torch.no_grad():
+        for chunk in chunks:
+            want, state = model(chunk, state)
+            got, fast_state = _no_fallback(fast, chunk, fast_state)
+            _close(got, want)
+            _close(fast_state, state)
+        # chunked streaming equals one pass over the whole stream
+        whole, _ = model(torch.cat(chunks, 1))
+    streamed = torch.cat([fast(c, s)[0] for c, s in _replay(fast, chunks)], 1)
+    _close(streamed, whole)
+
+
+def _replay(model, chunks):
+    state = None
+    with torch.no_grad():
+        for c in chunks:
+            yield c, state
+            _, state = model(c, state)
+
+
+# ---- torch.compile: one custom op per recurrent module, no graph break -------------------
+def _compiled_cases():
+    crnn = CRNN().eval()
+    s2s = architectures.Seq2Seq(feats=10, hidden=24, vocab=12, embed=8, steps=3)
+    det = architectures.build_architecture("detector", feats=6, channels=8, hidden=10)
+    return [
+        (crnn, (_image(2, 12),)),
+        (s2s, (torch.randn(2, 7, 10),)),
+        (det, (torch.randn(1, 4, 6), det.zero_state(1))),
+        (nn.GRU(5, 7, num_layers=2), (torch.randn(6, 2, 5), torch.randn(2, 2, 7))),
+    ]
+
+
+def test_compile_has_no_graph_break_and_matches_eager():
+    import torch._dynamo
+
+    for model, args in _compiled_cases():
+        fast = accelerate(model)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error", AccelerateFallbackWarning)
+            want = model(*args)
+            torch._dynamo.reset()
+            explain = torch._dynamo.explain(fast)(*args)
+            assert explain.graph_break_count == 0, explain.break_reasons
+            ops = {str(n.target) for g in explain.graphs for n in g.graph.nodes}
+            assert any("accel_seq" in o or "accel_cell" in o for o in ops), ops
+            torch._dynamo.reset()
+            got = torch.compile(fast, fullgraph=True, backend="eager")(*args)
+        _close(got, want)
+
+
+def test_compile_with_inductor_matches_eager():
+    import torch._dynamo
+
+    model = architectures.Seq2Seq(feats=10, hidden=24, vocab=12, embed=8, steps=3)
+    fast = accelerate(model)
+    x = torch.randn(2, 7, 10)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, fullgraph=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", AccelerateFallbackWarning)
+        _close(compiled(x), model(x))
+    torch._dynamo.reset()

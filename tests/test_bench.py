@@ -568,3 +568,42 @@ def test_cli_bench_onnx(name_gru_onnx, tmp_path, capsys):
     assert all(r["status"] == "ok" for r in data["results"])
     assert main([*argv, "--update-readme", str(tmp_path / "README.md")]) == 2
     assert "--onnx prints its own table" in capsys.readouterr().err
+
+
+def test_arch_rows_validate_accelerated_and_ort(tmp_path):
+    """`--models arch`: the whole-model architectures, each row checked against eager
+    before it is timed (the harness's own oracle); accelerate and ONNX Runtime must match."""
+    from seqfuse.bench.workloads import ARCH_MODELS, arch_workloads
+
+    wls = arch_workloads()
+    assert [w.id for w in wls] == [f"{m}/b1" for m in ARCH_MODELS]
+    assert {w.group for w in wls} == {"arch"} and wls[-1].mode == "stream"
+    with pytest.raises(ValueError, match="unknown architecture"):
+        arch_workloads(["nope"])
+    names = ["eager", "accelerate", "native"] + (["ort"] if _has_ort() else [])
+    res = run_benchmarks(wls, names, **FAST)
+    rows = {(r["workload"], r["backend"]): r for r in res["results"]}
+    for w in wls:
+        for b in names:
+            r = rows[(w.id, b)]
+            if b == "native":  # a whole model is not one the engine converts
+                assert r["status"] == "skipped" and "unsupported" in r["reason"]
+                continue
+            assert r["status"] == "ok", r
+            assert r["max_abs_err"] <= r["tolerance"]
+    assert res["workloads"][0]["flops"] > 0  # counted by FlopCounterMode
+    assert "crnn/b1" in format_table(res)
+    # the CLI selects them by group name or by model name
+    argv = ["bench", "--models", "detector", "--backends", "eager", "--threads", "1"]
+    argv += ["--budget", "0.01", "--min-reps", "2", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert [x["id"] for x in data["workloads"]] == ["detector/b1"]
+
+
+def _has_ort() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

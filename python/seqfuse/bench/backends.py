@@ -174,6 +174,23 @@ class SeqfuseCompile(_TorchFn):
         torch._dynamo.reset()
 
 
+class Accelerate(_TorchFn):
+    """The model itself after ``seqfuse.accelerate(model)``: its RNN/GRU/LSTM and Cell
+    modules on the native engine, everything else (conv, heads, decoder loops) in torch."""
+
+    name, label = "accelerate", "seqfuse.accelerate"
+    peer = False
+    note = "the model's own forward, its recurrent modules swapped for native-backed ones"
+
+    def make_fn(self, model, inputs):
+        return importlib.import_module("seqfuse.accel").accelerate(model, threads=self.threads)
+
+    def set_threads(self, n):
+        super().set_threads(n)
+        if self.model is not None and self.inputs is not None:
+            self.fn = self.make_fn(self.model, self.inputs)
+
+
 class TorchScript(_TorchFn):
     name, label = "torchscript", "TorchScript"
     note = "deprecated in torch, kept for LibTorch users"
@@ -278,6 +295,7 @@ class _OnnxFile(Backend):
     exporter = "seqfuse"  # or "torch": see _export_onnx
 
     def _onnx_file(self, model, inputs, exporter: str) -> Path:
+        exporter = inputs.onnx_exporter or exporter
         args = inputs.example_args(model)
         self._np_x = inputs.x.numpy()
         self._np_steps = [s.numpy() for s in inputs.steps]
@@ -664,6 +682,7 @@ BACKENDS: dict[str, type[Backend]] = {
         OpenVINO,
         TorchInt8Dynamic,
         SeqfuseCompile,
+        Accelerate,
         Native,
         EagerCUDA,
         CudaGraphs,

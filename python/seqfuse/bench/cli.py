@@ -16,6 +16,8 @@ from pathlib import Path
 from seqfuse.bench import onnx_file
 from seqfuse.bench.backends import BACKENDS, DEFAULT_BACKENDS, check_isa
 from seqfuse.bench.workloads import (
+    ARCH_BATCHES,
+    ARCH_MODELS,
     GRID_BATCHES,
     GRID_CELLS,
     GRID_HIDDENS,
@@ -24,6 +26,7 @@ from seqfuse.bench.workloads import (
     LARGE_MODELS,
     SEED_BATCHES,
     SEED_MODELS,
+    arch_workloads,
     grid_workloads,
     large_workloads,
     seed_workloads,
@@ -85,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated seed models, 'all' (the seed models, the shakespeare model as "
         "its streaming step), 'large' (LSTM(256,512) T=50 and GRU(256,256) T=100 at batch "
-        f"1, 8 and 64; minutes on 2 cores; or one of {', '.join(LARGE_MODELS)}) or 'none' "
+        f"1, 8 and 64; minutes on 2 cores; or one of {', '.join(LARGE_MODELS)}), 'arch' "
+        f"(whole models around RNNs, batch 1: {', '.join(ARCH_MODELS)}) or 'none' "
         "(default: all)",
     )
     g.add_argument(
@@ -263,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
             if models != "none":
                 names = None if models == "all" else _names(models)
                 large = [n for n in names or [] if n == "large" or n in LARGE_MODELS]
-                rest = [n for n in names or [] if n not in large]
+                arch = [n for n in names or [] if n == "arch" or n in ARCH_MODELS]
+                rest = [n for n in names or [] if n not in large and n not in arch]
                 if names is None or rest:
                     pick_seed = None if names is None or "all" in rest else rest
                     seeds = seed_workloads(pick_seed, batches=tuple(batches))
@@ -271,6 +276,10 @@ def run(args: argparse.Namespace) -> int:
                     pick = None if "large" in large else large
                     lb = tuple(batches) if explicit_batches else LARGE_BATCHES
                     seeds += large_workloads(pick, batches=lb)
+                if arch:  # whole models (seqfuse.models.architectures)
+                    pick = None if "arch" in arch else arch
+                    ab = tuple(batches) if explicit_batches else ARCH_BATCHES
+                    seeds += arch_workloads(pick, batches=ab)
             if args.grid != "none":
                 grid = grid_workloads(
                     args.grid,

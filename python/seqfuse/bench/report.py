@@ -227,6 +227,8 @@ def _workload_title(w: dict[str, Any]) -> str:
     c = w["config"]
     if c.get("kind") == "linear":
         arch = "Linear"
+    elif c.get("kind") == "arch":  # a whole model: its note describes it
+        arch = c["arch"]
     else:
         arch = f"{c['cell']} H={c['hidden_size']}"
         if c["num_layers"] > 1:

@@ -1,5 +1,7 @@
 """Benchmark workloads: the seed models at batch 1 and 64, the streaming step, the large
-group (LSTM(256,512) T=50 and GRU(256,256) T=100 at batch 1, 8 and 64) and the grid.
+group (LSTM(256,512) T=50 and GRU(256,256) T=100 at batch 1, 8 and 64), the grid, and the
+whole-model architectures of seqfuse.models.architectures (CRNN, seq2seq, streaming
+detector; `--models arch`).
 
 A workload is a model config plus the inputs every backend receives (the same tensors,
 generated from a fixed seed), and the napkin cost of one call (weight bytes read and
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqfuse.models import build_model, example_input, preset
+from seqfuse.models import architectures, build_model, example_input, preset
 from seqfuse.models.seq import GATES
 
 # (preset name, sequence length the tutorial uses)
@@ -63,6 +65,7 @@ class Inputs:
     x: torch.Tensor
     steps: list[torch.Tensor] = field(default_factory=list)
     need_state: bool = True
+    onnx_exporter: str | None = None  # forces the ONNX exporter (a model seqfuse's can't take)
 
     def example_args(self, model: nn.Module) -> tuple[Any, ...]:
         """Positional example inputs for exporters (stream: the step plus a zero state)."""
@@ -72,7 +75,10 @@ class Inputs:
 
 
 def zero_state(model: nn.Module, batch: int) -> Any:
-    """A zero initial state in torch's layout: h0, or (h0, c0) for an LSTM."""
+    """A zero initial state in torch's layout: h0, or (h0, c0) for an LSTM (a model with a
+    ``zero_state(batch)`` method, e.g. a streaming architecture, gives its own)."""
+    if hasattr(model, "zero_state"):
+        return model.zero_state(batch)
     rnn = model.rnn
     h = torch.zeros(rnn.num_layers * (2 if rnn.bidirectional else 1), batch, rnn.hidden_size)
     return (h, h.clone()) if isinstance(rnn, nn.LSTM) else h
@@ -319,5 +325,91 @@ def grid_workloads(
             seen.add(wid)
             out.append(
                 Workload(wid, f"grid-{cell}", grid_config(cell, h), b, t, group="grid", sweep=sweep)
+            )
+    return out
+
+
+# The whole-model architectures (`seqfuse bench --models arch`, or some of these names):
+# name -> what a row's note says about the model and its ONNX file.
+ARCH_MODELS: dict[str, str] = {
+    "crnn": "Conv2d x2, 2-layer BiLSTM(256->128), CTC head (log_softmax), T=100 -> 50",
+    "seq2seq": (
+        "LSTM(40,128) encoder over T=50, LSTMCell(32,128) greedy decoder, 8 steps; the ONNX "
+        "file is the decoder loop unrolled by tracing (8 steps fixed)"
+    ),
+    "detector": (
+        "streaming: 10-frame chunks, causal Conv1d + LSTMCell(64,128) per frame, conv context "
+        "and (h, c) carried between calls"
+    ),
+}
+ARCH_BATCHES = (1,)
+
+
+@dataclass
+class ArchWorkload(Workload):
+    """A whole model of seqfuse.models.architectures (``config["arch"]`` names it). Its cost
+    is counted, not derived: the FLOPs torch's FlopCounterMode sees in one eager call, and
+    every parameter read once (no recurrent/GEMM split: the roofline floor is rough)."""
+
+    group: str = "arch"
+
+    def build_model(self) -> nn.Module:
+        return architectures.build_architecture(self.config["arch"], seed=self.seed)
+
+    def make_inputs(self) -> Inputs:
+        name = self.config["arch"]
+        if self.mode == "stream":
+            steps = architectures.architecture_input(name, self.batch, self.seed, chunks=8)
+            return Inputs("stream", x=steps[0], steps=steps, onnx_exporter="torch")
+        x = architectures.architecture_input(name, self.batch, self.seed)
+        return Inputs("batch", x=x, onnx_exporter="torch")
+
+    def cost(self) -> dict[str, Any]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model, inputs = self.build_model(), self.make_inputs()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(*inputs.example_args(model))
+        flops = int(counter.get_total_flops())
+        params = 4 * sum(p.numel() for p in model.parameters())
+        return {
+            "weight_bytes": params,
+            "flops": flops,
+            "recurrent_bytes": 0,
+            "gemm_flops": flops,
+            "gemm_bytes": params,
+            "step_flops": 0,
+            "step_bytes": 0,
+            "step_weight_bytes": params,
+        }
+
+
+def arch_workloads(
+    models: list[str] | None = None, batches: tuple[int, ...] = ARCH_BATCHES
+) -> list[Workload]:
+    """The whole-model architectures at each batch size: one call is the model's forward
+    (the detector: one chunk, state in and out)."""
+    names = list(ARCH_MODELS) if models is None else models
+    out: list[Workload] = []
+    for name in names:
+        if name not in ARCH_MODELS:
+            raise ValueError(
+                f"unknown architecture {name!r}; expected one of {', '.join(ARCH_MODELS)}"
+            )
+        spec = architectures.ARCHITECTURES[name][2]
+        stream = spec["input"] == "chunks"
+        cfg = {"kind": "arch", "arch": name, "cell": "lstm", "hidden_size": 128}
+        for b in batches:
+            out.append(
+                ArchWorkload(
+                    f"{name}/b{b}",
+                    name,
+                    cfg,
+                    batch=b,
+                    seq_len=spec["seq_len"],
+                    mode="stream" if stream else "batch",
+                    note=ARCH_MODELS[name],
+                )
             )
     return out

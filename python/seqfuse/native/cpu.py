@@ -194,6 +194,67 @@ class NativeModel:
 
         return fast
 
+    def cell_step(self) -> Any:
+        """One time step of a one-layer, unidirectional, headless model (what an
+        nn.RNNCell / nn.GRUCell / nn.LSTMCell computes), at the cost of one engine call:
+        ``step(x, h0, c0) -> (h, c)`` for ``x`` ``[B, D]`` and ``h0`` / ``c0`` ``[B, H]`` or
+        None (zeros); ``c`` is None unless LSTM. Serves contiguous CPU float32 tensors of
+        exactly those shapes and returns None for anything else (the caller then takes a
+        checked path). Used by seqfuse.accel for the Cell modules."""
+        if self._L != 1 or self._dirs != 1 or self._head != "none" or self._tokens:
+            raise K.InvalidArgumentError("cell_step needs one unidirectional layer and no head")
+        addr, D, H, lstm, threads = self._addr, self._D, self._H, self._lstm, self.threads
+        run, empty, f32, T = _run, _empty_torch, _f32, _Tensor
+
+        def step(x: Any, h0: Any, c0: Any) -> Any:
+            if type(x) is not T or x.dtype is not f32 or not x.is_cpu:
+                return None
+            shp = x.shape
+            if len(shp) != 2 or shp[1] != D or not shp[0] or not x.is_contiguous():
+                return None
+            B = shp[0]
+            if h0 is None:
+                if c0 is not None:
+                    return None
+                hp = cp = None
+            else:
+                if (
+                    type(h0) is not T
+                    or h0.dtype is not f32
+                    or not h0.is_cpu
+                    or h0.shape != (B, H)
+                    or not h0.is_contiguous()
+                ):
+                    return None
+                hp = h0.data_ptr()
+                if lstm:
+                    if (
+                        type(c0) is not T
+                        or c0.dtype is not f32
+                        or not c0.is_cpu
+                        or c0.shape != (B, H)
+                        or not c0.is_contiguous()
+                    ):
+                        return None
+                    cp = c0.data_ptr()
+                elif c0 is not None:
+                    return None
+                else:
+                    cp = None
+            h = empty(B, H)
+            if h.dtype is not f32:  # a changed default dtype
+                return None
+            if lstm:
+                c = empty(B, H)
+                run(addr, B, 1, 1, x.data_ptr(), None, None, hp, cp, h.data_ptr(), None,
+                    c.data_ptr(), threads, 0)  # fmt: skip
+                return h, c
+            run(addr, B, 1, 1, x.data_ptr(), None, None, hp, cp, h.data_ptr(), None, None,
+                threads, 0)  # fmt: skip
+            return h, None
+
+        return step
+
     # -- info
     @property
     def isa(self) -> str:
