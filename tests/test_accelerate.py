@@ -133,19 +133,24 @@ def test_time_major_rnn_with_hx_and_unbatched():
         _close(_no_fallback(fl, u, s), lstm(u, s))
 
 
-def test_projected_lstm_falls_back_once():
+@pytest.mark.parametrize("bidir", [False, True])
+def test_projected_lstm_runs_on_the_engine(bidir):
+    # A projected speech-style LSTM (h = W_hr (o * tanh(c)), 4 of 12 units wide): on the
+    # engine, no fallback, eager's outputs with and without states, also under torch.compile.
     torch.manual_seed(3)
-    model = nn.Sequential(nn.LSTM(6, 12, proj_size=4, batch_first=True)).eval()
-    with pytest.warns(AccelerateFallbackWarning, match="proj_size"):
-        fast = accelerate(model)
-    assert "torch fallback" in repr(fast)
-    x = torch.randn(2, 5, 6)
-    with warnings.catch_warnings():
-        # warned once, at accelerate time, not per call (torch's own oneDNN notice is allowed)
-        warnings.simplefilter("error", AccelerateFallbackWarning)
-        with torch.no_grad():
-            _close(fast(x), model(x))
-            _close(fast(x), model(x))
+    model = nn.Sequential(
+        nn.LSTM(6, 12, num_layers=2, proj_size=4, batch_first=True, bidirectional=bidir)
+    ).eval()
+    fast = accelerate(model)
+    assert "torch fallback" not in repr(fast)
+    S = 4 if bidir else 2
+    x, s = torch.randn(3, 5, 6), (torch.randn(S, 3, 4), torch.randn(S, 3, 12))
+    with torch.no_grad():
+        _close(_no_fallback(fast, x), model(x))
+        _close(_no_fallback(fast[0], x, s), model[0](x, s))
+        torch._dynamo.reset()
+        compiled = torch.compile(fast, fullgraph=True, backend="eager")
+        _close(_no_fallback(compiled, x), model(x))
 
 
 def test_training_falls_back_and_gradients_flow():

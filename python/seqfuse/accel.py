@@ -321,16 +321,17 @@ def _accel_seq_fake(x, h0, c0, lengths, handle):
     m = _module_of(handle)
     r = m.module
     dirs = 2 if r.bidirectional else 1
-    S, H = r.num_layers * dirs, r.hidden_size
+    # h is proj_size wide for a projected LSTM; c stays hidden_size wide
+    S, H, Hs = r.num_layers * dirs, r.hidden_size, getattr(r, "proj_size", 0) or r.hidden_size
     if x.dim() == 2:  # unbatched [T, D]
-        y_shape: tuple[Any, ...] = (x.shape[0], dirs * H)
-        s_shape: tuple[Any, ...] = (S, H)
+        y_shape: tuple[Any, ...] = (x.shape[0], dirs * Hs)
+        lead: tuple[Any, ...] = (S,)
     else:
         B, T = (x.shape[0], x.shape[1]) if r.batch_first else (x.shape[1], x.shape[0])
-        y_shape = (B, T, dirs * H) if r.batch_first else (T, B, dirs * H)
-        s_shape = (S, B, H)
-    c_shape = s_shape if isinstance(r, nn.LSTM) else (0,)
-    return x.new_empty(y_shape), x.new_empty(s_shape), x.new_empty(c_shape)
+        y_shape = (B, T, dirs * Hs) if r.batch_first else (T, B, dirs * Hs)
+        lead = (S, B)
+    c_shape = (*lead, H) if isinstance(r, nn.LSTM) else (0,)
+    return x.new_empty(y_shape), x.new_empty((*lead, Hs)), x.new_empty(c_shape)
 
 
 @torch.library.custom_op("seqfuse::accel_cell", mutates_args=())
@@ -369,8 +370,8 @@ def accelerate(model: nn.Module, *, threads: int = 1, inplace: bool = False) -> 
     :class:`Accelerated` module on the native engine.
 
     A deep copy is changed unless ``inplace``. ``threads`` is each layer's engine thread
-    count. A module whose options the engine lacks (LSTM proj_size, ...) is wrapped too but
-    always runs on torch, with a warning now. Subclasses of the six are left alone.
+    count. A module whose options the engine lacks is wrapped too but always runs on torch,
+    with a warning now. Subclasses of the six are left alone.
     """
     if not isinstance(model, nn.Module):
         raise native.NativeTypeError(f"accelerate expects an nn.Module, got {type(model).__name__}")
