@@ -1,6 +1,7 @@
 // Internal test hooks of libseqfuse, for seqfuse._C's accuracy tests
-// (tests/test_native_kernels.py, tests/test_native_robustness.py). Not installed and not part
-// of the API: the one internal header the bindings include. Exported in seqfuse::testing only.
+// (tests/test_native_kernels.py, tests/test_native_robustness.py) and the C++ tests. Not installed
+// and not part of the API: the one internal header the bindings include. Exported in
+// seqfuse::testing only.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +24,11 @@ SEQFUSE_API void activation(const std::string& kernel_set, int kind, const float
 SEQFUSE_API void rnn_tanh_step_reference(int B, int D, int H, const float* x, const float* h,
                                          const float* w_ih, const float* w_hh, const float* b_ih,
                                          const float* b_hh, float* out);
+
+// The most scratch memory a forward call spends on input projections before it computes them
+// a chunk of time steps at a time (default 64 MiB, see cpu/backend.hpp). Tests make it tiny so
+// that small models take the chunked path. Returns the previous value.
+SEQFUSE_API size_t set_projection_budget_bytes(size_t bytes);
 
 }  // namespace testing
 }  // namespace seqfuse

@@ -51,6 +51,12 @@ struct Workspace {
   void trim(size_t max_bytes);
 };
 
+// The scratch memory (bytes) a forward call may spend on its input projections (one G*H row
+// per time step, sequence and direction) before it computes them a chunk of time steps at a
+// time, so that scratch does not grow with T*B without limit: 64 MiB, or what
+// testing::set_projection_budget_bytes set.
+size_t projection_budget_bytes();
+
 // This CPU's level-1 data cache in bytes, read once at run time (sysconf; 32 KiB when the
 // system does not say): the batched recurrent step blocks its weights to fit half of it.
 size_t l1d_cache_bytes();

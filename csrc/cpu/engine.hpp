@@ -636,7 +636,9 @@ struct FastBackend::Call {
   const int* order;  // rows sorted by length, longest first
   const int* nact;   // [maxlen] active rows at each step
   const int* len;    // [B]
-  float* xproj;      // [dirs][rows][Np]
+  float* xproj;      // [dirs][xrows][Np]: rows in the caller's order, or a chunk [tchunk][B]
+  size_t xrows;      // rows per direction in xproj: rows, or B*tchunk
+  int tchunk;        // steps per input-projection chunk (>= maxlen: all steps at once)
   float* outbuf[2];  // [rows][dirs*Hs] ping-pong layer outputs
   float* hbuf;       // [dirs][2][B][Hsp]
   float* cbuf;       // [dirs][B][Hp] LSTM c; GRU two-pass: z
@@ -661,11 +663,28 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const bool trunc = top && d == 1 && k.truncate_top_bwd;
   const bool backward = d == 1 || c_.reverse;  // reads each sequence from its last valid step
   const int nsteps = trunc ? 1 : k.maxlen;
-  float* xp = k.xproj + size_t(d) * k.rows * Np;
+  float* xp = k.xproj + size_t(d) * k.xrows * Np;
   const bool use_table = l == 0 && c_.vocab_size > 0;
+  // Past the scratch budget the projections are computed a chunk of steps at a time, just
+  // before the steps that read them (see chunk_rows below).
+  const bool chunked = !use_table && !trunc && k.xrows < k.rows;
+  const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
+  // The projections of steps [s0, min(s0 + tchunk, maxlen)): each sequence's rows of those
+  // steps are consecutive in time (a backward direction's too, in reverse), so one GEMM per
+  // sequence writes them to chunk rows j * B + b, j counted from the chunk's earliest t.
+  auto project_chunk = [&](int s0) {
+    const int s1 = std::min(nsteps, s0 + k.tchunk);
+    const size_t lda = a.batch_first ? k.in_ld : size_t(B) * k.in_ld;
+    for (int b = 0; b < B; ++b) {
+      const int n = std::min(s1, k.len[b]) - s0;
+      if (n <= 0) continue;
+      const int t0 = backward ? k.len[b] - s0 - n : s0;
+      gemm(size_t(n), k.in + k.row(t0, b) * k.in_ld, lda, x.wih, x.bias_x.data(),
+           xp + size_t(b) * Np, size_t(B) * Np, Np, q0, q1);
+    }
+  };
   // 1. input projections for all steps (or, truncated, each row's last valid step)
-  if (!use_table) {
-    const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
+  if (!use_table && !chunked) {
     if (trunc) {
       for (int b = 0; b < B; ++b)
         gemm(1, k.in + k.row(k.len[b] - 1, b) * k.in_ld, k.in_ld, x.wih, x.bias_x.data(),
@@ -724,7 +743,14 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   // second pass's bookkeeping).
   auto run_steps = [&](auto two_passes) {
     constexpr int NPASS = decltype(two_passes)::value ? 2 : 1;
+    int cs0 = 0, cs1 = 0;  // the projection chunk holding step s (chunked)
     for (int s = 0; s < nsteps; ++s) {
+      if (chunked && s == cs1) {  // every thread is past step s-1: the old chunk is read
+        cs0 = s;
+        cs1 = std::min(nsteps, s + k.tchunk);
+        project_chunk(s);
+        bar.wait();
+      }
       const int na = a.lengths ? k.nact[s] : B;
       float* hin = hb[s & 1];
       float* hout = hb[(s + 1) & 1];
@@ -751,6 +777,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           }
           if (use_table)
             rp.x = table + size_t(a.tokens[k.row(t, b)]) * Np;
+          else if (chunked)
+            rp.x = xp + (size_t(backward ? std::min(cs1, k.len[b]) - 1 - s : s - cs0) * B + b) * Np;
           else if (trunc)
             rp.x = xp + size_t(b) * Np;
           else
@@ -871,7 +899,18 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
       hd == Head::none || hd == Head::step ||
       (hd == Head::last_step && (dirs == 2 || c_.reverse) && !k.truncate_top_bwd);
   const bool use_feat = L > 0 && (hd == Head::last_hidden || (hd == Head::last_step && !top_store));
-  const size_t n_x = L > 0 ? size_t(dirs) * rows * Np_ : 0;
+  // Input projections: all steps at once within the scratch budget, else chunks of steps.
+  k.tchunk = T;
+  k.xrows = rows;
+  if (L > 0) {
+    const size_t per_step = size_t(dirs) * B * Np_ * sizeof(float);
+    if (size_t(T) * per_step > projection_budget_bytes()) {
+      k.tchunk =
+          int(std::max<size_t>(1, std::min<size_t>(T, projection_budget_bytes() / per_step)));
+      if (k.tchunk < T) k.xrows = size_t(B) * k.tchunk;
+    }
+  }
+  const size_t n_x = L > 0 ? size_t(dirs) * k.xrows * Np_ : 0;
   const size_t n_out = L > 0 ? size_t(rows) * dirs * Hs : 0;
   const size_t n_h = size_t(dirs) * 2 * B * Hsp_, n_c = size_t(dirs) * B * Hp_;
   const size_t n_a = npass_ == 2 ? n_c : 0;
@@ -882,12 +921,19 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
     tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
   const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
   auto al = al16;
-  float* base = ws.f.ensure(al(n_x) + 2 * al(n_out) + al(n_h) + al(n_c) + al(n_a) + al(n_f) +
-                            size_t(nt) * part_ld);
+  // The ping-pong layer outputs in use: layer l < L-1 writes outbuf[l & 1]; the top layer
+  // writes the caller's y (head none), outbuf[(L-1) & 1] (a head that reads every step), or
+  // nothing. A one-layer model without such a head needs neither.
+  bool used[2] = {false, false};
+  for (int l = 0; l + 1 < L; ++l) used[l & 1] = true;
+  if (L > 0 && top_store && hd != Head::none) used[(L - 1) & 1] = true;
+  const size_t n_out0 = used[0] ? n_out : 0, n_out1 = used[1] ? n_out : 0;
+  float* base = ws.f.ensure(al(n_x) + al(n_out0) + al(n_out1) + al(n_h) + al(n_c) + al(n_a) +
+                            al(n_f) + size_t(nt) * part_ld);
   k.xproj = base;
-  k.outbuf[0] = base + al(n_x);
-  k.outbuf[1] = k.outbuf[0] + al(n_out);
-  k.hbuf = k.outbuf[1] + al(n_out);
+  k.outbuf[0] = used[0] ? base + al(n_x) : nullptr;
+  k.outbuf[1] = used[1] ? base + al(n_x) + al(n_out0) : nullptr;
+  k.hbuf = base + al(n_x) + al(n_out0) + al(n_out1);
   k.cbuf = k.hbuf + al(n_h);
   k.abuf = n_a ? k.cbuf + al(n_c) : nullptr;
   float* feat = k.cbuf + al(n_c) + al(n_a);

@@ -1,10 +1,13 @@
 // The CPU engines' runtime pieces (declared in cpu/backend.hpp): the aligned scratch buffer,
-// the per-call workspace and the persistent thread pool. ISA-neutral code. Checked by
+// the per-call workspace, the persistent thread pool and the machine facts the engines size
+// their blocks by. ISA-neutral code. Checked by
 // tests/cpp/test_concurrency.cpp (ctest, ASan and TSan in .ci/sanitize) and every parity test.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
+#include "core/testing.hpp"
 #include "cpu/backend.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -12,6 +15,14 @@
 #endif
 
 namespace seqfuse {
+
+namespace {
+std::atomic<size_t> g_projection_budget{size_t(64) << 20};
+}
+size_t projection_budget_bytes() { return g_projection_budget.load(std::memory_order_relaxed); }
+namespace testing {
+size_t set_projection_budget_bytes(size_t bytes) { return g_projection_budget.exchange(bytes); }
+}  // namespace testing
 
 size_t l1d_cache_bytes() {
   static const size_t bytes = [] {

@@ -2,7 +2,8 @@
 // a seeded randomized grid (every cell, 1-2 layers, both directions, odd and tile-sized hidden
 // sizes, batch 1 and batched, with and without initial states and lengths, features and token
 // ids, every head, 1 and 2 threads; the ONNX semantics the fused kernels run: reverse, GRU
-// linear_before_reset=0, LSTM peepholes and input_forget, clip; LSTM proj_size), plus the
+// linear_before_reset=0, LSTM peepholes and input_forget, clip; LSTM proj_size; input
+// projections all at once and in chunks of steps), plus the
 // vectorized activations over a sweep of the whole float range (saturation, denormals, NaN,
 // +-Inf) against double precision. Errors are relative to max(1, |reference|): a relu RNN's
 // outputs may grow large. The C++ half of the parity tests: it is what checks a kernel set
@@ -217,9 +218,16 @@ int main() {
       seen_if += k.c.input_forget;
       seen_clip += k.c.clip > 0;
       seen_proj += k.c.proj_size > 0;
+      // Every other case computes its input projections a chunk of steps at a time (a
+      // scratch budget of a few KiB or less: chunks of 1 step up to many).
+      const size_t budgets[] = {1, 4096, 65536};
+      const size_t budget = i % 2 ? budgets[(i / 2) % 3] : size_t(64) << 20;
+      const size_t old = seqfuse::testing::set_projection_budget_bytes(budget);
       const float err = run_and_compare(k, isa, g);
+      seqfuse::testing::set_projection_budget_bytes(old);
       worst = std::fmax(worst, err);
-      check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
+      check(err <= 1e-5f, isa + ": " + describe(k) + " projection budget " +
+                              std::to_string(budget) + ": err " + std::to_string(err));
     }
     std::printf("%s: %d random cases, max err vs reference %.3g\n", isa.c_str(), n_cases, worst);
     check_activations(isa);
