@@ -122,6 +122,21 @@ def test_seqfuse_run_matches_python(
     assert_matches(r, _eager(model, spec, d["x"], st, L), spec.output_names)
 
 
+def test_seqfuse_run_projected_lstm(native_apps, tmp_path):
+    # nn.LSTM(proj_size=P) saved as a native file: h0 and h_n are P wide, c0 and c_n H wide.
+    import seqfuse.native as sn
+
+    torch.manual_seed(4)
+    m = torch.nn.LSTM(4, 10, num_layers=2, proj_size=3, bidirectional=True, batch_first=True)
+    m = m.eval()
+    path = sn.from_module(m).save(tmp_path / "proj.seqfuse.safetensors")
+    x, h0, c0 = torch.randn(3, 6, 4), torch.randn(4, 3, 3), torch.randn(4, 3, 10)
+    r = run_app(native_apps / "seqfuse-run", path, {"x": x, "h0": h0, "c0": c0}, tmp_path)
+    with torch.no_grad():
+        y, (h, c) = m(x, (h0, c0))
+    assert_matches(r, (y, h, c), ["y", "h_n", "c_n"])
+
+
 @pytest.mark.parametrize("task", ["sine", "mnist"])
 def test_torchscript_app_matches_python(
     task, libtorch_apps, trained_checkpoint, tmp_path_factory, tmp_path

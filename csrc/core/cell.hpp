@@ -4,8 +4,9 @@
 // and the whole ONNX RNN/GRU/LSTM update (onnx_update: activations with alpha/beta, clip,
 // peepholes, input_forget, GRU linear_before_reset=0), which the scalar reference runs in
 // double for every model. With the defaults both formulas are the same operations in the same
-// order. The SIMD epilogue of cpu/engine.hpp is cell_update on vectors, checked against the
-// reference at every configuration (tests/test_native.py, tests/cpp); onnx_update is checked
+// order. The SIMD epilogue of cpu/engine.hpp is onnx_update on vectors (its activations the
+// cell's own), checked against the reference at every configuration (tests/test_native.py,
+// tests/cpp); onnx_update is checked
 // against ONNX Runtime and the onnx conformance cases (tests/test_onnx_import.py).
 #pragma once
 

@@ -195,7 +195,8 @@ void Config::validate() const {
     throw InvalidArgument("config: peepholes and input_forget are for LSTM only");
   if (proj_size != 0) {
     if (cell != Cell::lstm) throw InvalidArgument("config: proj_size is for LSTM only");
-    if (num_layers > 0) check_range("proj_size", proj_size, 1, hidden_size - 1);
+    if (num_layers == 0) throw InvalidArgument("config: proj_size needs a recurrent layer");
+    check_range("proj_size", proj_size, 1, hidden_size - 1);
   }
   if (!(clip >= 0.f) || !std::isfinite(clip))
     throw InvalidArgument("config: clip must be a finite number >= 0 (0 = no clip)");

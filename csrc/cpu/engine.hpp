@@ -9,7 +9,8 @@
 //   units, and grouped into panels of U groups stored [k][PV*W] (PV = U*G vectors): the
 //   kernels stream each panel contiguously.
 // - Input projections of all time steps: one register-blocked GEMM per layer and direction
-//   (bias folded in). With an Embedding, layer 0's projection is a [vocab, G*H] table.
+//   (bias folded in; past a 64 MiB scratch budget, a chunk of time steps at a time). With an
+//   Embedding, layer 0's projection is a [vocab, G*H] table.
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection, then activations and the c/h update run on the registers and store h'.
 //   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles.
@@ -638,7 +639,7 @@ struct FastBackend::Call {
   const int* len;    // [B]
   float* xproj;      // [dirs][xrows][Np]: rows in the caller's order, or a chunk [tchunk][B]
   size_t xrows;      // rows per direction in xproj: rows, or B*tchunk
-  int tchunk;        // steps per input-projection chunk (>= maxlen: all steps at once)
+  int tchunk;        // steps per input-projection chunk (chunked only when xrows < rows)
   float* outbuf[2];  // [rows][dirs*Hs] ping-pong layer outputs
   float* hbuf;       // [dirs][2][B][Hsp]
   float* cbuf;       // [dirs][B][Hp] LSTM c; GRU two-pass: z
@@ -666,7 +667,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   float* xp = k.xproj + size_t(d) * k.xrows * Np;
   const bool use_table = l == 0 && c_.vocab_size > 0;
   // Past the scratch budget the projections are computed a chunk of steps at a time, just
-  // before the steps that read them (see chunk_rows below).
+  // before the steps that read them (project_chunk).
   const bool chunked = !use_table && !trunc && k.xrows < k.rows;
   const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
   // The projections of steps [s0, min(s0 + tchunk, maxlen)): each sequence's rows of those

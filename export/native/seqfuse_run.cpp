@@ -5,7 +5,8 @@
 //
 // Usage: seqfuse-run MODEL.seqfuse.safetensors INPUT.txt [--threads N]  (INPUT - = stdin)
 // INPUT holds x ([B, T, D] float32, or [B, T] int64 token ids; [N, D] for linear regression)
-// and optionally h0, c0 ([L*dirs, B, H]) and lengths ([B] int64), in the text format of
+// and optionally h0 ([L*dirs, B, Hs], Hs = proj_size or H), c0 ([L*dirs, B, H]) and lengths
+// ([B] int64), in the text format of
 // common/tensor_text.hpp. y, h_n (and c_n for LSTM) are printed in the same format.
 // Exit status: 0 ok, 1 the model could not be loaded or run, 2 bad usage or input.
 #include <cstdlib>
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
   seqfuse::ForwardArgs a;
   a.threads = threads;
   std::vector<float> y, h_n, c_n;
-  Shape y_shape, s_shape;
+  Shape y_shape, s_shape, c_shape;  // s_shape: h's (Hs wide), c_shape: c's (H wide)
   try {
     for (const auto& [name, t] : in) {
       if (name != "x" && name != "h0" && name != "c0" && name != "lengths")
@@ -105,10 +106,11 @@ int main(int argc, char** argv) {
       } else {
         a.x = x.f.data();
       }
-      s_shape = {int64_t{c.num_layers} * c.dirs(), B, c.hidden_size};
+      s_shape = {int64_t{c.num_layers} * c.dirs(), B, c.state_size()};
+      c_shape = {s_shape[0], B, c.hidden_size};
       if (auto* h0 = find(in, "h0", "float32", s_shape)) a.h0 = h0->f.data();
       if (in.count("c0") && !lstm) throw ParseError("c0 is for LSTM models only");
-      if (auto* c0 = find(in, "c0", "float32", s_shape)) a.c0 = c0->f.data();
+      if (auto* c0 = find(in, "c0", "float32", c_shape)) a.c0 = c0->f.data();
       if (auto* len = find(in, "lengths", "int64", {B})) a.lengths = len->i.data();
       const int64_t feat = c.feature_size();
       switch (c.head) {
@@ -122,10 +124,10 @@ int main(int argc, char** argv) {
           y_shape = {B, c.output_size};
           break;
       }
-      h_n.resize(static_cast<size_t>(s_shape[0] * B * c.hidden_size));
+      h_n.resize(static_cast<size_t>(s_shape[0] * B * c.state_size()));
       a.h_n = h_n.data();
       if (lstm) {
-        c_n.resize(h_n.size());
+        c_n.resize(static_cast<size_t>(c_shape[0] * B * c.hidden_size));
         a.c_n = c_n.data();
       }
     }
@@ -148,6 +150,6 @@ int main(int argc, char** argv) {
   }
   tensor_text::write(std::cout, "y", y_shape, y.data());
   if (!linear) tensor_text::write(std::cout, "h_n", s_shape, h_n.data());
-  if (lstm && !linear) tensor_text::write(std::cout, "c_n", s_shape, c_n.data());
+  if (lstm && !linear) tensor_text::write(std::cout, "c_n", c_shape, c_n.data());
   return 0;
 }

@@ -30,6 +30,8 @@ struct Case {
   seqfuse::Config c;
   int B, T, threads;
   bool h0, lengths;
+  bool batch_first = true;
+  size_t budget = size_t(64) << 20;  // the input projections' scratch budget (chunks below it)
 };
 
 std::string describe(const Case& k) {
@@ -43,8 +45,37 @@ std::string describe(const Case& k) {
          std::to_string(c.hidden_size) +
          (c.vocab_size ? " tokens" : " D" + std::to_string(c.input_size)) + " head " +
          seqfuse::to_string(c.head) + " B" + std::to_string(k.B) + " T" + std::to_string(k.T) +
-         (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") + " threads " +
-         std::to_string(k.threads);
+         (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") +
+         (k.batch_first ? "" : " time-major") + " threads " + std::to_string(k.threads) +
+         " projection budget " + std::to_string(k.budget);
+}
+
+// Cases where a team of two threads splits one direction's step (H = 400: a step streams
+// more than 384 KiB of weights) for the two-pass kinds, whose passes the team's barrier
+// separates: GRU linear_before_reset=0 and LSTM proj_size, with whole and chunked input
+// projections, forward and reverse, both layouts.
+std::vector<Case> team_cases() {
+  std::vector<Case> v;
+  for (int kind = 0; kind < 2; ++kind)
+    for (int chunked = 0; chunked < 2; ++chunked) {
+      Case k;
+      k.c.cell = kind == 0 ? seqfuse::Cell::gru : seqfuse::Cell::lstm;
+      k.c.input_size = 7;
+      k.c.hidden_size = 400;
+      if (kind == 0)
+        k.c.linear_before_reset = false;
+      else
+        k.c.proj_size = 130;
+      k.c.reverse = chunked == 1;
+      k.B = 9;
+      k.T = 6;
+      k.threads = 2;
+      k.h0 = k.lengths = true;
+      k.batch_first = chunked == 0;
+      if (chunked) k.budget = 4096;
+      v.push_back(k);
+    }
+  return v;
 }
 
 Case random_case(std::mt19937& g) {
@@ -86,6 +117,7 @@ Case random_case(std::mt19937& g) {
   k.threads = pick({1, 2});
   k.h0 = pick({0, 1}) == 1;
   k.lengths = pick({0, 1}) == 1;
+  k.batch_first = pick({0, 1}) == 1;
   return k;
 }
 
@@ -123,13 +155,16 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
     else
       a.x = x.data();
     a.lengths = k.lengths ? lengths.data() : nullptr;
+    a.batch_first = k.batch_first;
     a.h0 = k.h0 ? h0.data() : nullptr;
     a.c0 = k.h0 && lstm ? c0.data() : nullptr;
     a.y = y[m].data();
     a.h_n = hn[m].data();
     a.c_n = lstm ? cn[m].data() : nullptr;
     a.threads = m == 0 ? 1 : k.threads;
+    const size_t old = seqfuse::testing::set_projection_budget_bytes(k.budget);
     models[m]->forward(a);
+    seqfuse::testing::set_projection_budget_bytes(old);
   }
   float worst = 0.f;
   auto cmp = [&](const std::vector<float>& p, const std::vector<float>& q) {
@@ -211,23 +246,25 @@ int main() {
   for (const auto& isa : sets) {
     float worst = 0.f;
     for (int i = 0; i < n_cases; ++i) {
-      const Case k = random_case(g);
+      Case k = random_case(g);
+      // Every other case computes its input projections a chunk of steps at a time (a
+      // scratch budget of a few KiB or less: chunks of 1 step up to many).
+      const size_t budgets[] = {1, 4096, 65536};
+      if (i % 2) k.budget = budgets[(i / 2) % 3];
       seen_reverse += k.c.reverse;
       seen_lbr0 += !k.c.linear_before_reset;
       seen_peep += k.c.peepholes;
       seen_if += k.c.input_forget;
       seen_clip += k.c.clip > 0;
       seen_proj += k.c.proj_size > 0;
-      // Every other case computes its input projections a chunk of steps at a time (a
-      // scratch budget of a few KiB or less: chunks of 1 step up to many).
-      const size_t budgets[] = {1, 4096, 65536};
-      const size_t budget = i % 2 ? budgets[(i / 2) % 3] : size_t(64) << 20;
-      const size_t old = seqfuse::testing::set_projection_budget_bytes(budget);
       const float err = run_and_compare(k, isa, g);
-      seqfuse::testing::set_projection_budget_bytes(old);
       worst = std::fmax(worst, err);
-      check(err <= 1e-5f, isa + ": " + describe(k) + " projection budget " +
-                              std::to_string(budget) + ": err " + std::to_string(err));
+      check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
+    }
+    for (const Case& k : team_cases()) {
+      const float err = run_and_compare(k, isa, g);
+      worst = std::fmax(worst, err);
+      check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
     }
     std::printf("%s: %d random cases, max err vs reference %.3g\n", isa.c_str(), n_cases, worst);
     check_activations(isa);

@@ -228,7 +228,7 @@ class SEQFUSE_API Model {
 
   const Config& config() const;
   std::string kernel_set() const;  // the kernel set in use, e.g. "avx2"
-  // Why "auto" gave the reference kernel set, e.g. "fused kernels lack: peepholes"; empty when
+  // Why "auto" gave the reference kernel set, e.g. "fused kernels lack: activations"; empty when
   // the kernel set was chosen as asked.
   std::string kernel_set_reason() const;
   Isa isa() const;               // the same as an enum (compatibility)

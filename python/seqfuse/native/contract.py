@@ -27,6 +27,11 @@ InvalidArgumentError = _C.InvalidArgumentError
 WeightFileError = _C.WeightFileError
 #: The most threads one call may use (the C++ core's seqfuse::kMaxThreads).
 MAX_THREADS: int = _C.MAX_THREADS
+#: The engine config keys of ONNX's semantics (docs/FORMAT.md, version 2): no nn.Module has
+#: them (convert.py refuses to rebuild one; onnx.py checks what a graph uses).
+ONNX_KEYS = frozenset(
+    {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
+)
 
 
 class NativeTypeError(SeqfuseError, TypeError):

@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 from seqfuse.models.seq import LinearRegression, SeqModel, build_model, cell_of, make_rnn
-from seqfuse.native.contract import InvalidArgumentError
-
-# The engine config keys of ONNX's semantics (docs/FORMAT.md, version 2): no nn.Module has them.
-ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
+from seqfuse.native.contract import ONNX_KEYS, InvalidArgumentError
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

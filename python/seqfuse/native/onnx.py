@@ -50,6 +50,7 @@ from seqfuse import _C
 from seqfuse.errors import SeqfuseError
 from seqfuse.native.contract import (
     MAX_THREADS,
+    ONNX_KEYS,
     InvalidArgumentError,
     NativeTypeError,
     WeightFileError,
@@ -1296,16 +1297,12 @@ def fit_engine(model: OnnxModel, isa: str = "auto", tail: bool = False) -> tuple
     return cfg, weights, module, about, core, worst
 
 
-# The engine config keys of ONNX semantics (seqfuse.native.convert.ONNX_KEYS, without torch).
-_ONNX_KEYS = {"reverse", "linear_before_reset", "peepholes", "input_forget", "clip", "activations"}
-
-
 def _seq_module(cfg: dict) -> dict:
     """The module description of a file with an Embedding or a head: a SeqModel's call (y and
     the state). With PyTorch's semantics it carries the SeqConfig, so that to_module rebuilds
     the nn.Module; with ONNX's there is none to rebuild."""
     info: dict = {"kind": "seq", "batch_first": True}
-    if not set(cfg) & _ONNX_KEYS:
+    if not set(cfg) & ONNX_KEYS:
         tokens = cfg["vocab_size"] > 0
         info["config"] = {
             "cell": cfg["cell"], "hidden_size": cfg["hidden_size"],
