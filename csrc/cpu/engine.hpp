@@ -589,12 +589,13 @@ class FastBackend final : public Backend {
     int kblock = 1 << 30;  // K per block of the batched step
   };
   struct Call;  // per-call state shared by the threads
-  void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar,
-               float* part) const;
+  void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar, float* part,
+               RowPtrs* row_ptrs) const;
   // PyTorch's cells with and without ONNX's extras; the two-pass kinds always test for them
   // (gru_rz and gru_n for clip), proj has none.
-  void dispatch(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
-                int grp0, const float* wp, size_t wst, const Epi& ep) const {
+  __attribute__((noinline)) void dispatch(Kern kern, int mr, int ng, const KBlock& kb,
+                                          const RowPtrs* rows, const float* bh, int grp0,
+                                          const float* wp, size_t wst, const Epi& ep) const {
 #define SEQFUSE_KERN(k)                                                   \
   case Kern::k:                                                           \
     if (ep.any())                                                         \
@@ -656,7 +657,7 @@ struct FastBackend::Call {
 };
 
 inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar,
-                                 float* part) const {
+                                 float* part, RowPtrs* row_ptrs) const {
   const ForwardArgs& a = *k.a;
   const LayerDir& x = ld_[size_t(l * k.dirs + d)];
   const int B = k.B, H = H_, Hp = Hp_, Hs = Hs_, Hsp = Hsp_, Np = Np_;
@@ -760,7 +761,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const Packed& P = x.whh[ip];
         if (ip > 0 && tsize > 1) bar.wait();  // the second pass reads every unit of the first
         const int K = ps.kern == Kern::proj ? H : s == 0 ? k_first : ps.k;
-        auto ptrs = [&](int i, RowPtrs& rp) {
+        auto ptrs = [&](int i, RowPtrs& rp) {  // the i-th active row's pointers
           const int b = k.order[i];
           const int t = backward ? k.len[b] - 1 - s : s;
           float* hp = hin + size_t(b) * Hsp;
@@ -797,17 +798,19 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           }
           // Batched: each chunk of groups takes every row tile in turn, so its weight slice is
           // reused from L1 by all of them; a slice larger than half of L1 is cut into K blocks
-          // (the accumulators wait in part between blocks).
+          // (the accumulators wait in part between blocks). The rows' pointers are worked
+          // out once per pass (row_ptrs), not once per tile and block.
+          if (p == pp0[ip])
+            for (int i = 0; i < na; ++i) ptrs(i, row_ptrs[i]);
           for (int g = 0; g < ng; g += ps.bng) {
             const int n = std::min(ps.bng, ng - g), nv = n * ps.g;
             for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
               const int k1 = std::min(K, k0 + ps.kblock);
               for (int i = 0; i < na; i += S::STEP_MR) {
                 const int mr = std::min(S::STEP_MR, na - i);
-                RowPtrs rp[S::STEP_MR];
-                for (int r = 0; r < mr; ++r) ptrs(i + r, rp[r]);
                 const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
-                dispatch(ps.kern, mr, n, kb, rp, bh, grp0 + g, wp + size_t(g) * ps.g * W, wst, ep);
+                dispatch(ps.kern, mr, n, kb, row_ptrs + i, bh, grp0 + g, wp + size_t(g) * ps.g * W,
+                         wst, ep);
               }
             }
           }
@@ -921,6 +924,11 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   for (int i = 0; i < npass_; ++i)
     tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
   const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
+  // and its rows' pointers for the batched step, [B] RowPtrs (pointers only: the float
+  // scratch holds them)
+  static_assert(sizeof(RowPtrs) % sizeof(float) == 0, "RowPtrs fits whole floats");
+  const size_t rows_ld = L > 0 ? al16(size_t(B) * (sizeof(RowPtrs) / sizeof(float))) : 0;
+  const size_t thread_ld = part_ld + rows_ld;
   auto al = al16;
   // The ping-pong layer outputs in use: layer l < L-1 writes outbuf[l & 1]; the top layer
   // writes the caller's y (head none), outbuf[(L-1) & 1] (a head that reads every step), or
@@ -930,7 +938,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   if (L > 0 && top_store && hd != Head::none) used[(L - 1) & 1] = true;
   const size_t n_out0 = used[0] ? n_out : 0, n_out1 = used[1] ? n_out : 0;
   float* base = ws.f.ensure(al(n_x) + al(n_out0) + al(n_out1) + al(n_h) + al(n_c) + al(n_a) +
-                            al(n_f) + size_t(nt) * part_ld);
+                            al(n_f) + size_t(nt) * thread_ld);
   k.xproj = base;
   k.outbuf[0] = used[0] ? base + al(n_x) : nullptr;
   k.outbuf[1] = used[1] ? base + al(n_x) + al(n_out0) : nullptr;
@@ -939,6 +947,9 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.abuf = n_a ? k.cbuf + al(n_c) : nullptr;
   float* feat = k.cbuf + al(n_c) + al(n_a);
   float* part = feat + al(n_f);
+  auto row_ptrs = [&](int tid) {
+    return reinterpret_cast<RowPtrs*>(part + size_t(tid) * thread_ld + part_ld);
+  };
   k.feat = use_feat ? feat : nullptr;
   k.in = nullptr;
   k.in_ld = 0;
@@ -964,10 +975,10 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
       if (split) {
         const int team = tid & 1;
         run_dir(kl, l, team, tid >> 1, team == 0 ? (nt + 1) / 2 : nt / 2, bar_team[team],
-                part + size_t(tid) * part_ld);
+                part + size_t(tid) * thread_ld, row_ptrs(tid));
       } else {
         for (int d = 0; d < dirs; ++d)
-          run_dir(kl, l, d, tid, nt, bar_all, part + size_t(tid) * part_ld);
+          run_dir(kl, l, d, tid, nt, bar_all, part + size_t(tid) * thread_ld, row_ptrs(tid));
       }
       // One team ran every direction: its last step's barrier already published this layer's
       // output, and what rank 0 does after it (final states) touches nothing the next layer
