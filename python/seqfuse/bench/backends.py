@@ -26,6 +26,20 @@ import seqfuse.export
 from seqfuse.bench.workloads import Inputs, zero_state
 
 
+def ort_session(path: Path | str, threads: int, provider: str = "CPUExecutionProvider") -> Any:
+    """The ONNX Runtime session every bench row times: ``threads`` intra-op threads, one
+    inter-op thread, sequential, every graph optimization (also the ``ort`` backends')."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=[provider])
+
+
 class BackendUnsupported(Exception):
     """This backend cannot run this workload (shown as skipped, with the reason)."""
 
@@ -346,16 +360,8 @@ class OnnxRuntime(_OnnxFile):
         self.set_threads(self.threads)
 
     def set_threads(self, n):
-        import onnxruntime as ort
-
         super().set_threads(n)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = n
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        self.sess = ort.InferenceSession(str(self.path), so, providers=[self.provider])
+        self.sess = ort_session(self.path, n, self.provider)
         # initial states may be graph inputs with a zero default (an initializer):
         # ORT lists those apart from the required inputs
         self.in_names = [i.name for i in self.sess.get_inputs()] + [

@@ -131,18 +131,6 @@ def make_feeds(model: Any, batch: int, steps: int, seed: int = 0) -> dict[str, n
 
 
 # ---- the two runners ---------------------------------------------------------------------------------
-def _ort_session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def _max_err(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
     """Max error over every output: absolute up to 1, relative above (NaN and Inf: inf)."""
     worst = 0.0
@@ -173,6 +161,7 @@ def bench_onnx_file(
     """Native (from_onnx) against ONNX Runtime on one file: a results dict (schema
     ``seqfuse.bench.onnx``) whose rows are (batch, threads, backend) with median/p99 and, on
     the native rows, ratio_median / ratio_p99 to ONNX Runtime's."""
+    from seqfuse.bench.backends import ort_session
     from seqfuse.bench.env import fingerprint, load_average
     from seqfuse.bench.harness import summarize, time_calls
     from seqfuse.native import from_onnx
@@ -190,7 +179,7 @@ def bench_onnx_file(
         for t in threads:
             base = {"batch": batch, "steps": steps, "threads": t}
             try:
-                sess = _ort_session(path, t)
+                sess = ort_session(path, t)
                 ref = sess.run(names, feeds)
             except Exception as e:  # e.g. layout=1, which ONNX Runtime refuses
                 why = (
