@@ -385,3 +385,20 @@ def test_compile_with_inductor_matches_eager():
         warnings.simplefilter("error", AccelerateFallbackWarning)
         _close(compiled(x), model(x))
     torch._dynamo.reset()
+
+
+def test_custom_op_handles_differ_across_processes():
+    # The custom ops take the module by a number that torch.compile bakes into the graph, and
+    # Inductor's on-disk cache keys compiled graphs on that text: the first module of two
+    # processes must not get the same number (a count did, and a compiled CRNN then gave
+    # results 0.07 off its eager run in a later test process with the cache on).
+    import subprocess
+    import sys
+
+    code = "import torch, seqfuse; print(seqfuse.accelerate(torch.nn.LSTM(2, 3))._handle)"
+    handles = [
+        int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout)
+        for _ in range(2)
+    ]  # fmt: skip
+    assert handles[0] != handles[1] and min(handles) > 2**20, handles

@@ -17,7 +17,7 @@ and tests/test_layering.py (it imports only seqfuse.native and seqfuse.errors).
 from __future__ import annotations
 
 import copy
-import itertools
+import secrets
 import warnings
 import weakref
 from typing import Any, Optional
@@ -80,8 +80,16 @@ class Accelerated(nn.Module):
 
     def _register(self) -> None:
         """A handle for the custom ops (they take the module by number: a compile-time
-        constant); dropped from the registry when this module is garbage-collected."""
-        self._handle = next(_NEXT)
+        constant); dropped from the registry when this module is garbage-collected.
+
+        The number is random, not a count: Inductor's on-disk graph cache keys a compiled
+        graph on its text, this constant included, and a count would give another process's
+        module the same number, so its cached code (shapes and all) would be reused for this
+        one. It gave wrong results across test runs; a 62-bit random handle never repeats."""
+        handle = secrets.randbits(62) | 1
+        while handle in _REGISTRY:
+            handle = secrets.randbits(62) | 1
+        self._handle = handle
         _REGISTRY[self._handle] = weakref.ref(self)
         weakref.finalize(self, _REGISTRY.pop, self._handle, None)
 
@@ -282,7 +290,6 @@ def _engine_module(m: nn.Module) -> nn.Module:
 
 # -- the custom ops: what torch.compile sees of an accelerated module ---------------------
 _REGISTRY: dict[int, Any] = {}  # handle -> weakref to its Accelerated module
-_NEXT = itertools.count(1)
 
 
 def _module_of(handle: int) -> Accelerated:
