@@ -17,7 +17,6 @@ and tests/test_layering.py (it imports only seqfuse.native and seqfuse.errors).
 from __future__ import annotations
 
 import copy
-import secrets
 import warnings
 import weakref
 from typing import Any, Optional
@@ -29,6 +28,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from seqfuse import native
 from seqfuse.errors import SeqfuseError
 from seqfuse.native.contract import int_in
+from seqfuse.native.handles import HandleTable
 
 # Exact types only: a subclass may override forward, and the engine would then compute
 # something other than what the user's module computes.
@@ -79,19 +79,9 @@ class Accelerated(nn.Module):
         self.refresh()
 
     def _register(self) -> None:
-        """A handle for the custom ops (they take the module by number: a compile-time
-        constant); dropped from the registry when this module is garbage-collected.
-
-        The number is random, not a count: Inductor's on-disk graph cache keys a compiled
-        graph on its text, this constant included, and a count would give another process's
-        module the same number, so its cached code (shapes and all) would be reused for this
-        one. It gave wrong results across test runs; a 62-bit random handle never repeats."""
-        handle = secrets.randbits(62) | 1
-        while handle in _REGISTRY:
-            handle = secrets.randbits(62) | 1
-        self._handle = handle
-        _REGISTRY[self._handle] = weakref.ref(self)
-        weakref.finalize(self, _REGISTRY.pop, self._handle, None)
+        """A handle for the custom ops (seqfuse.native.handles), released when this module
+        is garbage-collected."""
+        self._handle = _REGISTRY.add(self, weakref.ref(self))
 
     # -- weights
     def refresh(self) -> Accelerated:
@@ -289,15 +279,11 @@ def _engine_module(m: nn.Module) -> nn.Module:
 
 
 # -- the custom ops: what torch.compile sees of an accelerated module ---------------------
-_REGISTRY: dict[int, Any] = {}  # handle -> weakref to its Accelerated module
+_REGISTRY = HandleTable("seqfuse accelerated module")  # handle -> weakref to the module
 
 
 def _module_of(handle: int) -> Accelerated:
-    ref = _REGISTRY.get(handle)
-    m = None if ref is None else ref()
-    if m is None:
-        raise RuntimeError(f"seqfuse accelerated module {handle} is not registered (freed?)")
-    return m
+    return _REGISTRY.get(handle)
 
 
 def _fresh(t: Tensor) -> Tensor:

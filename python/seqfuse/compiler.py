@@ -21,8 +21,6 @@ Checked by tests/test_compile.py: ``torch._dynamo.explain`` reports 0 graph brea
 outputs match eager within 1e-5 on several shapes, with states and lengths.
 """
 
-import itertools
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -43,8 +41,18 @@ class _Entry:
     spec: Any  # seqfuse.export.wrappers.ModelSpec
 
 
-_REGISTRY: dict[int, _Entry] = {}
-_NEXT = itertools.count(1)
+_TABLE: Any = None  # handle -> _Entry, a seqfuse.native.handles.HandleTable
+
+
+def _registry() -> Any:
+    """The handle table, made on first use: this module imports no compiled code (its
+    reference mode runs without seqfuse.native)."""
+    global _TABLE
+    if _TABLE is None:
+        from seqfuse.native.handles import HandleTable
+
+        _TABLE = HandleTable(f"{OP_NAME}: model")
+    return _TABLE
 
 
 @torch.library.custom_op(OP_NAME, mutates_args=())
@@ -59,9 +67,7 @@ def seq_forward(
 
     ``handle`` names the model in this process's registry (a compile-time constant).
     """
-    entry = _REGISTRY.get(handle)
-    if entry is None:
-        raise RuntimeError(f"{OP_NAME}: model handle {handle} is not registered (freed?)")
+    entry = _registry().get(handle)
     hx = None if h0 is None else ((h0, c0) if entry.spec.is_lstm else h0)
     with torch.no_grad():
         y, h_n = entry.run(x, hx, lengths)
@@ -75,7 +81,7 @@ def seq_forward(
 
 @seq_forward.register_fake
 def _seq_forward_fake(x, h0, c0, lengths, handle):
-    entry = _REGISTRY[handle]
+    entry = _registry().get(handle)
     c = entry.spec.config
     B, T = x.shape[0], x.shape[1]
     H = c["hidden_size"]
@@ -124,9 +130,7 @@ class FusedSeq(nn.Module):
             run = model
         else:
             raise SeqfuseError(f"FusedSeq mode must be native or reference, got {mode!r}")
-        self.handle = next(_NEXT)
-        _REGISTRY[self.handle] = _Entry(run=run, spec=spec)
-        weakref.finalize(self, _REGISTRY.pop, self.handle, None)
+        self.handle = _registry().add(self, _Entry(run=run, spec=spec))
         self.is_lstm = spec.is_lstm
         self.mode = mode
 
