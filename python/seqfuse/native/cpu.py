@@ -206,6 +206,15 @@ class NativeModel:
         addr, D, H, lstm, threads = self._addr, self._D, self._H, self._lstm, self.threads
         run, empty, f32, T = _run, _empty_torch, _f32, _Tensor
 
+        def served(t: Any, B: int) -> bool:  # a state the engine takes as is: [B, H]
+            return (
+                type(t) is T
+                and t.dtype is f32
+                and t.is_cpu
+                and t.shape == (B, H)
+                and t.is_contiguous()
+            )
+
         def step(x: Any, h0: Any, c0: Any) -> Any:
             if type(x) is not T or x.dtype is not f32 or not x.is_cpu:
                 return None
@@ -218,23 +227,11 @@ class NativeModel:
                     return None
                 hp = cp = None
             else:
-                if (
-                    type(h0) is not T
-                    or h0.dtype is not f32
-                    or not h0.is_cpu
-                    or h0.shape != (B, H)
-                    or not h0.is_contiguous()
-                ):
+                if not served(h0, B):
                     return None
                 hp = h0.data_ptr()
                 if lstm:
-                    if (
-                        type(c0) is not T
-                        or c0.dtype is not f32
-                        or not c0.is_cpu
-                        or c0.shape != (B, H)
-                        or not c0.is_contiguous()
-                    ):
+                    if not served(c0, B):
                         return None
                     cp = c0.data_ptr()
                 elif c0 is not None:
