@@ -52,36 +52,46 @@ inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiple
 // - LSTM with a projection: lstm gives o*tanh(c) for every unit, then proj multiplies W_hr by it.
 enum class Kern { lstm, gru, rnn_tanh, rnn_relu, gru_rz, gru_n, proj };
 
-template <Kern K>
-struct KernT {
+// The step kernels are compiled per tile, not per pass kind: the kinds with one packed row per
+// unit (rnn_tanh, rnn_relu, gru_n, proj) share Tile::one and choose their start and epilogue
+// at run time (a predictable branch per unit). Four fully unrolled copies of the same tiles
+// took most of the kernel sets' compile time, in every build and every sanitizer build.
+enum class Tile { lstm, gru, gru_rz, one };
+constexpr Tile tile_of(Kern k) {
+  return k == Kern::lstm     ? Tile::lstm
+         : k == Kern::gru    ? Tile::gru
+         : k == Kern::gru_rz ? Tile::gru_rz
+                             : Tile::one;
+}
+
+template <Tile T>
+struct TileT {
   // Packed rows (vectors) per group of W units: lstm 4 gates, gru 3, gru_rz 2 (r, z), else 1.
-  static constexpr int G = K == Kern::lstm ? 4 : K == Kern::gru ? 3 : K == Kern::gru_rz ? 2 : 1;
+  static constexpr int G = T == Tile::lstm ? 4 : T == Tile::gru ? 3 : T == Tile::gru_rz ? 2 : 1;
   // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
   static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
   static constexpr int MAXNG = G > 1 ? MAXACC / G : MAXACC * 2 / 3;
   static constexpr int BNG = G >= 3 ? 1 : G == 2 ? 2 : 4;  // groups per batched tile
-  // gru, gru_rz and gru_n read the input projection and b_hh in the cell's 3-gate order.
-  static constexpr bool GRU3 = K == Kern::gru || K == Kern::gru_rz || K == Kern::gru_n;
 };
 
-// KernT's tile facts for a pass known only at run time (the backend's constructor).
+// TileT's facts for a pass known only at run time (the backend's constructor).
 struct KernDims {
   int g, maxng, bng;
 };
-template <Kern K>
-constexpr KernDims kern_dims() {
-  return {KernT<K>::G, KernT<K>::MAXNG, KernT<K>::BNG};
+template <Tile T>
+constexpr KernDims tile_dims() {
+  return {TileT<T>::G, TileT<T>::MAXNG, TileT<T>::BNG};
 }
 inline KernDims kern_dims(Kern k) {
-  switch (k) {
-    case Kern::lstm:
-      return kern_dims<Kern::lstm>();
-    case Kern::gru:
-      return kern_dims<Kern::gru>();
-    case Kern::gru_rz:
-      return kern_dims<Kern::gru_rz>();
+  switch (tile_of(k)) {
+    case Tile::lstm:
+      return tile_dims<Tile::lstm>();
+    case Tile::gru:
+      return tile_dims<Tile::gru>();
+    case Tile::gru_rz:
+      return tile_dims<Tile::gru_rz>();
     default:
-      return kern_dims<Kern::rnn_tanh>();  // one packed row per unit: same tiles
+      return tile_dims<Tile::one>();
   }
 }
 // Groups per input-projection panel (PV = U*G close to 8 vectors: GEMM-friendly).
@@ -261,8 +271,8 @@ struct RowPtrs {
   float* hout;       // the pass's output (lstm with a projection: o*tanh(c))
 };
 
-// ONNX's extras of the epilogue; all off for PyTorch's semantics. The kernels are compiled
-// with and without them (step_mk's X), so that PyTorch's models pay no test for them.
+// ONNX's extras of the epilogue; all off for PyTorch's semantics. The LSTM and GRU tiles are
+// compiled with and without them (step_mk's X), so that PyTorch's models pay no test for them.
 struct Epi {
   float clip = 0.f;             // > 0: each gate's pre-activation clamped to [-clip, clip]
   const float* peep = nullptr;  // LSTM peepholes [3][ld]: p_i, p_f (read c_{t-1}), p_o (c_t)
@@ -286,24 +296,29 @@ struct KBlock {
   float* part;
 };
 
-template <Kern K, bool X, int NG, int MR>
-inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
+// kern: the pass's kind (what Tile::one's start and epilogue do; T = tile_of(kern)).
+template <Tile T, bool X, int NG, int MR>
+inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
                     const float* wp, size_t wst, const Epi& ep) {
-  constexpr int G = KernT<K>::G, NV = NG * G;
+  constexpr int G = TileT<T>::G, NV = NG * G;
   const int unit0 = grp0 * W;
   V acc[MR][NV];
   if (kb.first) {
+    // gru, gru_rz and gru_n start from b_hh (the cell's 3-gate order), proj from 0, the
+    // others from the input projection (both biases in).
+    const bool from_bh = T == Tile::gru || T == Tile::gru_rz || kern == Kern::gru_n;
+    const bool from_x = T == Tile::lstm || kern == Kern::rnn_tanh || kern == Kern::rnn_relu;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) {
-        if constexpr (KernT<K>::GRU3) {
-          const int gate = K == Kern::gru_n ? 2 : v % G;
+        if (from_bh) {
+          const int gate = T == Tile::one ? 2 : v % G;
           acc[r][v] = bh ? S::load(bh + ((grp0 + v / G) * 3 + gate) * W) : S::zero();
-        } else if constexpr (K == Kern::proj) {
-          acc[r][v] = S::zero();
-        } else {
+        } else if (from_x) {
           acc[r][v] = S::load(rows[r].x + (grp0 * G + v) * W);
+        } else {
+          acc[r][v] = S::zero();
         }
       }
   } else {
@@ -385,7 +400,9 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
     for (int u = 0; u < NG; ++u) {
       const int uo = unit0 + u * W;
       float* ho = rows[r].hout + uo;
-      if constexpr (K == Kern::lstm) {
+      if constexpr (T == Tile::one) {
+        (void)ho;  // below: one branch per tile, not one per unit
+      } else if constexpr (T == Tile::lstm) {
         const V cp = S::load(rows[r].c + uo);
         V ai = acc[r][u * 4], af = acc[r][u * 4 + 1], ao = acc[r][u * 4 + 3];
         if (peep) {
@@ -399,42 +416,53 @@ inline void step_mk(const KBlock& kb, const RowPtrs* rows, const float* bh, int 
         S::store(rows[r].c + uo, c);
         if (peep) ao = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c, ao);
         S::store(ho, S::mul(vsigmoid(pre(ao)), vtanh(c)));
-      } else if constexpr (K == Kern::gru) {
+      } else if constexpr (T == Tile::gru) {
         const float* x = rows[r].x + (grp0 + u) * 3 * W;
         const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 3])));
         const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
         const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
         const V hp = S::load(rows[r].hin + uo);
         S::store(ho, S::fma(z, S::sub(hp, n), n));
-      } else if constexpr (K == Kern::gru_rz) {
+      } else if constexpr (T == Tile::gru_rz) {
         const float* x = rows[r].x + (grp0 + u) * 3 * W;
         const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 2])));
         S::store(rows[r].aux + uo, S::mul(rr, S::load(rows[r].hin + uo)));
         S::store(rows[r].c + uo, vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 2 + 1]))));
-      } else if constexpr (K == Kern::gru_n) {
-        const float* x = rows[r].x + (grp0 + u) * 3 * W;
-        const V n = vtanh(pre(S::add(S::load(x + 2 * W), acc[r][u])));
-        const V z = S::load(rows[r].c + uo), hp = S::load(rows[r].aux + uo);
-        S::store(ho, S::fma(z, S::sub(hp, n), n));
-      } else if constexpr (K == Kern::rnn_tanh) {
-        S::store(ho, vtanh(pre(acc[r][u])));
-      } else if constexpr (K == Kern::rnn_relu) {
-        S::store(ho, S::max(S::zero(), pre(acc[r][u])));  // NaN stays NaN (simd.hpp)
-      } else {                                            // proj
-        S::store(ho, acc[r][u]);
       }
     }
   }
+  if constexpr (T == Tile::one) {
+#define SEQFUSE_EACH_UNIT(stmt)                               \
+  _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r)        \
+      _Pragma("GCC unroll 32") for (int u = 0; u < NG; ++u) { \
+    float* ho = rows[r].hout + unit0 + u * W;                 \
+    stmt;                                                     \
+  }
+    if (kern == Kern::rnn_tanh) {
+      SEQFUSE_EACH_UNIT(S::store(ho, vtanh(pre(acc[r][u]))))
+    } else if (kern == Kern::rnn_relu) {  // NaN stays NaN (simd.hpp)
+      SEQFUSE_EACH_UNIT(S::store(ho, S::max(S::zero(), pre(acc[r][u]))))
+    } else if (kern == Kern::gru_n) {
+      SEQFUSE_EACH_UNIT(
+          const float* x = rows[r].x + (grp0 + u) * 3 * W;
+          const V n = vtanh(pre(S::add(S::load(x + 2 * W), acc[r][u])));
+          const int uo = unit0 + u * W;
+          S::store(ho, S::fma(S::load(rows[r].c + uo), S::sub(S::load(rows[r].aux + uo), n), n)))
+    } else {  // proj
+      SEQFUSE_EACH_UNIT(S::store(ho, acc[r][u]))
+    }
+#undef SEQFUSE_EACH_UNIT
+  }
 }
 
-template <Kern K, bool X, int MR>
-inline void step_ng(int ng, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
-                    const float* wp, size_t wst, const Epi& ep) {
+template <Tile T, bool X, int MR>
+inline void step_ng(Kern kern, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
+                    int grp0, const float* wp, size_t wst, const Epi& ep) {
   switch (ng) {
 #define SEQFUSE_NG(n)                                               \
   case n:                                                           \
-    if constexpr (n <= (MR == 1 ? KernT<K>::MAXNG : KernT<K>::BNG)) \
-      step_mk<K, X, n, MR>(kb, rows, bh, grp0, wp, wst, ep);        \
+    if constexpr (n <= (MR == 1 ? TileT<T>::MAXNG : TileT<T>::BNG)) \
+      step_mk<T, X, n, MR>(kern, kb, rows, bh, grp0, wp, wst, ep);  \
     break;
     SEQFUSE_NG(1)
     SEQFUSE_NG(2)
@@ -460,21 +488,21 @@ inline void step_ng(int ng, const KBlock& kb, const RowPtrs* rows, const float* 
 
 // mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
 // instantiated at all.
-template <Kern K, bool X>
-inline void step_rows(int mr, int ng, const KBlock& kb, const RowPtrs* rows, const float* bh,
-                      int grp0, const float* wp, size_t wst, const Epi& ep) {
+template <Tile T, bool X>
+inline void step_rows(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs* rows,
+                      const float* bh, int grp0, const float* wp, size_t wst, const Epi& ep) {
   switch (mr) {
     case 1:
-      step_ng<K, X, 1>(ng, kb, rows, bh, grp0, wp, wst, ep);
+      step_ng<T, X, 1>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 2:
-      if constexpr (S::STEP_MR >= 2) step_ng<K, X, 2>(ng, kb, rows, bh, grp0, wp, wst, ep);
+      if constexpr (S::STEP_MR >= 2) step_ng<T, X, 2>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 3:
-      if constexpr (S::STEP_MR >= 3) step_ng<K, X, 3>(ng, kb, rows, bh, grp0, wp, wst, ep);
+      if constexpr (S::STEP_MR >= 3) step_ng<T, X, 3>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     case 4:
-      if constexpr (S::STEP_MR >= 4) step_ng<K, X, 4>(ng, kb, rows, bh, grp0, wp, wst, ep);
+      if constexpr (S::STEP_MR >= 4) step_ng<T, X, 4>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
     default:
       break;
@@ -591,34 +619,29 @@ class FastBackend final : public Backend {
   struct Call;  // per-call state shared by the threads
   void run_dir(const Call& k, int l, int d, int rank, int tsize, SpinBarrier& bar, float* part,
                RowPtrs* row_ptrs) const;
-  // PyTorch's cells with and without ONNX's extras; the two-pass kinds always test for them
-  // (gru_rz and gru_n for clip), proj has none.
+  // PyTorch's LSTM and GRU cells with and without ONNX's extras; gru_rz and Tile::one always
+  // test for them (clip: the only extra they have).
   __attribute__((noinline)) void dispatch(Kern kern, int mr, int ng, const KBlock& kb,
                                           const RowPtrs* rows, const float* bh, int grp0,
                                           const float* wp, size_t wst, const Epi& ep) const {
-#define SEQFUSE_KERN(k)                                                   \
-  case Kern::k:                                                           \
-    if (ep.any())                                                         \
-      step_rows<Kern::k, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);  \
-    else                                                                  \
-      step_rows<Kern::k, false>(mr, ng, kb, rows, bh, grp0, wp, wst, ep); \
+#define SEQFUSE_TILE(t)                                                         \
+  case Tile::t:                                                                 \
+    if (ep.any())                                                               \
+      step_rows<Tile::t, true>(kern, mr, ng, kb, rows, bh, grp0, wp, wst, ep);  \
+    else                                                                        \
+      step_rows<Tile::t, false>(kern, mr, ng, kb, rows, bh, grp0, wp, wst, ep); \
     break;
-    switch (kern) {
-      SEQFUSE_KERN(lstm)
-      SEQFUSE_KERN(gru)
-      SEQFUSE_KERN(rnn_tanh)
-      SEQFUSE_KERN(rnn_relu)
-      case Kern::gru_rz:
-        step_rows<Kern::gru_rz, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
-        break;
-      case Kern::gru_n:
-        step_rows<Kern::gru_n, true>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
+    switch (tile_of(kern)) {
+      SEQFUSE_TILE(lstm)
+      SEQFUSE_TILE(gru)
+      case Tile::gru_rz:
+        step_rows<Tile::gru_rz, true>(kern, mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
       default:
-        step_rows<Kern::proj, false>(mr, ng, kb, rows, bh, grp0, wp, wst, ep);
+        step_rows<Tile::one, true>(kern, mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
     }
-#undef SEQFUSE_KERN
+#undef SEQFUSE_TILE
   }
 
   Config c_;
