@@ -2,15 +2,22 @@
 
 Real data comes from $SEQFUSE_DATA_DIR or ../shared/data beside the repository; tests that
 need it skip with the reason when it is absent. ``trained_checkpoint(task)`` trains a seed
-model once per session on a short schedule and returns its checkpoint path.
+model once per run on a short schedule and returns its checkpoint path.
+
+The suite runs on pytest-xdist workers (pyproject's addopts): each worker gets one torch thread
+(two processes with two spinning OpenMP threads each on two cores ran training 20x slower), and
+the workers share the trained checkpoints (a file lock: the first to ask trains, the others
+read its result).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SEQFUSE_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -37,6 +44,14 @@ def _data_dir_or_skip() -> Path:
     return DATA_DIR
 
 
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and the CLI processes a test starts
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _data_dir_or_skip()
@@ -44,28 +59,37 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory):
-    """Factory: task name -> (checkpoint path, final metrics), trained once per session."""
+    """Factory: task name -> (checkpoint path, final metrics), trained once per run."""
     from seqfuse.train.loop import TrainOptions, train
     from seqfuse.train.tasks import TASKS
 
+    # xdist workers' base temp dirs share a parent: one trained model per run, not per worker
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
     cache: dict[str, tuple[Path, dict]] = {}
 
     def get(task: str) -> tuple[Path, dict]:
         if task not in cache:
             data = str(_data_dir_or_skip()) if TASKS[task].needs_data else None
-            out = tmp_path_factory.mktemp(f"trained_{task}")
-            r = train(
-                TrainOptions(
-                    task=task,
-                    save_dir=str(out),
-                    data_dir=data,
-                    progress=False,
-                    plots=False,
-                    quiet=True,
-                    **SHORT[task],
-                )
-            )
-            cache[task] = (r["checkpoint"], r["metrics"])
+            out = base / f"trained_{task}"
+            done = out / "trained.json"
+            with FileLock(str(out) + ".lock"):
+                if not done.exists():
+                    r = train(
+                        TrainOptions(
+                            task=task,
+                            save_dir=str(out),
+                            data_dir=data,
+                            progress=False,
+                            plots=False,
+                            quiet=True,
+                            **SHORT[task],
+                        )
+                    )
+                    done.write_text(json.dumps([str(r["checkpoint"]), r["metrics"]]))
+                ckpt, metrics = json.loads(done.read_text())
+            cache[task] = (Path(ckpt), metrics)
         return cache[task]
 
     return get
