@@ -54,7 +54,7 @@ enum class Kern { lstm, gru, rnn_tanh, rnn_relu, gru_rz, gru_n, proj };
 
 // The step kernels are compiled per tile, not per pass kind: the kinds with one packed row per
 // unit (rnn_tanh, rnn_relu, gru_n, proj) share Tile::one and choose their start and epilogue
-// at run time (a predictable branch per unit). Four fully unrolled copies of the same tiles
+// at run time (a predictable branch per tile). Four fully unrolled copies of the same tiles
 // took most of the kernel sets' compile time, in every build and every sanitizer build.
 enum class Tile { lstm, gru, gru_rz, one };
 constexpr Tile tile_of(Kern k) {
