@@ -4,7 +4,7 @@ Real data comes from $SEQFUSE_DATA_DIR or ../shared/data beside the repository; 
 need it skip with the reason when it is absent. ``trained_checkpoint(task)`` trains a seed
 model once per run on a short schedule and returns its checkpoint path.
 
-The suite runs on pytest-xdist workers (pyproject's addopts): each worker gets one torch thread
+The suite runs on pytest-xdist workers (README's test command): each worker gets one torch thread
 (two processes with two spinning OpenMP threads each on two cores ran training 20x slower), and
 the workers share the trained checkpoints (a file lock: the first to ask trains, the others
 read its result).
