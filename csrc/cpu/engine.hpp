@@ -394,44 +394,43 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
   auto pre = [&](V v) { return clip ? clamp_sym(v, nb) : v; };
   const float* peep = X ? ep.peep : nullptr;
   const bool input_forget = X && ep.input_forget;
+  if constexpr (T != Tile::one) {
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 32
-    for (int u = 0; u < NG; ++u) {
-      const int uo = unit0 + u * W;
-      float* ho = rows[r].hout + uo;
-      if constexpr (T == Tile::one) {
-        (void)ho;  // below: one branch per tile, not one per unit
-      } else if constexpr (T == Tile::lstm) {
-        const V cp = S::load(rows[r].c + uo);
-        V ai = acc[r][u * 4], af = acc[r][u * 4 + 1], ao = acc[r][u * 4 + 3];
-        if (peep) {
-          ai = S::fma(S::load(peep + uo), cp, ai);
-          af = S::fma(S::load(peep + ep.peep_ld + uo), cp, af);
+      for (int u = 0; u < NG; ++u) {
+        const int uo = unit0 + u * W;
+        float* ho = rows[r].hout + uo;
+        if constexpr (T == Tile::lstm) {
+          const V cp = S::load(rows[r].c + uo);
+          V ai = acc[r][u * 4], af = acc[r][u * 4 + 1], ao = acc[r][u * 4 + 3];
+          if (peep) {
+            ai = S::fma(S::load(peep + uo), cp, ai);
+            af = S::fma(S::load(peep + ep.peep_ld + uo), cp, af);
+          }
+          const V i = vsigmoid(pre(ai));
+          const V f = input_forget ? S::sub(S::set1(1.0f), i) : vsigmoid(pre(af));
+          const V g = vtanh(pre(acc[r][u * 4 + 2]));
+          const V c = S::fma(f, cp, S::mul(i, g));
+          S::store(rows[r].c + uo, c);
+          if (peep) ao = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c, ao);
+          S::store(ho, S::mul(vsigmoid(pre(ao)), vtanh(c)));
+        } else if constexpr (T == Tile::gru) {
+          const float* x = rows[r].x + (grp0 + u) * 3 * W;
+          const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 3])));
+          const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
+          const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
+          const V hp = S::load(rows[r].hin + uo);
+          S::store(ho, S::fma(z, S::sub(hp, n), n));
+        } else if constexpr (T == Tile::gru_rz) {
+          const float* x = rows[r].x + (grp0 + u) * 3 * W;
+          const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 2])));
+          S::store(rows[r].aux + uo, S::mul(rr, S::load(rows[r].hin + uo)));
+          S::store(rows[r].c + uo, vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 2 + 1]))));
         }
-        const V i = vsigmoid(pre(ai));
-        const V f = input_forget ? S::sub(S::set1(1.0f), i) : vsigmoid(pre(af));
-        const V g = vtanh(pre(acc[r][u * 4 + 2]));
-        const V c = S::fma(f, cp, S::mul(i, g));
-        S::store(rows[r].c + uo, c);
-        if (peep) ao = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c, ao);
-        S::store(ho, S::mul(vsigmoid(pre(ao)), vtanh(c)));
-      } else if constexpr (T == Tile::gru) {
-        const float* x = rows[r].x + (grp0 + u) * 3 * W;
-        const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 3])));
-        const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
-        const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
-        const V hp = S::load(rows[r].hin + uo);
-        S::store(ho, S::fma(z, S::sub(hp, n), n));
-      } else if constexpr (T == Tile::gru_rz) {
-        const float* x = rows[r].x + (grp0 + u) * 3 * W;
-        const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 2])));
-        S::store(rows[r].aux + uo, S::mul(rr, S::load(rows[r].hin + uo)));
-        S::store(rows[r].c + uo, vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 2 + 1]))));
       }
     }
-  }
-  if constexpr (T == Tile::one) {
+  } else {  // one branch per tile, not one per unit
 #define SEQFUSE_EACH_UNIT(stmt)                               \
   _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r)        \
       _Pragma("GCC unroll 32") for (int u = 0; u < NG; ++u) { \
