@@ -13,7 +13,8 @@
 //   Embedding, layer 0's projection is a [vocab, G*H] table.
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection, then activations and the c/h update run on the registers and store h'.
-//   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles.
+//   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles over a
+//   second packing of W_hh, one panel per tile column (its K x bng*G slice contiguous).
 // - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
 // - Directions run on separate threads; a team of threads splits the panels of a direction.
 // - ONNX's semantics (reverse, clip, LSTM peepholes and input_forget) are run-time switches
@@ -327,6 +328,22 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
 #pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[r][v] = S::load(kb.part + (r * NV + v) * W);
   }
+  if (MR > 1 && kb.first) {
+    // The next tile column's x, which its first K block (start) or last (GRU's epilogue) reads
+    // for these rows: each row's x is read in pieces far apart in time, a pattern the
+    // prefetchers miss; missed, it cost 8% of the batched step at H=512. Into L2: the next
+    // column comes after every row tile of this one.
+    const int xg = T == Tile::lstm                             ? 4
+                   : T != Tile::one || kern == Kern::gru_n     ? 3
+                   : kern == Kern::proj                        ? 0
+                                                               : 1;
+    const int n = NG * xg * W;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const float* nx = rows[r].x + (grp0 + NG) * xg * W;
+      for (int o = 0; o < n; o += 64 / int(sizeof(float))) __builtin_prefetch(nx + o, 0, 2);
+    }
+  }
   const float* h[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
@@ -503,6 +520,12 @@ inline void step_rows(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs
     case 4:
       if constexpr (S::STEP_MR >= 4) step_ng<T, X, 4>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
       break;
+    case 5:
+      if constexpr (S::STEP_MR >= 5) step_ng<T, X, 5>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
+      break;
+    case 6:
+      if constexpr (S::STEP_MR >= 6) step_ng<T, X, 6>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
+      break;
     default:
       break;
   }
@@ -575,6 +598,20 @@ class FastBackend final : public Backend {
           pack(x.whh[0], whh, G_, H_, Hs_, pass_[0].u);
           if (proj) pack(x.whh[1], get("rnn.weight_hr" + sfx), 1, Hs_, H_, pass_[1].u);
         }
+        // The batched step's copy: one panel per tile column, so that the K x bng*G slice a
+        // tile reads is contiguous. In the batch-1 panels it is a strided part of every
+        // k-row, which maps onto a fraction of L1's sets (e.g. 256 of every 1536 bytes: half
+        // of them) and defeats the prefetchers: 10% of the batched step at H=512.
+        for (int ip = 0; ip < npass_; ++ip) {
+          const PassShape& ps = pass_[ip];
+          if (ps.u == ps.bng) continue;  // the same packing: batched() reads whh
+          const bool second = ip == 1;
+          const int g = gru2 ? (second ? 1 : 2) : second ? 1 : G_;
+          const float* src = gru2 && second ? whh + size_t(2) * H_ * H_
+                             : second       ? get("rnn.weight_hr" + sfx)
+                                            : whh;
+          pack(x.whhb[ip], src, g, ps.units, ps.k, ps.bng);
+        }
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
         if (c.cell == Cell::gru) {
@@ -605,7 +642,9 @@ class FastBackend final : public Backend {
  private:
   struct LayerDir {
     Packed wih, whh[2];  // whh[0]: the first pass's W_hh; whh[1]: W_hn or W_hr (two passes)
+    Packed whhb[2];      // the same, packed for the batched step (empty: whh's packing is)
     Buf bias_x, bias_h, table, peep;
+    const Packed& batched(int ip) const { return whhb[ip].npanels ? whhb[ip] : whh[ip]; }
   };
   // One pass of a step: its kernel, output units and product length, and its tiles.
   struct PassShape {
@@ -750,19 +789,24 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   ep.peep = x.peep.size() ? x.peep.data() : nullptr;
   ep.peep_ld = size_t(Hp);
   ep.input_forget = c_.input_forget;
-  // The output units this thread writes: its panels of the last pass.
+  // This thread's panels of each pass (no division in the step loop), in the batch-1 packing
+  // (pp) and the batched one (bp), and the output units it writes either way: its panels of
+  // the last pass.
+  int pp0[2], pp1[2], bp0[2], bp1[2];
+  for (int ip = 0; ip < npass_; ++ip) {
+    const int n1 = x.whh[ip].npanels, nb = x.batched(ip).npanels;
+    pp0[ip] = rank * n1 / tsize;
+    pp1[ip] = (rank + 1) * n1 / tsize;
+    bp0[ip] = rank * nb / tsize;
+    bp1[ip] = (rank + 1) * nb / tsize;
+  }
   const PassShape& last = pass_[npass_ - 1];
-  const int nlast = x.whh[npass_ - 1].npanels;
-  const int lp0 = rank * nlast / tsize, lp1 = (rank + 1) * nlast / tsize;
-  const int u0 = std::min(Hs, lp0 * last.u * W), u1 = std::min(Hs, lp1 * last.u * W);
+  const int il = npass_ - 1;
+  const int uo[2][2] = {{std::min(Hs, pp0[il] * last.u * W), std::min(Hs, pp1[il] * last.u * W)},
+                        {std::min(Hs, bp0[il] * last.bng * W), std::min(Hs, bp1[il] * last.bng * W)}};
   // Without an initial state h is zero at step 0, so W_hh h is too (weights are finite:
   // check_weights refuses NaN and Inf), and so is GRU's r*h: step 0 runs the epilogue alone.
   const int k_first = a.h0 == nullptr ? 0 : Hs;
-  int pp0[2], pp1[2];  // this thread's panels of each pass (no division in the step loop)
-  for (int ip = 0; ip < npass_; ++ip) {
-    pp0[ip] = rank * x.whh[ip].npanels / tsize;
-    pp1[ip] = (rank + 1) * x.whh[ip].npanels / tsize;
-  }
   // The step loop, compiled for one pass and for two (PyTorch's cells pay nothing for the
   // second pass's bookkeeping).
   auto run_steps = [&](auto two_passes) {
@@ -780,7 +824,6 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       float* hout = hb[(s + 1) & 1];
       for (int ip = 0; ip < NPASS; ++ip) {
         const PassShape& ps = pass_[ip];
-        const Packed& P = x.whh[ip];
         if (ip > 0 && tsize > 1) bar.wait();  // the second pass reads every unit of the first
         const int K = ps.kern == Kern::proj ? H : s == 0 ? k_first : ps.k;
         auto ptrs = [&](int i, RowPtrs& rp) {  // the i-th active row's pointers
@@ -808,37 +851,39 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           else
             rp.x = xp + k.row(t, b) * Np;
         };
-        const size_t wst = size_t(P.PV) * W;
-        for (int p = pp0[ip]; p < pp1[ip]; ++p) {
-          const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
-          const float* wp = P.panel(p);
-          if (na == 1) {
-            RowPtrs rp;
-            ptrs(0, rp);
-            dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, wp, wst, ep);
-            continue;
+        if (na == 1) {
+          const Packed& P = x.whh[ip];
+          RowPtrs rp;
+          ptrs(0, rp);
+          for (int p = pp0[ip]; p < pp1[ip]; ++p) {
+            const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
+            dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, P.panel(p),
+                     size_t(P.PV) * W, ep);
           }
-          // Batched: each chunk of groups takes every row tile in turn, so its weight slice is
-          // reused from L1 by all of them; a slice larger than half of L1 is cut into K blocks
-          // (the accumulators wait in part between blocks). The rows' pointers are worked
-          // out once per pass (row_ptrs), not once per tile and block.
-          if (p == pp0[ip])
-            for (int i = 0; i < na; ++i) ptrs(i, row_ptrs[i]);
-          for (int g = 0; g < ng; g += ps.bng) {
-            const int n = std::min(ps.bng, ng - g), nv = n * ps.g;
-            for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
-              const int k1 = std::min(K, k0 + ps.kblock);
-              for (int i = 0; i < na; i += S::STEP_MR) {
-                const int mr = std::min(S::STEP_MR, na - i);
-                const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
-                dispatch(ps.kern, mr, n, kb, row_ptrs + i, bh, grp0 + g, wp + size_t(g) * ps.g * W,
-                         wst, ep);
-              }
+          continue;
+        }
+        // Batched: each tile column (bng groups, one panel of the batched packing) takes every
+        // row tile in turn, so its weight slice is reused from L1 by all of them; a slice larger
+        // than half of L1 is cut into K blocks (the accumulators wait in part between blocks).
+        // The rows' pointers are worked out once per pass, not once per tile and block.
+        const Packed& P = x.batched(ip);
+        const size_t wst = size_t(P.PV) * W;
+        for (int i = 0; i < na; ++i) ptrs(i, row_ptrs[i]);
+        for (int p = bp0[ip]; p < bp1[ip]; ++p) {
+          const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
+          const float* wp = P.panel(p);
+          for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
+            const int k1 = std::min(K, k0 + ps.kblock);
+            for (int i = 0; i < na; i += S::STEP_MR) {
+              const int mr = std::min(S::STEP_MR, na - i);
+              const KBlock kb{k0, k1, k0 == 0, k1 == K, part + size_t(i) * nv * W};
+              dispatch(ps.kern, mr, n, kb, row_ptrs + i, bh, grp0, wp, wst, ep);
             }
           }
         }
       }
       // this thread's slice of h' into the layer output
+      const int u0 = uo[na > 1][0], u1 = uo[na > 1][1];
       if (k.out && u1 > u0) {
         for (int i = 0; i < na; ++i) {
           const int b = k.order[i];
