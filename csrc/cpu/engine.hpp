@@ -573,11 +573,21 @@ class FastBackend final : public Backend {
       // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
       const int ngrp = round_up(ps.units, W) / W;
       int np = (ngrp + dims.maxng - 1) / dims.maxng;
-      // An even panel count when a step is big enough to be split by a two-thread team
-      // (threads own whole panels): e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
-      // split of the weights between the two cores).
+      // When a step is big enough to be split by a two-thread team (threads own whole
+      // panels), an even panel count whose halves hold as equal a number of groups as
+      // possible, fewest panels first: e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
+      // split of the weights between the two cores), H=512 as 8 of 4, not 6+6+6+6+6+2 (18/14).
       const double step_bytes = 4.0 * ps.g * ngrp * W * ps.k;
-      if (np > 1 && np % 2 == 1 && np < ngrp && step_bytes >= 384.0 * 1024) ++np;
+      if (np > 1 && np < ngrp && step_bytes >= 384.0 * 1024) {
+        auto uneven = [&](int n) {
+          const int first_half = std::min(ngrp, n / 2 * ((ngrp + n - 1) / n));
+          return std::abs(2 * first_half - ngrp);
+        };
+        int best = np + np % 2;
+        for (int n = best; n <= std::min(ngrp, 2 * np); n += 2)
+          if (uneven(n) < uneven(best)) best = n;
+        np = std::min(best, ngrp);
+      }
       ps.u = (ngrp + np - 1) / np;
       // Batched steps: a tile of S::STEP_MR rows x bng groups; its weight slice (K x bng*G
       // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
