@@ -869,7 +869,11 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           const Packed& P = x.whh[ip];
           RowPtrs rp;
           ptrs(0, rp);
-          for (int p = pp0[ip]; p < pp1[ip]; ++p) {
+          // Odd steps take the panels in reverse order: the panels a step read last are still
+          // in cache when the next one starts with them. Past L2 (LSTM H=512: 4 MB) that halves
+          // what each step streams from L3 (LSTM(256,512) T=50 0.73x of the time).
+          for (int j = pp0[ip]; j < pp1[ip]; ++j) {
+            const int p = s & 1 ? pp1[ip] - 1 - (j - pp0[ip]) : j;
             const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
             dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, P.panel(p),
                      size_t(P.PV) * W, ep);
