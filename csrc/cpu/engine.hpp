@@ -336,10 +336,10 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
     // for these rows: each row's x is read in pieces far apart in time, a pattern the
     // prefetchers miss; missed, it cost 8% of the batched step at H=512. Into L2: the next
     // column comes after every row tile of this one.
-    const int xg = T == Tile::lstm                             ? 4
-                   : T != Tile::one || kern == Kern::gru_n     ? 3
-                   : kern == Kern::proj                        ? 0
-                                                               : 1;
+    const int xg = T == Tile::lstm                         ? 4
+                   : T != Tile::one || kern == Kern::gru_n ? 3
+                   : kern == Kern::proj                    ? 0
+                                                           : 1;
     const int n = NG * xg * W;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
@@ -816,8 +816,9 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   }
   const PassShape& last = pass_[npass_ - 1];
   const int il = npass_ - 1;
-  const int uo[2][2] = {{std::min(Hs, pp0[il] * last.u * W), std::min(Hs, pp1[il] * last.u * W)},
-                        {std::min(Hs, bp0[il] * last.bng * W), std::min(Hs, bp1[il] * last.bng * W)}};
+  const int uo[2][2] = {
+      {std::min(Hs, pp0[il] * last.u * W), std::min(Hs, pp1[il] * last.u * W)},
+      {std::min(Hs, bp0[il] * last.bng * W), std::min(Hs, bp1[il] * last.bng * W)}};
   // Without an initial state h is zero at step 0, so W_hh h is too (weights are finite:
   // check_weights refuses NaN and Inf), and so is GRU's r*h: step 0 runs the epilogue alone.
   const int k_first = a.h0 == nullptr ? 0 : Hs;
@@ -896,15 +897,20 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           const float* wp = P.panel(p);
           for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
             const int k1 = std::min(K, k0 + ps.kblock);
-            const float* next = k1 < K           ? wp + size_t(k1) * wst
+            const float* next = k1 < K            ? wp + size_t(k1) * wst
                                 : p + 1 < bp1[ip] ? P.panel(p + 1)
                                                   : P.panel(bp0[ip]);
             const int nk = k1 < K ? std::min(K, k1 + ps.kblock) - k1 : std::min(K, ps.kblock);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
             for (int i = 0; i < na; i += S::STEP_MR) {
               const int mr = std::min(S::STEP_MR, na - i), npf = std::min(lines, k1 - k0);
-              const KBlock kb{k0,       k1, k0 == 0, k1 == K, part + size_t(i) * nv * W,
-                              reinterpret_cast<const char*>(next), npf};
+              const KBlock kb{k0,
+                              k1,
+                              k0 == 0,
+                              k1 == K,
+                              part + size_t(i) * nv * W,
+                              reinterpret_cast<const char*>(next),
+                              npf};
               next += size_t(npf) * 64 / sizeof(float);
               lines -= npf;
               dispatch(ps.kern, mr, n, kb, row_ptrs + i, bh, grp0, wp, wst, ep);
