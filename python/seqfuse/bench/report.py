@@ -99,15 +99,21 @@ def roofline_floor(w: dict[str, Any], peak: dict[str, Any], cores: int) -> dict[
     """The least time one call of workload ``w`` can take on ``cores`` cores, with its two
     phases in sequence (as the engine runs them): the input-projection GEMM at the FMA peak
     (or its weights at cache bandwidth, whichever is slower), then the recurrent steps at the
-    FMA peak or streaming their weights from the cache level they fit in. The working set is
+    FMA peak or streaming their weights from cache, whichever is slower. The working set is
     one layer and direction's recurrent matrix when a call runs several steps (it is reread
-    every step), and every weight when a call is one step (reread only by the next call);
-    it is L2 when it fits the L2 of the cores used, else L3."""
+    every step), and every weight when a call is one step (reread only by the next call).
+    When it fits the L2 of the cores used it streams from L2; when it does not, each reread
+    takes from L3 at least what does not fit (the rest can still be in L2, as when the
+    engine alternates the order of its reads from step to step), at the two levels' mixed
+    bandwidth."""
     l2 = (peak.get("cache_bytes") or {}).get("L2")
     hot = w["step_weight_bytes"] if w["steps_per_call"] > 1 else w["weight_bytes"]
     level = "L2" if l2 is None or hot <= l2 * cores else "L3"
     bws = peak["gbps_per_core"]
-    bw = (bws.get(level) or bws["L2"]) * 1e9 * cores
+    bw = bws["L2"] * 1e9 * cores
+    if level == "L3" and bws.get("L3"):
+        from_l3 = (hot - l2 * cores) / hot  # the least share of each reread that misses L2
+        bw = 1.0 / (from_l3 / (bws["L3"] * 1e9 * cores) + (1.0 - from_l3) / bw)
     flops = peak["gflops_per_core"] * 1e9 * cores
     t_gemm = max(w["gemm_flops"] / flops, w["gemm_bytes"] / bw)
     t_fma, t_mem = w["step_flops"] / flops, w["step_bytes"] / bw
