@@ -508,28 +508,22 @@ inline void step_ng(Kern kern, int ng, const KBlock& kb, const RowPtrs* rows, co
 
 // mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
 // instantiated at all.
+static_assert(S::STEP_MR >= 1 && S::STEP_MR <= 6, "step_rows has cases for 1 to 6 rows");
 template <Tile T, bool X>
 inline void step_rows(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs* rows,
                       const float* bh, int grp0, const float* wp, size_t wst, const Epi& ep) {
   switch (mr) {
-    case 1:
-      step_ng<T, X, 1>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
-    case 2:
-      if constexpr (S::STEP_MR >= 2) step_ng<T, X, 2>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
-    case 3:
-      if constexpr (S::STEP_MR >= 3) step_ng<T, X, 3>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
-    case 4:
-      if constexpr (S::STEP_MR >= 4) step_ng<T, X, 4>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
-    case 5:
-      if constexpr (S::STEP_MR >= 5) step_ng<T, X, 5>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
-    case 6:
-      if constexpr (S::STEP_MR >= 6) step_ng<T, X, 6>(kern, ng, kb, rows, bh, grp0, wp, wst, ep);
-      break;
+#define SEQFUSE_MR(n)                                                                           \
+  case n:                                                                                       \
+    if constexpr (n <= S::STEP_MR) step_ng<T, X, n>(kern, ng, kb, rows, bh, grp0, wp, wst, ep); \
+    break;
+    SEQFUSE_MR(1)
+    SEQFUSE_MR(2)
+    SEQFUSE_MR(3)
+    SEQFUSE_MR(4)
+    SEQFUSE_MR(5)
+    SEQFUSE_MR(6)
+#undef SEQFUSE_MR
     default:
       break;
   }
