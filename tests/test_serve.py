@@ -139,10 +139,13 @@ def predict(base: str, payload) -> tuple[int, dict]:
 def server(ray_address, sine):
     """`seqfuse serve` joined to the cluster: 2 replicas, batches of up to 16 within 20 ms."""
     port = _free_port()
+    # Started with SIGINT ignored, as everything a non-interactive shell starts in the
+    # background inherits it (a CI run launched with `&`): Ctrl-C must still stop it.
+    cmd = [sys.executable, "-m", "seqfuse", "serve", str(sine[0]), "--address", ray_address]
+    cmd += ["--port", str(port), "--replicas", "2", "--max-batch-size", "16"]
+    cmd += ["--batch-wait-ms", "20"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seqfuse", "serve", str(sine[0]), "--address", ray_address]
-        + ["--port", str(port), "--replicas", "2", "--max-batch-size", "16"]
-        + ["--batch-wait-ms", "20"],
+        ["bash", "-c", 'trap "" INT; exec "$@"', "serve"] + cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -297,6 +300,7 @@ def test_killing_a_replica_loses_no_accepted_request(server, sine, ray_address):
 
 
 def test_serve_stops_cleanly_on_ctrl_c(server):
+    # the server was started with SIGINT ignored (see the fixture): it installs its own handler
     _, proc = server
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

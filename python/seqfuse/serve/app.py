@@ -168,7 +168,10 @@ def serve_main(
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    # Both installed explicitly: a process started in the background of a non-interactive
+    # shell inherits SIGINT ignored, and then Ctrl-C (or `kill -INT`) would never stop it.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         serve.start(http_options={"host": host, "port": port})
         app = build_app(
@@ -192,6 +195,7 @@ def serve_main(
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             if address:
                 serve.delete(APP_NAME)  # a shared cluster keeps its other applications
