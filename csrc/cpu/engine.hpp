@@ -598,27 +598,21 @@ class FastBackend final : public Backend {
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
         pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l),
              xproj_groups(c.cell));
+        // Each pass's rows: W_hh (GRU linear_before_reset=0: its r, z rows, then its n rows,
+        // multiplied by r*h in the second pass; LSTM projection: then W_hr), packed in the
+        // batch-1 panels and, where they differ, once more for the batched step: one panel
+        // per tile column, so that the K x bng*G slice a tile reads is contiguous. In the
+        // batch-1 panels it is a strided part of every k-row, which maps onto a fraction of
+        // L1's sets (e.g. 256 of every 1536 bytes: half of them) and defeats the prefetchers:
+        // 10% of the batched step at H=512.
         const float* whh = get("rnn.weight_hh" + sfx);
-        if (gru2) {  // r, z rows; then n's rows, multiplied by r*h in the second pass
-          pack(x.whh[0], whh, 2, H_, H_, pass_[0].u);
-          pack(x.whh[1], whh + size_t(2) * H_ * H_, 1, H_, H_, pass_[1].u);
-        } else {
-          pack(x.whh[0], whh, G_, H_, Hs_, pass_[0].u);
-          if (proj) pack(x.whh[1], get("rnn.weight_hr" + sfx), 1, Hs_, H_, pass_[1].u);
-        }
-        // The batched step's copy: one panel per tile column, so that the K x bng*G slice a
-        // tile reads is contiguous. In the batch-1 panels it is a strided part of every
-        // k-row, which maps onto a fraction of L1's sets (e.g. 256 of every 1536 bytes: half
-        // of them) and defeats the prefetchers: 10% of the batched step at H=512.
+        const float* rows[2] = {whh, gru2   ? whh + size_t(2) * H_ * H_
+                                     : proj ? get("rnn.weight_hr" + sfx)
+                                            : nullptr};
         for (int ip = 0; ip < npass_; ++ip) {
           const PassShape& ps = pass_[ip];
-          if (ps.u == ps.bng) continue;  // the same packing: batched() reads whh
-          const bool second = ip == 1;
-          const int g = gru2 ? (second ? 1 : 2) : second ? 1 : G_;
-          const float* src = gru2 && second ? whh + size_t(2) * H_ * H_
-                             : second       ? get("rnn.weight_hr" + sfx)
-                                            : whh;
-          pack(x.whhb[ip], src, g, ps.units, ps.k, ps.bng);
+          pack(x.whh[ip], rows[ip], ps.g, ps.units, ps.k, ps.u);
+          if (ps.u != ps.bng) pack(x.whhb[ip], rows[ip], ps.g, ps.units, ps.k, ps.bng);
         }
         const float* bih = get("rnn.bias_ih" + sfx);
         const float* bhh = get("rnn.bias_hh" + sfx);
