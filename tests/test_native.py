@@ -155,6 +155,46 @@ def test_team_split_large_hidden(cell, hidden, bidir, lengths):
             assert max_err(got, full) <= TOL
 
 
+# A stream's one-sequence step orders its weight reads by the session's call parity
+# (engine.hpp): even calls take the input projections and lower layers last panel first, odd
+# ones compute the top layer's recurrent product first and add the input projection to it
+# (GRU: start its gates from it); a second pass (LSTM projection) or an embedding-table
+# single layer reverses every panel instead. H=320 packs several wide panels per pass, and a
+# team of 2 or 3 threads splits each step. Every ordering matches eager, every thread count
+# gives identical outputs, and a replay after reset() repeats them exactly.
+STREAM_ORDERS = [(c, n, v, 0) for c in CELLS for n in (1, 2) for v in (0, 11)]
+STREAM_ORDERS.append(("lstm", 2, 0, 48))
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
+@pytest.mark.parametrize("cell,layers,vocab,proj", STREAM_ORDERS)
+def test_stream_weight_orders_match_eager(cell, layers, vocab, proj, isa):
+    torch.manual_seed(3)
+    if proj:
+        m = make_rnn(cell, 8, 320, layers, False, True, True, 3, proj)
+    else:
+        cfg = dict(
+            cell=cell, hidden_size=320, input_size=8, vocab_size=vocab, embed_dim=8 if vocab else 0,
+            num_layers=layers, head="step", output_size=5,
+        )  # fmt: skip
+        m = build_model(cfg).eval()
+    T = 12
+    x = torch.randint(0, vocab, (1, T)) if vocab else torch.randn(1, T, 8)
+    with torch.no_grad():
+        want = m(x)[0]
+    nm = sn.from_module(m, isa=isa)
+    chunks = [(t, t + 1) for t in range(7)] + [(7, 10), (10, 11), (11, 12)]
+    runs = []
+    for threads in (1, 2, 3):
+        s = nm.stream(batch=1, threads=threads)
+        for _ in range(2):  # the second time after reset(): the same calls, the same parities
+            runs.append(torch.cat([s(x[:, t0:t1]) for t0, t1 in chunks], dim=1))
+            s.reset()
+    assert max_err(runs[0], want) <= TOL
+    for other in runs[1:]:
+        assert torch.equal(other, runs[0])
+
+
 # The batched step cuts a recurrent weight slice that exceeds half of L1 into K blocks
 # (accumulators parked between blocks): H=400 is blocked on every kernel set and L1 size, and
 # batch 7 with lengths makes full and partial row tiles, with and without initial states.

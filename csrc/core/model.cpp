@@ -193,6 +193,7 @@ struct Session::Impl {
   int batch = 1;
   std::vector<float> h, c;
   Workspace ws;
+  unsigned calls = 0;  // since the last reset: a CPU engine orders its weight reads by parity
   mutable std::mutex mu;
 };
 
@@ -240,12 +241,14 @@ void Session::step(const float* x, const int64_t* tokens, int k, float* y, int t
   }
   validate_args(c, a);
   std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->ws.stream_phase = int(impl_->calls++ & 1u);
   impl_->model->run(a, impl_->ws);
   impl_->ws.trim(kKeepScratchBytes);
 }
 
 void Session::reset() {
   std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->calls = 0;
   std::fill(impl_->h.begin(), impl_->h.end(), 0.f);
   std::fill(impl_->c.begin(), impl_->c.end(), 0.f);
 }

@@ -48,6 +48,9 @@ struct Workspace {
   Buf f;                       // floats
   std::vector<int> ints;       // row order and active counts (resized only when it grows)
   int* ensure_ints(size_t n);  // out of line: see Buf
+  // A Session's call count's parity (0, 1), which orders a streamed step's weight reads
+  // (engine.hpp); -1: not a stream.
+  int stream_phase = -1;
   void trim(size_t max_bytes);
 };
 

@@ -220,20 +220,26 @@ inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst
   }
 }
 
-// C[M, ncols] (row stride ldc) = A[M, K] (row stride lda) x P + bias, panels [p0, p1).
-// M is 64-bit: B*T rows may pass 2^31.
+// C[M, ncols] (row stride ldc) = A[M, K] (row stride lda) x P + bias, panels [p0, p1), the
+// last first when reversed. M is 64-bit: B*T rows may pass 2^31.
 inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const float* bias, float* C,
-                 size_t ldc, int ncols, int p0, int p1) {
+                 size_t ldc, int ncols, int p0, int p1, bool reversed = false) {
   const size_t wst = size_t(P.PV) * W;
-  for (int p = p0; p < p1; ++p) {
+  for (int j = p0; j < p1; ++j) {
+    const int p = reversed ? p1 - 1 - (j - p0) : j;
     const int vbase = p * P.PV, nvp = std::min(P.PV, P.nvec - vbase), cbase = vbase * W;
     if (cbase >= ncols) continue;
     const float* wp = P.panel(p);
     const float* bp = bias ? bias + cbase : nullptr;
-    if (M <= 2) {
+    if (M <= 2) {  // a panel wider than 9 vectors (W_hh's batch-1 panels) in equal parts
+      const int parts = (nvp + 8) / 9, nvw = (nvp + parts - 1) / parts;
       for (size_t r = 0; r < M; ++r)
-        gemm_wide(nvp, P.K, A + size_t(r) * lda, wp, wst, bp, C + size_t(r) * ldc + cbase,
-                  ncols - cbase);
+        for (int v0 = 0; v0 < nvp; v0 += nvw) {
+          const int c0 = cbase + v0 * W;
+          if (c0 >= ncols) break;
+          gemm_wide(std::min(nvw, nvp - v0), P.K, A + size_t(r) * lda, wp + v0 * W, wst,
+                    bp ? bp + v0 * W : nullptr, C + size_t(r) * ldc + c0, ncols - c0);
+        }
       continue;
     }
     for (int v0 = 0; v0 < nvp; v0 += S::GEMM_NV) {
@@ -714,6 +720,11 @@ struct FastBackend::Call {
   float* out;  // this layer's output rows (null: not stored)
   size_t out_ld;
   bool truncate_top_bwd;
+  // A stream's step (see forward): the top layer's W_hh h0 plus its bias, computed first
+  // (null: not), and which panels go last first: the input projections' and the lower layers'
+  // steps (rev_x), the top layer's step (rev_top).
+  const float* pre = nullptr;
+  bool rev_x = false, rev_top = false;
   size_t row(int t, int b) const {
     return a->batch_first ? size_t(b) * size_t(T) + size_t(t) : size_t(t) * size_t(B) + size_t(b);
   }
@@ -730,6 +741,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const int nsteps = trunc ? 1 : k.maxlen;
   float* xp = k.xproj + size_t(d) * k.xrows * Np;
   const bool use_table = l == 0 && c_.vocab_size > 0;
+  const bool gru_cell = c_.cell == Cell::gru;
   // Past the scratch budget the projections are computed a chunk of steps at a time, just
   // before the steps that read them (project_chunk).
   const bool chunked = !use_table && !trunc && k.xrows < k.rows;
@@ -755,7 +767,9 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         gemm(1, k.in + k.row(k.len[b] - 1, b) * k.in_ld, k.in_ld, x.wih, x.bias_x.data(),
              xp + size_t(b) * Np, size_t(Np), Np, q0, q1);
     } else {
-      gemm(k.rows, k.in, k.in_ld, x.wih, x.bias_x.data(), xp, size_t(Np), Np, q0, q1);
+      const bool onto_pre = top && k.pre && !gru_cell;  // xp = W_ih x + (W_hh h0 + biases)
+      gemm(k.rows, k.in, k.in_ld, x.wih, onto_pre ? k.pre : x.bias_x.data(), xp, size_t(Np), Np, q0,
+           q1, k.rev_x);
     }
   }
   // 2. initial state (rank 0), visible to the team after the barrier
@@ -783,8 +797,9 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   }
   bar.wait();
   // 3. the recurrence
-  const bool gru = c_.cell == Cell::gru;
-  const float* bh = gru ? x.bias_h.data() : nullptr;
+  // GRU's accumulators start from b_hn (or, its product done first, from W_hh h0 + b_hh)
+  const bool pre_done = top && k.pre;
+  const float* bh = !gru_cell ? nullptr : pre_done ? k.pre : x.bias_h.data();
   const float* table = x.table.data();
   Epi ep;
   ep.clip = c_.clip;
@@ -809,7 +824,9 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       {std::min(Hs, bp0[il] * last.bng * W), std::min(Hs, bp1[il] * last.bng * W)}};
   // Without an initial state h is zero at step 0, so W_hh h is too (weights are finite:
   // check_weights refuses NaN and Inf), and so is GRU's r*h: step 0 runs the epilogue alone.
-  const int k_first = a.h0 == nullptr ? 0 : Hs;
+  // So does a top layer whose product was computed first.
+  const int k_first = a.h0 == nullptr || pre_done ? 0 : Hs;
+  const bool rev = top ? k.rev_top : k.rev_x;
   // The step loop, compiled for one pass and for two (PyTorch's cells pay nothing for the
   // second pass's bookkeeping).
   auto run_steps = [&](auto two_passes) {
@@ -862,7 +879,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           // in cache when the next one starts with them. Past L2 (LSTM H=512: 4 MB) that halves
           // what each step streams from L3 (LSTM(256,512) T=50 0.73x of the time).
           for (int j = pp0[ip]; j < pp1[ip]; ++j) {
-            const int p = s & 1 ? pp1[ip] - 1 - (j - pp0[ip]) : j;
+            const int p = (s + rev) & 1 ? pp1[ip] - 1 - (j - pp0[ip]) : j;
             const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
             dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, P.panel(p),
                      size_t(P.PV) * W, ep);
@@ -1010,6 +1027,23 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const size_t n_h = size_t(dirs) * 2 * B * Hsp_, n_c = size_t(dirs) * B * Hp_;
   const size_t n_a = npass_ == 2 ? n_c : 0;
   const size_t n_f = size_t(B) * F;
+  // One step of one sequence in a stream (Session::step, whose call count's parity is
+  // ws.stream_phase) reads every weight once: past L2 (the Shakespeare LSTM's 3 MB on a 2 MB
+  // L2) each call streamed them all from L3. So consecutive calls are ordered to start with
+  // what the one before read last, still in L2. Even calls take the input projections and the
+  // lower layers' steps last panel first and the top layer's step in order; odd calls compute
+  // the top layer's W_hh h0 (plus bias) first, last panel first, then the rest in order, and
+  // the top layer's step adds its input projection to it (GRU: starts from it, as from b_hh).
+  // A cell with a second pass (GRU linear_before_reset=0, an LSTM projection), or an LSTM/RNN
+  // whose single layer reads the embedding table, takes every panel last first in odd calls.
+  const int phase =
+      ws.stream_phase >= 0 && T == 1 && B == 1 && L > 0 && dirs == 1 ? ws.stream_phase & 1 : -1;
+  const bool hh_first_ok =
+      npass_ == 1 && a.h0 && !(L == 1 && c_.vocab_size > 0 && c_.cell != Cell::gru);
+  const bool hh_first = phase == 1 && hh_first_ok;
+  k.rev_x = (phase == 0 && hh_first_ok) || (phase == 1 && !hh_first_ok);
+  k.rev_top = phase == 1 && !hh_first_ok;
+  const size_t n_pre = hh_first ? size_t(Np_) : 0;
   // each thread's parked accumulators of the K-blocked batched step: [B][bng*G] vectors
   size_t tile_vecs = 0;
   for (int i = 0; i < npass_; ++i)
@@ -1029,7 +1063,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   if (L > 0 && top_store && hd != Head::none) used[(L - 1) & 1] = true;
   const size_t n_out0 = used[0] ? n_out : 0, n_out1 = used[1] ? n_out : 0;
   float* base = ws.f.ensure(al(n_x) + al(n_out0) + al(n_out1) + al(n_h) + al(n_c) + al(n_a) +
-                            al(n_f) + size_t(nt) * thread_ld);
+                            al(n_f) + al(n_pre) + size_t(nt) * thread_ld);
   k.xproj = base;
   k.outbuf[0] = used[0] ? base + al(n_x) : nullptr;
   k.outbuf[1] = used[1] ? base + al(n_x) + al(n_out0) : nullptr;
@@ -1037,7 +1071,9 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.cbuf = k.hbuf + al(n_h);
   k.abuf = n_a ? k.cbuf + al(n_c) : nullptr;
   float* feat = k.cbuf + al(n_c) + al(n_a);
-  float* part = feat + al(n_f);
+  float* pre = feat + al(n_f);
+  float* part = pre + al(n_pre);
+  k.pre = hh_first ? pre : nullptr;
   auto row_ptrs = [&](int tid) {
     return reinterpret_cast<RowPtrs*>(part + size_t(tid) * thread_ld + part_ld);
   };
@@ -1055,6 +1091,14 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   bar_team[1].reset(nt / 2);
   const float* top_out = L > 0 ? k.outbuf[(L - 1) & 1] : a.x;
   auto job = [&](int tid) {
+    if (hh_first) {  // this thread's panels of the top layer's step
+      const LayerDir& x = ld_[size_t(L - 1)];
+      const Packed& P = x.whh[0];
+      gemm(1, a.h0 + size_t(L - 1) * Hs, size_t(Hs), P,
+           c_.cell == Cell::gru ? x.bias_h.data() : x.bias_x.data(), pre, size_t(Np_), Np_,
+           tid * P.npanels / nt, (tid + 1) * P.npanels / nt, true);
+      if (L == 1) bar_all.wait();  // the input projection's panels split differently
+    }
     for (int l = 0; l < L; ++l) {
       Call kl = k;
       kl.in = l == 0 ? a.x : k.outbuf[(l - 1) & 1];

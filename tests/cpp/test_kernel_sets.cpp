@@ -3,7 +3,7 @@
 // sizes, batch 1 and batched, with and without initial states and lengths, features and token
 // ids, every head, 1 and 2 threads; the ONNX semantics the fused kernels run: reverse, GRU
 // linear_before_reset=0, LSTM peepholes and input_forget, clip; LSTM proj_size; input
-// projections all at once and in chunks of steps), plus the
+// projections all at once and in chunks of steps; streamed one step per call), plus the
 // vectorized activations over a sweep of the whole float range (saturation, denormals, NaN,
 // +-Inf) against double precision. Errors are relative to max(1, |reference|): a relu RNN's
 // outputs may grow large. The C++ half of the parity tests: it is what checks a kernel set
@@ -176,6 +176,40 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
   cmp(y[0], y[1]);
   cmp(hn[0], hn[1]);
   if (lstm) cmp(cn[0], cn[1]);
+  // A unidirectional forward model also streams, one step per call: a session orders its
+  // weight reads differently on alternate calls (engine.hpp), and without lengths its outputs
+  // and final state are the whole run's.
+  if (!c.bidirectional && !c.reverse && !k.lengths) {
+    seqfuse::Session s = fast.stream(B);
+    if (k.h0) s.set_state(h0.data(), lstm ? c0.data() : nullptr);
+    const int D = std::max(1, c.input_size);
+    const bool per_step = c.head == seqfuse::Head::none || c.head == seqfuse::Head::step;
+    const size_t per = c.head == seqfuse::Head::none ? size_t(Hs) : size_t(c.output_size);
+    std::vector<float> xs(size_t(B) * D), ys(size_t(B) * per), ystream(ysize);
+    std::vector<int64_t> ts(static_cast<size_t>(B));
+    for (int t = 0; t < T; ++t) {
+      for (int b = 0; b < B; ++b) {
+        const size_t r = k.batch_first ? size_t(b) * T + t : size_t(t) * B + b;
+        if (c.vocab_size)
+          ts[size_t(b)] = tokens[r];
+        else
+          std::copy_n(&x[r * D], D, &xs[size_t(b) * D]);
+      }
+      s.step(c.vocab_size ? nullptr : xs.data(), c.vocab_size ? ts.data() : nullptr, 1, ys.data(),
+             k.threads);
+      for (int b = 0; b < B; ++b) {
+        const size_t r = !per_step       ? size_t(b)
+                         : k.batch_first ? size_t(b) * T + t
+                                         : size_t(t) * B + b;
+        std::copy_n(&ys[size_t(b) * per], per, &ystream[r * per]);
+      }
+    }
+    std::vector<float> hs(h0.size()), cs(c0.size());
+    s.get_state(hs.data(), lstm ? cs.data() : nullptr);
+    cmp(y[0], ystream);
+    cmp(hn[0], hs);
+    if (lstm) cmp(cn[0], cs);
+  }
   return worst;
 }
 
