@@ -64,6 +64,10 @@ size_t projection_budget_bytes();
 // system does not say): the batched recurrent step blocks its weights to fit half of it.
 size_t l1d_cache_bytes();
 
+// This CPU's level-2 cache (per core) in bytes, read once at run time (sysconf; 512 KiB when
+// the system does not say): the input-projection GEMM takes its rows in blocks sized to it.
+size_t l2_cache_bytes();
+
 // Sense-reversing spin barrier for a fixed team; spins, then yields.
 class SpinBarrier {
  public:

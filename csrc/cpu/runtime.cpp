@@ -37,6 +37,17 @@ size_t l1d_cache_bytes() {
   return bytes;
 }
 
+size_t l2_cache_bytes() {
+  static const size_t bytes = [] {
+    long n = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n >= 64 * 1024 && n <= 64 * 1024 * 1024 ? size_t(n) : size_t(512) * 1024;
+  }();
+  return bytes;
+}
+
 // ---- Buf ---------------------------------------------------------------------------------
 Buf::~Buf() { std::free(p_); }
 float* Buf::ensure(size_t n) {
