@@ -25,26 +25,32 @@ namespace testing {
 size_t set_projection_budget_bytes(size_t bytes) { return g_projection_budget.exchange(bytes); }
 }  // namespace testing
 
-size_t l1d_cache_bytes() {
-  static const size_t bytes = [] {
-    long n = 0;
-#if defined(_SC_LEVEL1_DCACHE_SIZE)
-    n = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+namespace {
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+constexpr int kL1dQuery = _SC_LEVEL1_DCACHE_SIZE, kL2Query = _SC_LEVEL2_CACHE_SIZE;
+#else
+constexpr int kL1dQuery = -1, kL2Query = -1;  // no such sysconf query here
 #endif
-    // a size outside 8 KiB..4 MiB is not a real L1d (some VMs report 0 or garbage)
-    return n >= 8 * 1024 && n <= 4 * 1024 * 1024 ? size_t(n) : size_t(32) * 1024;
-  }();
+// A cache size as sysconf reports it, when it lies in [lo, hi]; otherwise fallback (some VMs
+// report 0 or garbage).
+size_t cache_bytes(int query, size_t lo, size_t hi, size_t fallback) {
+  long n = 0;
+#if defined(__unix__) || defined(__APPLE__)
+  if (query >= 0) n = sysconf(query);
+#endif
+  return n >= long(lo) && n <= long(hi) ? size_t(n) : fallback;
+}
+}  // namespace
+
+size_t l1d_cache_bytes() {
+  static const size_t bytes =
+      cache_bytes(kL1dQuery, size_t(8) << 10, size_t(4) << 20, size_t(32) << 10);
   return bytes;
 }
 
 size_t l2_cache_bytes() {
-  static const size_t bytes = [] {
-    long n = 0;
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    return n >= 64 * 1024 && n <= 64 * 1024 * 1024 ? size_t(n) : size_t(512) * 1024;
-  }();
+  static const size_t bytes =
+      cache_bytes(kL2Query, size_t(64) << 10, size_t(64) << 20, size_t(512) << 10);
   return bytes;
 }
 

@@ -254,6 +254,10 @@ class SEQFUSE_API Model {
 };
 
 // Streaming: feed k >= 1 time steps per call; h (and c) carry over between calls.
+// On the CPU, one-step calls of one sequence alternate the order in which they read the
+// weights (each call starts with what the previous one read last, still in cache), so outputs
+// may differ from a whole-sequence forward() by rounding (within 1e-5 of it); the same calls
+// from the same state after reset() give the same outputs.
 // Thread safety: calls on one Session are serialized inside (a mutex), so two threads feeding
 // the same session take turns and every step is applied whole, in the order the threads get
 // the lock. Independent streams want one Session each (they run in parallel).

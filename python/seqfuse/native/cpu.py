@@ -329,6 +329,11 @@ class StreamSession:
     Outputs per head: none ``[B, k, dirs*H]``; step ``[B, k, O]``; last_step / last_hidden
     ``[B, O]`` (for the chunk's last step). ``state`` is ``h`` (or ``(h, c)`` for LSTM) of
     shape ``[num_layers, B, H]`` as NumPy arrays; assign to it to set the state.
+
+    One-step calls of one sequence alternate the order in which they read the weights (each
+    starts with what the one before read last, still in cache): outputs may differ from a
+    whole-sequence call by rounding (within 1e-5), and the same calls after ``reset()`` give
+    the same outputs.
     """
 
     def __init__(self, model: NativeModel, batch: int, threads: int) -> None:
