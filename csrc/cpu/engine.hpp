@@ -73,15 +73,17 @@ struct TileT {
   static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
   static constexpr int MAXNG = G > 1 ? MAXACC / G : MAXACC * 2 / 3;
   static constexpr int BNG = G >= 3 ? 1 : G == 2 ? 2 : 4;  // groups per batched tile
+  // Rows per batched tile: GRU's one group of 3 gates fills 18 accumulators at 6 rows, 24 at 8.
+  static constexpr int BMR = T == Tile::gru && S::REGS >= 32 ? 8 : S::STEP_MR;
 };
 
 // TileT's facts for a pass known only at run time (the backend's constructor).
 struct KernDims {
-  int g, maxng, bng;
+  int g, maxng, bng, bmr;
 };
 template <Tile T>
 constexpr KernDims tile_dims() {
-  return {TileT<T>::G, TileT<T>::MAXNG, TileT<T>::BNG};
+  return {TileT<T>::G, TileT<T>::MAXNG, TileT<T>::BNG, TileT<T>::BMR};
 }
 inline KernDims kern_dims(Kern k) {
   switch (tile_of(k)) {
@@ -529,16 +531,17 @@ inline void step_ng(Kern kern, int ng, const KBlock& kb, const RowPtrs* rows, co
   }
 }
 
-// mr <= S::STEP_MR (the caller's row array): tiles taller than the kernel set's are not
+// mr <= TileT<T>::BMR (the caller's row array): tiles taller than the kernel set's are not
 // instantiated at all.
-static_assert(S::STEP_MR >= 1 && S::STEP_MR <= 6, "step_rows has cases for 1 to 6 rows");
+static_assert(S::STEP_MR >= 1 && S::STEP_MR <= 8 && TileT<Tile::gru>::BMR <= 8,
+              "step_rows has cases for 1 to 8 rows");
 template <Tile T, bool X>
 inline void step_rows(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs* rows,
                       const float* bh, int grp0, const float* wp, size_t wst, const Epi& ep) {
   switch (mr) {
-#define SEQFUSE_MR(n)                                                                           \
-  case n:                                                                                       \
-    if constexpr (n <= S::STEP_MR) step_ng<T, X, n>(kern, ng, kb, rows, bh, grp0, wp, wst, ep); \
+#define SEQFUSE_MR(n)                                                                              \
+  case n:                                                                                          \
+    if constexpr (n <= TileT<T>::BMR) step_ng<T, X, n>(kern, ng, kb, rows, bh, grp0, wp, wst, ep); \
     break;
     SEQFUSE_MR(1)
     SEQFUSE_MR(2)
@@ -546,6 +549,8 @@ inline void step_rows(Kern kern, int mr, int ng, const KBlock& kb, const RowPtrs
     SEQFUSE_MR(4)
     SEQFUSE_MR(5)
     SEQFUSE_MR(6)
+    SEQFUSE_MR(7)
+    SEQFUSE_MR(8)
 #undef SEQFUSE_MR
     default:
       break;
@@ -606,10 +611,11 @@ class FastBackend final : public Backend {
         np = std::min(best, ngrp);
       }
       ps.u = (ngrp + np - 1) / np;
-      // Batched steps: a tile of S::STEP_MR rows x bng groups; its weight slice (K x bng*G
-      // vectors) is read by every row tile of the step, so K is cut into blocks whose slice
-      // fits half of this CPU's L1d.
+      // Batched steps: a tile of bmr rows x bng groups; its weight slice (K x bng*G vectors)
+      // is read by every row tile of the step, so K is cut into blocks whose slice fits half
+      // of this CPU's L1d.
       ps.bng = dims.bng;
+      ps.bmr = dims.bmr;
       const size_t slice_row = size_t(ps.bng) * ps.g * W * sizeof(float);  // bytes per k
       ps.kblock = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
     }
@@ -677,6 +683,7 @@ class FastBackend final : public Backend {
     int units = 0, k = 0, g = 1;
     int u = 1;             // groups per batch-1 panel
     int bng = 1;           // groups per batched tile
+    int bmr = 1;           // rows per batched tile
     int kblock = 1 << 30;  // K per block of the batched step
   };
   struct Call;  // per-call state shared by the threads
@@ -924,8 +931,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
                                                   : P.panel(bp0[ip]);
             const int nk = k1 < K ? std::min(K, k1 + ps.kblock) - k1 : std::min(K, ps.kblock);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
-            for (int i = 0; i < na; i += S::STEP_MR) {
-              const int mr = std::min(S::STEP_MR, na - i), npf = std::min(lines, k1 - k0);
+            for (int i = 0; i < na; i += ps.bmr) {
+              const int mr = std::min(ps.bmr, na - i), npf = std::min(lines, k1 - k0);
               const KBlock kb{k0,
                               k1,
                               k0 == 0,
