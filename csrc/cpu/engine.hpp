@@ -203,6 +203,9 @@ inline void gemm_nv(int nv, int K, const float* A, size_t lda, const float* wp, 
   }
 }
 
+// One row against nv <= kWideNV vectors of a panel (the cases below): callers cut wider
+// panels into parts.
+constexpr int kWideNV = 9;
 inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst, const float* bias,
                       float* C, int ncols) {
   switch (nv) {
@@ -236,8 +239,8 @@ inline void gemm_rows(size_t M, const float* A, size_t lda, const Packed& P, con
     if (cbase >= ncols) continue;
     const float* wp = P.panel(p);
     const float* bp = bias ? bias + cbase : nullptr;
-    if (M <= 2) {  // a panel wider than 9 vectors (W_hh's batch-1 panels) in equal parts
-      const int parts = (nvp + 8) / 9, nvw = (nvp + parts - 1) / parts;
+    if (M <= 2) {  // a panel wider than kWideNV vectors (W_hh's batch-1 panels) in equal parts
+      const int parts = (nvp + kWideNV - 1) / kWideNV, nvw = (nvp + parts - 1) / parts;
       for (size_t r = 0; r < M; ++r)
         for (int v0 = 0; v0 < nvp; v0 += nvw) {
           const int c0 = cbase + v0 * W;

@@ -187,9 +187,10 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
     const size_t per = c.head == seqfuse::Head::none ? size_t(Hs) : size_t(c.output_size);
     std::vector<float> xs(size_t(B) * D), ys(size_t(B) * per), ystream(ysize);
     std::vector<int64_t> ts(static_cast<size_t>(B));
+    auto row = [&](int t, int b) { return k.batch_first ? size_t(b) * T + t : size_t(t) * B + b; };
     for (int t = 0; t < T; ++t) {
       for (int b = 0; b < B; ++b) {
-        const size_t r = k.batch_first ? size_t(b) * T + t : size_t(t) * B + b;
+        const size_t r = row(t, b);
         if (c.vocab_size)
           ts[size_t(b)] = tokens[r];
         else
@@ -198,9 +199,7 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
       s.step(c.vocab_size ? nullptr : xs.data(), c.vocab_size ? ts.data() : nullptr, 1, ys.data(),
              k.threads);
       for (int b = 0; b < B; ++b) {
-        const size_t r = !per_step       ? size_t(b)
-                         : k.batch_first ? size_t(b) * T + t
-                                         : size_t(t) * B + b;
+        const size_t r = per_step ? row(t, b) : size_t(b);
         std::copy_n(&ys[size_t(b) * per], per, &ystream[r * per]);
       }
     }
