@@ -76,12 +76,14 @@ __global__ void __launch_bounds__(NT, 1) persistent_kernel(const PArgs p) {
   float* hbuf = sm;
   float* part = sm + lay.part;
   int* lens = reinterpret_cast<int*>(sm + lay.lens);
-  const int tid = threadIdx.x;
+  // NT caps the block size (__launch_bounds__); the plan may launch fewer threads, so the
+  // strided loops step by the block's real size (stepping by NT left words unwritten).
+  const int tid = threadIdx.x, nt = blockDim.x;
 
-  for (int i = tid; i < 2 * p.bt * p.hpad; i += NT) hbuf[i] = 0.f;
-  for (int i = tid; i < p.bt; i += NT) lens[i] = i < nb ? clamp_len(a.lengths, b0 + i, a.T) : 0;
+  for (int i = tid; i < 2 * p.bt * p.hpad; i += nt) hbuf[i] = 0.f;
+  for (int i = tid; i < p.bt; i += nt) lens[i] = i < nb ? clamp_len(a.lengths, b0 + i, a.T) : 0;
   __syncthreads();
-  for (int i = tid; i < nb * H; i += NT) {
+  for (int i = tid; i < nb * H; i += nt) {
     const int bb = i / H, k = i - bb * H;
     hbuf[bb * p.hpad + k] = a.h0 ? a.h0[((long long)d * B + b0 + bb) * H + k] : 0.f;
   }
