@@ -346,7 +346,7 @@ def test_bench_model_uses_the_given_weights():
 
 def test_gpu_rows_compare_with_gpu_peers():
     from seqfuse.bench.harness import add_ratios
-    from seqfuse.bench.report import markdown_section
+    from seqfuse.bench.report import add_roofline, markdown_section, roofline_peak
 
     rows = []
     for b, dev, med in (("eager", "cpu", 100.0), ("ort", "cpu", 20.0), ("native", "cpu", 5.0),
@@ -365,10 +365,32 @@ def test_gpu_rows_compare_with_gpu_peers():
         "results": rows, "workloads": [wl.to_dict()], "settings": {"threads": [1]},
         "created_utc": "t", "environment": fingerprint(1), "targets": check_targets({"results": rows}),
     }  # fmt: skip
+    # The roofline's peaks are the CPU's: GPU rows get no floor or efficiency.
+    res["peak"] = roofline_peak(res["environment"])
+    add_roofline(res)
+    assert "floor_us" in by["native"]["roofline"]
+    assert "roofline" not in by["native-cuda"] and "roofline" not in by["eager-cuda"]
     md = markdown_section(res, "seqfuse bench", "docs/bench.png")
     line = next(x for x in md.splitlines() if x.startswith("| sine/b1 | 1 |"))
     assert line.endswith("| 0.250x (ort) | 0.100x (eager-cuda) |")
     assert "![benchmark results](docs/bench.png)" in md
+
+
+def test_native_cuda_graphs_skips_a_linear_model():
+    # graph replay serves recurrent models: the Linear seed model gets an unsupported row,
+    # not an error row (first seen on an H200)
+    from seqfuse.native.cuda import unavailable_reason
+
+    why = unavailable_reason()
+    if why is not None:
+        pytest.skip(f"CUDA backend unavailable: {why}")
+    (wl,) = seed_workloads(["linear"], batches=(1,))
+    res = run_benchmarks([wl], ["eager", "eager-cuda", "native-cuda-graphs"], **FAST)
+    by = {r["backend"]: r for r in res["results"]}
+    assert by["eager-cuda"]["status"] == "ok", by["eager-cuda"]
+    row = by["native-cuda-graphs"]
+    assert row["status"] == "skipped" and row["reason"].startswith("unsupported"), row
+    assert "recurrent" in row["reason"], row
 
 
 class Flaky(Eager):

@@ -290,6 +290,11 @@ def test_cuda_self_check_writes_parity_and_timings(tmp_path):
             if "max_err" in row.get(path, {}):
                 assert row[path]["max_err"] <= TOL, (name, path)
         assert "max_err" in row["auto"] and "max_err" in row["step"]
+    for name in ("names", "shakespeare"):  # token models stream one token per call
+        stream = report["models"][name]["stream"]
+        assert set(stream) == {"auto", "fused", "persistent", "step"}
+        assert all(v["graph"][0] > 0 for v in stream.values() if "graph" in v), stream
+        assert "graph" in stream["auto"] and "graph" in stream["step"]
 
 
 @needs_gpu

@@ -587,7 +587,10 @@ class NativeCUDA(_CudaMixin, Native):
         inputs.steps = [s.cuda() for s in inputs.steps]
         super().prepare(model, inputs)
         if self.graph and inputs.mode == "batch":
-            self._g = self.nm.graphed(inputs.x.shape[0], inputs.x.shape[1])
+            try:  # graph replay serves recurrent models; a Linear gets a skipped row
+                self._g = self.nm.graphed(inputs.x.shape[0], inputs.x.shape[1])
+            except _native().InvalidArgumentError as e:
+                raise BackendUnsupported(str(e)) from e
 
     def reset(self):
         Backend.reset(self)

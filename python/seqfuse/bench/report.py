@@ -124,12 +124,13 @@ def roofline_floor(w: dict[str, Any], peak: dict[str, Any], cores: int) -> dict[
 
 def add_roofline(results: dict[str, Any]) -> None:
     """Achieved GB/s of weights and GFLOP/s, the roofline floor and the efficiency
-    (floor / median) for every timed row (the table shows native ones)."""
+    (floor / median) for every timed CPU row (the table shows native ones). GPU rows get
+    none: the peaks are the CPU's, measured at the start of the run."""
     peak = results["peak"]
     cpus = results["environment"].get("usable_cpus") or 1
     costs = {w["id"]: w for w in results["workloads"]}
     for r in results["results"]:
-        if r["status"] != "ok":
+        if r["status"] != "ok" or r.get("device", "cpu") != "cpu":
             continue
         w = costs[r["workload"]]
         sec = r["median_us"] * 1e-6
