@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# seqfuse's GPU session in one command (docs/CUDA.md, "What remains to run on a GPU"): name
-# the machine, build with CUDA, a first-contact script (CPU model, CUDA model, parity with
-# eager, a backtrace if it crashes), the CUDA tests, the self-check, and memcheck of the
-# first contact. Run from the repository root on a machine with a GPU; logs go to $OUT.
+# seqfuse's GPU session in one command (docs/CUDA.md, "What ran where"): name the machine,
+# build with CUDA, a first-contact script (CPU model, every CUDA path against eager, a
+# backtrace if it crashes), the CUDA tests, the self-check, compute-sanitizer's four tools on
+# the first contact, and the GPU rows of seqfuse bench. Run from the repository root on a
+# machine with a GPU; logs go to $OUT (eight files at most: what a lent machine sends back).
 # Checked by running it there: its output is the evidence docs/CUDA.md quotes.
 set -u
 OUT=${OUT:-/tmp/seqfuse-gpu}
@@ -20,7 +21,7 @@ stamp machine
   echo
   gcc --version | head -1
   python3 -c "import sys, torch, numpy, pybind11; print(sys.version.split()[0], torch.__version__, numpy.__version__, pybind11.__version__)"
-} 2>&1 | tee "$OUT/machine.txt"
+} 2>&1
 
 stamp build
 python3 -m pip install -q --no-build-isolation --no-deps --target "$site" \
@@ -76,22 +77,24 @@ if [ "${PIPESTATUS[0]}" != 0 ]; then
 fi
 
 stamp pytest
-timeout 200 python3 -m pytest tests/test_native_cuda.py tests/test_cuda_tiling.py -q -rs \
-  -p no:cacheprovider --maxfail=25 --timeout=120 >"$OUT/pytest.log" 2>&1
+timeout 200 python3 -m pytest tests/test_native_cuda.py tests/test_cuda_tiling.py tests/test_bench.py \
+  -k "cuda or gpu or linear or Cuda" -q -rs -p no:cacheprovider --maxfail=25 --timeout=120 \
+  >"$OUT/pytest.log" 2>&1
 echo "pytest rc $?"
 grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3
 grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | cut -c1-220 | head -30
 
 stamp self-check
-timeout 90 python3 -m seqfuse.bench.cuda_check --out "$OUT" --repeats 50 >"$OUT/cuda_check.log" 2>&1
+timeout 90 python3 -m seqfuse.bench.cuda_check --out "$OUT" --repeats 100 >"$OUT/selfcheck.log" 2>&1
 echo "self-check rc $?"
-tail -30 "$OUT/cuda_check.log" | cut -c1-200
+tail -30 "$OUT/selfcheck.log" | cut -c1-200
 
 for tool in memcheck initcheck racecheck synccheck; do
   stamp "$tool"
-  timeout 60 compute-sanitizer --tool "$tool" python3 /tmp/first_contact.py >"$OUT/$tool.log" 2>&1
+  timeout 60 compute-sanitizer --tool "$tool" python3 /tmp/first_contact.py >/tmp/san.log 2>&1
   echo "$tool rc $?"
-  grep -E "ERROR SUMMARY|RACE REPORT|Invalid|Uninitialized|first contact done" "$OUT/$tool.log" | sort | uniq -c | head -8
+  { echo "== $tool"; cat /tmp/san.log; } >>"$OUT/sanitizers.log"
+  grep -E "SUMMARY|Invalid|Uninitialized|Race|first contact done" /tmp/san.log | sort | uniq -c | head -8
 done
 
 stamp bench

@@ -5,6 +5,7 @@ weight file, runs a batch and streaming steps, and must print what seqfuse.nativ
 
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import subprocess
@@ -195,3 +196,31 @@ def test_ctest_engine_against_reference(tmp_path):
     r = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "100% tests passed" in r.stdout
+    if platform.machine() in ("x86_64", "AMD64") and shutil.which("objdump"):
+        leaked = simd_outside_kernel_sets(build / "libseqfuse.so")
+        assert leaked == {}, f"vector instructions outside the kernel sets: {leaked}"
+
+
+def simd_outside_kernel_sets(lib: Path, kernel_code: str = "isa_avx") -> dict[str, list[str]]:
+    """Functions of an unstripped x86-64 libseqfuse.so that use AVX (a v-prefixed mnemonic or
+    a ymm/zmm register) outside the AVX kernel sets' code (names holding ``kernel_code``).
+    Each kernel set's file is compiled with its -m flags; an inline function or template it
+    instantiates (a std:: one, say) is a weak symbol the linker may pick for the whole
+    library, and the portable path would then run AVX-512 code on any CPU."""
+    out = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", "-C", str(lib)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    found: dict[str, list[str]] = {}
+    func = ""
+    for line in out.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if head:
+            func = head[1]
+            continue
+        insn = line.split("\t")[-1].strip()
+        if not func or "kernel_set_avx" in func or kernel_code in func or "\t" not in line:
+            continue
+        if insn.startswith("v") or "mm" in insn and re.search(r"%[yz]mm", insn):
+            found.setdefault(func, []).append(insn.split()[0])
+    return {f: sorted(set(m))[:4] for f, m in found.items()}

@@ -38,16 +38,21 @@ const KernelSet& resolve_kernel_set(const std::string& name);
 
 // Declares this translation unit's kernel set: the engine of namespace seqfuse::SEQFUSE_NS,
 // with the CPU features CMake gave it (SEQFUSE_KSET_FEATURES). Registered by the table that
-// CMake generates from the seqfuse_kernel_set() calls.
-#define SEQFUSE_KERNEL_SET(NAME)                                            \
-  namespace seqfuse {                                                       \
-  extern const KernelSet kernel_set_##NAME;                                 \
-  const KernelSet kernel_set_##NAME = {                                     \
-      #NAME, SEQFUSE_KSET_FEATURES,                                         \
-      [](const Config& c, const WeightMap& w) -> std::unique_ptr<Backend> { \
-        return std::unique_ptr<Backend>(new SEQFUSE_NS::FastBackend(c, w)); \
-      },                                                                    \
-      [](int kind, const float* x, float* y, size_t n) {                    \
-        SEQFUSE_NS::apply_activation_kernel(kind, x, y, n);                 \
-      }};                                                                   \
+// CMake generates from the seqfuse_kernel_set() calls. The entry points are named functions
+// of SEQFUSE_NS (not lambdas, which some compilers name after no namespace) so that every
+// function compiled with the kernel set's -m flags carries its namespace:
+// tests/test_build.py checks that no other function of the library uses vector instructions.
+#define SEQFUSE_KERNEL_SET(NAME)                                                                \
+  namespace seqfuse {                                                                           \
+  namespace SEQFUSE_NS {                                                                        \
+  static std::unique_ptr<Backend> make_backend(const Config& c, const WeightMap& w) {           \
+    return std::unique_ptr<Backend>(new FastBackend(c, w));                                     \
+  }                                                                                             \
+  static void activation(int kind, const float* x, float* y, size_t n) {                        \
+    apply_activation_kernel(kind, x, y, n);                                                     \
+  }                                                                                             \
+  }                                                                                             \
+  extern const KernelSet kernel_set_##NAME;                                                     \
+  const KernelSet kernel_set_##NAME = {#NAME, SEQFUSE_KSET_FEATURES, &SEQFUSE_NS::make_backend, \
+                                       &SEQFUSE_NS::activation};                                \
   }
