@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,23 @@ def test_clang_format():
     assert files, "no C++ sources found"
     r = subprocess.run([exe, "--dry-run", "-Werror", *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:4000]
+
+
+def test_shell_scripts_parse():
+    # CI's scripts and the GPU session script: bash -n, a comment that says what each is, and
+    # the Python the GPU script writes out parses (it runs only where a GPU is lent)
+    scripts = sorted([*(REPO / ".ci").iterdir(), *(REPO / "benchmarks").glob("*.sh")])
+    assert len(scripts) >= 5, scripts
+    for p in scripts:
+        r = subprocess.run(["bash", "-n", str(p)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{p.name}: {r.stderr}"
+        lines = p.read_text().splitlines()
+        assert lines[0].startswith("#!") and lines[1].startswith("# "), p.name
+    text = (REPO / "benchmarks" / "cuda_device_check.sh").read_text()
+    embedded = re.findall(r"<<'PY'\n(.*?)\nPY\n", text, re.S)
+    assert embedded, "the first-contact script is written from a <<'PY' here-document"
+    for src in embedded:
+        ast.parse(src)
 
 
 def test_robustness_table_names_tests_that_exist():
