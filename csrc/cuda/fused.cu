@@ -59,6 +59,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 // stores h into every block; (3) one cluster barrier; then the head rows the block owns for
 // the top layer's step. h buffers alternate by step parity.
 __global__ void __launch_bounds__(kFusedThreads, 1) fused_kernel(const KArgs k) {
+  // The block is always kFusedThreads threads (run_fused), so strided loops may step by NT
+  // (the persistent kernel's blocks are smaller than its cap and step by blockDim.x).
   constexpr int NT = kFusedThreads, NW = kFusedThreads / 32;
   extern __shared__ float4 smem4[];
   float* sm = reinterpret_cast<float*>(smem4);
