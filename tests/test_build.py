@@ -218,8 +218,9 @@ def test_no_avx_outside_the_kernel_sets(ctest_build):
 
 
 def simd_outside_kernel_sets(lib: Path, kernel_code: str = "isa_avx") -> dict[str, list[str]]:
-    """Functions of an unstripped x86-64 libseqfuse.so that use AVX (a v-prefixed mnemonic or
-    a ymm/zmm register) outside the AVX kernel sets' code (names holding ``kernel_code``).
+    """Functions of an unstripped x86-64 libseqfuse.so that use AVX (a v-prefixed mnemonic, a
+    ymm/zmm register, an AVX-512 mask instruction) or popcnt outside the AVX kernel sets' code
+    (names holding ``kernel_code``; compiler clones stay in their file and are skipped).
     Each kernel set's file is compiled with its -m flags; an inline function or template it
     instantiates (a std:: one, say) is a weak symbol the linker may pick for the whole
     library, and the portable path would then run AVX-512 code on any CPU."""

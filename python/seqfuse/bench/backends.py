@@ -587,7 +587,7 @@ class NativeCUDA(_CudaMixin, Native):
         inputs.steps = [s.cuda() for s in inputs.steps]
         super().prepare(model, inputs)
         if self.graph and inputs.mode == "batch":
-            if self.nm._kind == "linear":  # graph replay serves recurrent models
+            if self.nm.module_info["kind"] == "linear":  # graph replay serves recurrent models
                 raise BackendUnsupported("graphed() serves recurrent models")
             self._g = self.nm.graphed(inputs.x.shape[0], inputs.x.shape[1])
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["per_step_us"] = time_per_step(gm, 1, 16, 16 + 8 * T, 20)["per_step"]
         if cfg.get("vocab_size", 0) and not cfg.get("bidirectional", False):
             # One token per call on every path, so that auto's choice for streaming can be
-            # checked against the alternatives; auto's numbers keep their old keys.
+            # checked against the alternatives.
             tok = x[:, :1].cuda()
             row["stream"] = {}
             for path in ("auto", "fused", "persistent", "step"):
@@ -152,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
                 except InvalidArgumentError as e:
                     cell = {"unsupported": str(e)}
                 row["stream"][path] = cell
-            row["stream_plain_us"] = row["stream"]["auto"].get("plain")
-            row["stream_graph_us"] = row["stream"]["auto"].get("graph")
         report["models"][name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k != "plan"}, default=str))
         print(row.get("plan", ""))
