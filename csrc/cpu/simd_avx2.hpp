@@ -39,6 +39,9 @@ struct S {
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  // The divide: the 12-bit estimate with one Newton step breaks tanh(x) = x where x^2
+  // underflows (rcp(1) * (2 - rcp(1)) rounds below 1); a second step's gain is unmeasured.
+  static V recip(V d) { return div(set1(1.0f), d); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
   // The bits of v as int32 shifted left by 23: an integer held in v's low mantissa bits

@@ -16,8 +16,9 @@ using V = S::V;
 // maxps/minps semantics; the other structs match or return NaN either way), so every clamp
 // puts the value that may be NaN second. A NaN input must come out NaN, as in eager PyTorch.
 
-// tanh(x) = x * P(x^2) / Q(x^2) on |x| <= 9, degree 4 over degree 4 in x^2: one divide and no
-// exp, blend or rounding (the exp form cost about twice as much). The coefficients are a
+// tanh(x) = x * P(x^2) / Q(x^2) on |x| <= 9, degree 4 over degree 4 in x^2: one reciprocal
+// (S::recip: a divide, or an estimate and a Newton step) and no exp, blend or rounding (the exp
+// form cost about twice as much). The coefficients are a
 // relative-error minimax fit (linear-programming differential correction, rounded to float)
 // with 2.0e-7 relative error before rounding in evaluation. P(0) = Q(0) = 1 makes tanh(x) = x
 // exactly where x^2 underflows (denormals, +-0 keep their sign). The fit was constrained to
@@ -35,15 +36,15 @@ static inline V vtanh(V x) {
   q = S::fma(q, z, S::set1(4.65196043e-01f));
   p = S::fma(p, z, S::set1(1.0f));
   q = S::fma(q, z, S::set1(1.0f));
-  V t = S::div(S::mul(x, p), q);
+  V t = S::mul(S::mul(x, p), S::recip(q));
   return S::min(S::set1(1.0f), S::max(S::set1(-1.0f), t));
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x)). Unlike 0.5 * tanh(x / 2) + 0.5, which loses the relative
 // accuracy of small results to cancellation (about 1e-7 absolute error, so 1e-6 relative only
 // above sigmoid = 0.1), this keeps every result relative-accurate: exp(-x) is relative-accurate
-// over its whole range, and 1 + e and the divide add one rounding each. No branch and no blend
-// on the sign of x: 1 + e never cancels.
+// over its whole range, and 1 + e and the reciprocal add about one rounding each. No branch and
+// no blend on the sign of x: 1 + e never cancels.
 //
 // exp(-x): n = round(-x / ln 2) by the round-to-integer magic constant 1.5 * 2^23 (whose
 // low mantissa bits then hold n + 127, the biased exponent that S::shl23 moves into place);
@@ -66,7 +67,7 @@ static inline V vsigmoid(V x) {
   p = S::fma(p, r, S::set1(-9.99999762e-01f));
   p = S::fma(p, r, S::set1(1.0f));
   V e = S::mul(p, S::shl23(t));
-  return S::div(S::set1(1.0f), S::add(S::set1(1.0f), e));
+  return S::recip(S::add(S::set1(1.0f), e));
 }
 
 }  // namespace SEQFUSE_NS

@@ -37,6 +37,7 @@ struct S {
   static V sub(V a, V b) { return vsubq_f32(a, b); }
   static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V div(V a, V b) { return vdivq_f32(a, b); }
+  static V recip(V d) { return div(set1(1.0f), d); }  // simd_math.hpp's reciprocal: exact
   // FMAX and FMIN return NaN when either operand is NaN: max(lo, x) keeps a NaN x, as the
   // clamps in simd_math.hpp need (they put the possibly-NaN operand second for x86's maxps).
   static V max(V a, V b) { return vmaxq_f32(a, b); }

@@ -41,8 +41,9 @@ struct S {
   static V sub(V a, V b) { return a - b; }
   static V mul(V a, V b) { return a * b; }
   static V div(V a, V b) { return a / b; }
-  static V max(V a, V b) { return a > b ? a : b; }  // NaN: b
-  static V min(V a, V b) { return a < b ? a : b; }  // NaN: b
+  static V recip(V d) { return div(set1(1.0f), d); }  // simd_math.hpp's reciprocal: exact
+  static V max(V a, V b) { return a > b ? a : b; }    // NaN: b
+  static V min(V a, V b) { return a < b ? a : b; }    // NaN: b
   // The bits of v shifted left by 23: an integer held in v's low mantissa bits (see
   // vsigmoid's magic constant) becomes the exponent field.
   static V shl23(V v) {
