@@ -28,6 +28,7 @@ from native_util import (
     module_of,
     random_case,
 )
+from seqfuse import _C
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import build_model, example_input
 
@@ -210,6 +211,63 @@ def test_k_blocked_batched_step(cell, isa):
     nm = sn.from_module(m, isa=isa)
     assert max_err(nm(x, hx, lengths=ln), eager_rnn(m, x, hx, ln)) <= TOL
     assert max_err(nm(x), eager_rnn(m, x)) <= TOL
+
+
+# Batches of 32 or more compute W_ih x inside their steps, as the first K blocks of the step's
+# product (LSTM and RNN layers with inputs 16 to 4H wide), instead of one GEMM over the whole
+# sequence. Forced here on small batches: eager parity on every fast kernel set at 1 and 2
+# threads (bidirectional, two layers, lengths, initial states, a projection, both products
+# K-blocked), and the counter of such runs shows which path ran.
+FUSED = [
+    dict(cell=c, input_size=D, hidden=H, proj=P, layers=L, bidir=bi, bias=bias,
+         batch_first=bf, B=B, T=T, hx=hx, lengths=ln, seed=71 + i)
+    for i, (c, D, H, P, L, bi, bias, bf, B, T, hx, ln) in enumerate([
+        ("lstm", 20, 37, 0, 2, True, True, True, 9, 13, True, True),
+        ("lstm", 16, 64, 33, 2, False, True, False, 7, 6, False, True),
+        ("rnn_tanh", 28, 16, 0, 2, True, False, True, 5, 9, True, False),
+        ("rnn_relu", 64, 100, 0, 1, False, True, False, 3, 7, False, False),
+        ("lstm", 200, 400, 0, 1, False, True, True, 7, 4, True, True),
+    ])
+]  # fmt: skip
+
+
+@pytest.fixture
+def fused_input_rows():
+    """Sets the smallest batch that fuses its input projection; restores the default after."""
+    old = _C.set_fused_input_rows(32)
+    yield _C.set_fused_input_rows
+    _C.set_fused_input_rows(old)
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
+@pytest.mark.parametrize("case", FUSED, ids=[f"f{i}" for i in range(len(FUSED))])
+def test_steps_computing_their_input_projection(case, isa, fused_input_rows):
+    m = module_of(case)
+    x, hx, ln = case_inputs(case)
+    want = eager_rnn(m, x, hx, ln)
+    nm = sn.from_module(m, isa=isa)
+    fused_input_rows(1 << 30)
+    runs = _C.fused_input_runs()
+    assert max_err(nm(x, hx, lengths=ln), want) <= TOL
+    assert _C.fused_input_runs() == runs
+    fused_input_rows(1)
+    for threads in (1, 2):
+        got = nm(x, hx, lengths=ln, threads=threads)
+        assert max_err(got, want) <= TOL, f"threads={threads}"
+    dirs = 2 if case["bidir"] else 1
+    assert _C.fused_input_runs() - runs == 2 * case["layers"] * dirs
+
+
+# GRU adds its input projection in the epilogue (n = x_n + r * (W_hn h + b_hn)), not at the
+# start of the product: its steps never compute it, at any batch.
+def test_gru_keeps_the_whole_sequence_projection(fused_input_rows):
+    case = dict(FUSED[0], cell="gru")
+    m = module_of(case)
+    x, hx, ln = case_inputs(case)
+    fused_input_rows(1)
+    runs = _C.fused_input_runs()
+    assert max_err(sn.from_module(m)(x, hx, lengths=ln), eager_rnn(m, x, hx, ln)) <= TOL
+    assert _C.fused_input_runs() == runs
 
 
 def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool):

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "seqfuse/seqfuse.hpp"
@@ -29,6 +30,15 @@ SEQFUSE_API void rnn_tanh_step_reference(int B, int D, int H, const float* x, co
 // a chunk of time steps at a time (default 64 MiB, see cpu/backend.hpp). Tests make it tiny so
 // that small models take the chunked path. Returns the previous value.
 SEQFUSE_API size_t set_projection_budget_bytes(size_t bytes);
+
+// The smallest batch whose batched steps compute their own input projections (default 32, see
+// cpu/backend.hpp). Tests make it 1 so that small batches take that path, or huge so that
+// large ones do not. Returns the previous value.
+SEQFUSE_API int set_fused_input_rows(int rows);
+
+// How many layer directions have run with steps computing their own input projections, in
+// this process so far: tests check that a path they mean to exercise ran.
+SEQFUSE_API uint64_t fused_input_runs();
 
 }  // namespace testing
 }  // namespace seqfuse

@@ -10,7 +10,10 @@
 //   kernels stream each panel contiguously.
 // - Input projections of all time steps: one register-blocked GEMM per layer and direction
 //   (bias folded in; past a 64 MiB scratch budget, a chunk of time steps at a time). With an
-//   Embedding, layer 0's projection is a [vocab, G*H] table.
+//   Embedding, layer 0's projection is a [vocab, G*H] table. Batches of fused_input_rows() or
+//   more (LSTM, RNN) skip that GEMM: each step's tiles compute W_ih x as the first K blocks of
+//   their own product (bias, then W_ih x, then W_hh h), which saves the projection's round
+//   trip through memory and the tiles' wait for it.
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection, then activations and the c/h update run on the registers and store h'.
 //   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles over a
@@ -630,6 +633,8 @@ class FastBackend final : public Backend {
         const std::string sfx = "_l" + std::to_string(l) + (d ? "_reverse" : "");
         pack(x.wih, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l),
              xproj_groups(c.cell));
+        if (fuses_x(l))
+          pack(x.wihb, get("rnn.weight_ih" + sfx), G_, H_, c.layer_input_size(l), pass_[0].bng);
         // Each pass's rows: W_hh (GRU linear_before_reset=0: its r, z rows, then its n rows,
         // multiplied by r*h in the second pass; LSTM projection: then W_hr), packed in the
         // batch-1 panels and, where they differ, once more for the batched step: one panel
@@ -673,9 +678,20 @@ class FastBackend final : public Backend {
 
   void forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const override;
 
+  // Whether layer l's batched step computes its own input projection, as the first K blocks
+  // of its product, instead of reading it from the whole-sequence GEMM's output: cells whose
+  // accumulators start from that projection (LSTM, RNN; not GRU, which adds it in the
+  // epilogue), without an embedding table, whose input is neither tiny nor much wider than the
+  // hidden state.
+  bool fuses_x(int l) const {
+    const int D = c_.layer_input_size(l);
+    return c_.cell != Cell::gru && !(l == 0 && c_.vocab_size > 0) && D >= 16 && D <= 4 * H_;
+  }
+
  private:
   struct LayerDir {
     Packed wih, whh[2];  // whh[0]: the first pass's W_hh; whh[1]: W_hn or W_hr (two passes)
+    Packed wihb;         // W_ih packed like whhb[0], for the batched step's own input product
     Packed whhb[2];      // the same, packed for the batched step (empty: whh's packing is)
     Buf bias_x, bias_h, table, peep;
     const Packed& batched(int ip) const { return whhb[ip].npanels ? whhb[ip] : whh[ip]; }
@@ -752,6 +768,8 @@ struct FastBackend::Call {
   // steps (rev_x), the top layer's step (rev_top).
   const float* pre = nullptr;
   bool rev_x = false, rev_top = false;
+  // The batched step computes W_ih x itself (layers without an embedding table): no xproj.
+  bool fuse_x = false;
   size_t row(int t, int b) const {
     return a->batch_first ? size_t(b) * size_t(T) + size_t(t) : size_t(t) * size_t(B) + size_t(b);
   }
@@ -761,6 +779,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
                                  float* part, RowPtrs* row_ptrs) const {
   const ForwardArgs& a = *k.a;
   const LayerDir& x = ld_[size_t(l * k.dirs + d)];
+  RowPtrs* x_ptrs = row_ptrs + k.B;  // the same rows reading their input (fuse_x)
   const int B = k.B, H = H_, Hp = Hp_, Hs = Hs_, Hsp = Hsp_, Np = Np_;
   const bool top = l == k.L - 1;
   const bool trunc = top && d == 1 && k.truncate_top_bwd;
@@ -771,7 +790,9 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const bool gru_cell = c_.cell == Cell::gru;
   // Past the scratch budget the projections are computed a chunk of steps at a time, just
   // before the steps that read them (project_chunk).
-  const bool chunked = !use_table && !trunc && k.xrows < k.rows;
+  const bool fx = k.fuse_x && x.wihb.npanels > 0;
+  if (fx && rank == 0) count_fused_input_run();
+  const bool chunked = !use_table && !fx && !trunc && k.xrows < k.rows;
   const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
   // The projections of steps [s0, min(s0 + tchunk, maxlen)): each sequence's rows of those
   // steps are consecutive in time (a backward direction's too, in reverse), so one GEMM per
@@ -788,7 +809,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
     }
   };
   // 1. input projections for all steps (or, truncated, each row's last valid step)
-  if (!use_table && !chunked) {
+  if (!use_table && !fx && !chunked) {
     if (trunc) {
       for (int b = 0; b < B; ++b)
         gemm(1, k.in + k.row(k.len[b] - 1, b) * k.in_ld, k.in_ld, x.wih, x.bias_x.data(),
@@ -891,6 +912,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           }
           if (use_table)
             rp.x = table + size_t(a.tokens[k.row(t, b)]) * Np;
+          else if (fx)  // the product starts from the biases (its first K blocks: W_ih x)
+            rp.x = x.bias_x.data();
           else if (chunked)
             rp.x = xp + (size_t(backward ? std::min(cs1, k.len[b]) - 1 - s : s - cs0) * B + b) * Np;
           else if (trunc)
@@ -898,7 +921,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           else
             rp.x = xp + k.row(t, b) * Np;
         };
-        if (na == 1) {
+        if (na == 1 && !fx) {
           const Packed& P = x.whh[ip];
           RowPtrs rp;
           ptrs(0, rp);
@@ -924,34 +947,62 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const Packed& P = x.batched(ip);
         const size_t wst = size_t(P.PV) * W;
         for (int i = 0; i < na; ++i) ptrs(i, row_ptrs[i]);
+        // The product's segments, each cut into K blocks: W_ih x first when the step computes
+        // its own input projection (the same rows, reading their input), then W_hh h.
+        const bool own_x = fx && ip == 0;
+        if (own_x)
+          for (int i = 0; i < na; ++i) {
+            const int b = k.order[i];
+            const int t = backward ? k.len[b] - 1 - s : s;
+            x_ptrs[i] = row_ptrs[i];
+            x_ptrs[i].hin = k.in + k.row(t, b) * k.in_ld;
+          }
+        const int nseg = own_x ? 2 : 1;
+        const Packed* seg_w[2] = {own_x ? &x.wihb : &P, &P};
+        const int seg_k[2] = {own_x ? int(k.in_ld) : K, K};
+        const RowPtrs* seg_rows[2] = {own_x ? x_ptrs : row_ptrs, row_ptrs};
+        auto seg_from = [&](int sg) {  // the first segment from sg with a product (nseg: none)
+          while (sg < nseg && seg_k[sg] == 0) ++sg;
+          return sg;
+        };
+        const int sg0 = seg_from(0);
+        // A step without products (step 0 without an initial state) runs the epilogue alone.
+        const int sg_start = sg0 < nseg ? sg0 : nseg - 1;
         for (int p = bp0[ip]; p < bp1[ip]; ++p) {
           const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
-          const float* wp = P.panel(p);
-          for (int k0 = 0; k0 < K || k0 == 0; k0 += ps.kblock) {
-            const int k1 = std::min(K, k0 + ps.kblock);
-            const float* next = k1 < K            ? wp + size_t(k1) * wst
-                                : p + 1 < bp1[ip] ? P.panel(p + 1)
-                                                  : P.panel(bp0[ip]);
-            const int nk = k1 < K ? std::min(K, k1 + ps.kblock) - k1 : std::min(K, ps.kblock);
+          int sg = sg_start, k0 = 0;
+          for (bool first = true;; first = false) {
+            const int ks = seg_k[sg], k1 = std::min(ks, k0 + ps.kblock);
+            const int nsg = k1 < ks ? sg : seg_from(sg + 1), nk0 = k1 < ks ? k1 : 0;
+            const bool last = nsg >= nseg;
+            // the block after this one: in this column, or this thread's next (or first) column
+            const int np = last ? (p + 1 < bp1[ip] ? p + 1 : bp0[ip]) : p;
+            const int qs = last ? sg_start : nsg, qk = last ? 0 : nk0;
+            const float* next = seg_w[qs]->panel(np) + size_t(qk) * wst;
+            const int nk = std::min(seg_k[qs], qk + ps.kblock) - qk;
+            const float* wp = seg_w[sg]->panel(p);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
             for (int i = 0; i < na; i += ps.bmr) {
               const int mr = std::min(ps.bmr, na - i), npf = std::min(lines, k1 - k0);
               const KBlock kb{k0,
                               k1,
-                              k0 == 0,
-                              k1 == K,
+                              first,
+                              last,
                               part + size_t(i) * nv * W,
                               reinterpret_cast<const char*>(next),
                               npf};
               next += size_t(npf) * 64 / sizeof(float);
               lines -= npf;
-              dispatch(ps.kern, mr, n, kb, row_ptrs + i, bh, grp0, wp, wst, ep);
+              dispatch(ps.kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
             }
+            if (last) break;
+            sg = nsg;
+            k0 = nk0;
           }
         }
       }
       // this thread's slice of h' into the layer output
-      const int u0 = uo[na > 1][0], u1 = uo[na > 1][1];
+      const int u0 = uo[na > 1 || fx][0], u1 = uo[na > 1 || fx][1];
       if (k.out && u1 > u0) {
         for (int i = 0; i < na; ++i) {
           const int b = k.order[i];
@@ -1049,7 +1100,13 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
       if (k.tchunk < T) k.xrows = size_t(B) * k.tchunk;
     }
   }
-  const size_t n_x = L > 0 ? size_t(dirs) * k.xrows * Np_ : 0;
+  // Batches from fused_input_rows() on compute their input projections in their steps, on
+  // the layers that can (fuses_x): a stream's step (batch 1) never does.
+  k.fuse_x = B >= std::max(2, fused_input_rows());
+  bool need_x = false;  // some layer reads the whole-sequence projection
+  for (int l = 0; l < L; ++l)
+    need_x |= !(l == 0 && c_.vocab_size > 0) && !(k.fuse_x && ld_[size_t(l * dirs)].wihb.npanels);
+  const size_t n_x = need_x ? size_t(dirs) * k.xrows * Np_ : 0;
   const size_t n_out = L > 0 ? size_t(rows) * dirs * Hs : 0;
   const size_t n_h = size_t(dirs) * 2 * B * Hsp_, n_c = size_t(dirs) * B * Hp_;
   const size_t n_a = npass_ == 2 ? n_c : 0;
@@ -1079,7 +1136,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   // and its rows' pointers for the batched step, [B] RowPtrs (pointers only: the float
   // scratch holds them)
   static_assert(sizeof(RowPtrs) % sizeof(float) == 0, "RowPtrs fits whole floats");
-  const size_t rows_ld = L > 0 ? al16(size_t(B) * (sizeof(RowPtrs) / sizeof(float))) : 0;
+  const size_t rows_ld = L > 0 ? al16(size_t(2 * B) * (sizeof(RowPtrs) / sizeof(float))) : 0;
   const size_t thread_ld = part_ld + rows_ld;
   auto al = al16;
   // The ping-pong layer outputs in use: layer l < L-1 writes outbuf[l & 1]; the top layer

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -19,10 +20,16 @@ namespace seqfuse {
 
 namespace {
 std::atomic<size_t> g_projection_budget{size_t(64) << 20};
-}
+std::atomic<int> g_fused_input_rows{32};
+std::atomic<uint64_t> g_fused_input_runs{0};
+}  // namespace
 size_t projection_budget_bytes() { return g_projection_budget.load(std::memory_order_relaxed); }
+int fused_input_rows() { return g_fused_input_rows.load(std::memory_order_relaxed); }
+void count_fused_input_run() { g_fused_input_runs.fetch_add(1, std::memory_order_relaxed); }
 namespace testing {
 size_t set_projection_budget_bytes(size_t bytes) { return g_projection_budget.exchange(bytes); }
+int set_fused_input_rows(int rows) { return g_fused_input_rows.exchange(rows); }
+uint64_t fused_input_runs() { return g_fused_input_runs.load(std::memory_order_relaxed); }
 }  // namespace testing
 
 namespace {

@@ -153,6 +153,10 @@ PYBIND11_MODULE(_C, m) {
     seqfuse::testing::activation(kernel_set, kind, x.data(), y.mutable_data(), size_t(x.size()));
     return y;
   });
+  // Test hook: the smallest batch whose steps compute their own input projections (returns
+  // the previous value).
+  m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));
+  m.def("fused_input_runs", &seqfuse::testing::fused_input_runs);
   // [(name, supported)], most preferred first, then "reference".
   m.def("kernel_sets", [] {
     py::list out;

@@ -32,6 +32,7 @@ struct Case {
   bool h0, lengths;
   bool batch_first = true;
   size_t budget = size_t(64) << 20;  // the input projections' scratch budget (chunks below it)
+  int fused_rows = 32;  // the smallest batch whose steps compute their input projections
 };
 
 std::string describe(const Case& k) {
@@ -47,7 +48,8 @@ std::string describe(const Case& k) {
          seqfuse::to_string(c.head) + " B" + std::to_string(k.B) + " T" + std::to_string(k.T) +
          (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") +
          (k.batch_first ? "" : " time-major") + " threads " + std::to_string(k.threads) +
-         " projection budget " + std::to_string(k.budget);
+         " projection budget " + std::to_string(k.budget) + " fused input rows " +
+         std::to_string(k.fused_rows);
 }
 
 // Cases where a team of two threads splits one direction's step (H = 400: a step streams
@@ -163,8 +165,10 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
     a.c_n = lstm ? cn[m].data() : nullptr;
     a.threads = m == 0 ? 1 : k.threads;
     const size_t old = seqfuse::testing::set_projection_budget_bytes(k.budget);
+    const int old_rows = seqfuse::testing::set_fused_input_rows(k.fused_rows);
     models[m]->forward(a);
     seqfuse::testing::set_projection_budget_bytes(old);
+    seqfuse::testing::set_fused_input_rows(old_rows);
   }
   float worst = 0.f;
   auto cmp = [&](const std::vector<float>& p, const std::vector<float>& q) {
@@ -276,6 +280,7 @@ int main() {
   const int n_cases = 100;
   // How often each option came up (each must, for the grid to check it).
   int seen_reverse = 0, seen_lbr0 = 0, seen_peep = 0, seen_if = 0, seen_clip = 0, seen_proj = 0;
+  int seen_fused = 0;  // cases whose steps computed their own input projections
   for (const auto& isa : sets) {
     float worst = 0.f;
     for (int i = 0; i < n_cases; ++i) {
@@ -284,6 +289,9 @@ int main() {
       // scratch budget of a few KiB or less: chunks of 1 step up to many).
       const size_t budgets[] = {1, 4096, 65536};
       if (i % 2) k.budget = budgets[(i / 2) % 3];
+      // Every other pair has batches of 2 or more compute their own input projections.
+      if ((i / 2) % 2) k.fused_rows = 1;
+      const uint64_t fused_before = seqfuse::testing::fused_input_runs();
       seen_reverse += k.c.reverse;
       seen_lbr0 += !k.c.linear_before_reset;
       seen_peep += k.c.peepholes;
@@ -291,6 +299,7 @@ int main() {
       seen_clip += k.c.clip > 0;
       seen_proj += k.c.proj_size > 0;
       const float err = run_and_compare(k, isa, g);
+      seen_fused += seqfuse::testing::fused_input_runs() > fused_before;
       worst = std::fmax(worst, err);
       check(err <= 1e-5f, isa + ": " + describe(k) + ": err " + std::to_string(err));
     }
@@ -304,10 +313,10 @@ int main() {
   }
   std::printf(
       "cases with reverse %d, linear_before_reset=0 %d, peepholes %d, input_forget %d, "
-      "clip %d, proj_size %d\n",
-      seen_reverse, seen_lbr0, seen_peep, seen_if, seen_clip, seen_proj);
-  check(seen_reverse && seen_lbr0 && seen_peep && seen_if && seen_clip && seen_proj,
-        "every ONNX option and proj_size is in the grid");
+      "clip %d, proj_size %d, steps computing their input projections %d\n",
+      seen_reverse, seen_lbr0, seen_peep, seen_if, seen_clip, seen_proj, seen_fused);
+  check(seen_reverse && seen_lbr0 && seen_peep && seen_if && seen_clip && seen_proj && seen_fused,
+        "every ONNX option, proj_size and the steps' own input projections are in the grid");
   if (check_failures()) return 1;
   std::printf("ok\n");
   return 0;
