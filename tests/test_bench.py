@@ -412,6 +412,42 @@ def test_a_backend_that_raises_while_timed_is_an_error_row():
     assert by["flaky"]["status"] == "error" and "device lost" in by["flaky"]["reason"]
 
 
+class Logged(Eager):
+    """Eager that writes its name to a shared log at every call."""
+
+    log: list[str] = []
+
+    def run(self):
+        self.log.append(self.name)
+        return super().run()
+
+
+class LoggedA(Logged):
+    name = "logged-a"
+
+
+class LoggedB(Logged):
+    name = "logged-b"
+
+
+def test_backends_take_turns_in_rounds():
+    """The budget is spent in rounds in which the backends take turns, in reverse order
+    every other round: a-b, b-a, a-b (after one validation call each)."""
+    Logged.log = []
+    res = run_benchmarks(
+        seed_workloads(["hihell"], batches=(1,)), [LoggedA(), LoggedB(), "eager"],
+        rounds=3, **FAST,
+    )  # fmt: skip
+    assert all(r["status"] == "ok" for r in res["results"]) and res["settings"]["rounds"] == 3
+    runs = [n for i, n in enumerate(Logged.log) if i == 0 or Logged.log[i - 1] != n]
+    # validation: a, b; the rounds: a, b | b, a | a, b (consecutive calls of one merged)
+    assert runs == ["logged-a", "logged-b", "logged-a", "logged-b", "logged-a", "logged-b"]
+    counts = {n: Logged.log.count(n) for n in ("logged-a", "logged-b")}
+    by = {r["backend"]: r for r in res["results"]}
+    for n, c in counts.items():  # one validation call, and a warm-up call in every round
+        assert by[n]["reps"] <= c - 1 - 3
+
+
 def _has_openvino() -> bool:
     from seqfuse.bench.backends import OpenVINO
 

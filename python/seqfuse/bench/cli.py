@@ -133,6 +133,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--min-reps", type=int, default=10, help="fewest timed calls (default 10)")
     m.add_argument("--max-reps", type=int, default=20000, help="most timed calls (default 20000)")
     m.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds the budget is split into; the backends take turns in each (default 5)",
+    )
+    m.add_argument(
         "--onnx-exporter",
         choices=("seqfuse", "torch"),
         default=None,
@@ -262,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
             raise SeqfuseError(f"--budget must be > 0, got {budget}")
         if args.warmup < 0 or args.min_reps < 1 or args.max_reps < args.min_reps:
             raise SeqfuseError("need --warmup >= 0 and 1 <= --min-reps <= --max-reps")
+        if args.rounds < 1:
+            raise SeqfuseError("need --rounds >= 1")
         try:
             seeds, grid = [], []
             if models != "none":
@@ -297,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             min_reps=args.min_reps,
             max_reps=args.max_reps,
+            rounds=args.rounds,
             progress=not args.no_progress,
             command=command,
             onnx_exporter=exporter or "seqfuse",

@@ -5,7 +5,8 @@ thread count (torch.set_num_threads, ORT intra_op_num_threads, native threads=) 
 outputs are first compared with eager PyTorch's (max abs error against its tolerance); a
 backend that does not match is reported as failed and never timed. Timing is per call
 (perf_counter_ns, the GC off, CUDA synchronized after each call), adaptive: at least
-``min_reps`` calls and as many more as fit in ``budget_s``. Checked by tests/test_bench.py.
+``min_reps`` calls and as many more as fit in ``budget_s``, spent in rounds in which the
+backends take turns. Checked by tests/test_bench.py.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Settings:
     min_reps: int = 10
     max_reps: int = 20000
     seed: int = 0
+    rounds: int = 5  # the budget's rounds, in which the backends take turns
 
 
 def time_calls(fn, sync, budget_s: float, warmup: int, min_reps: int, max_reps: int) -> list[int]:
@@ -155,81 +157,121 @@ def _err_text(e: BaseException) -> str:
 def bench_workload(
     wl: Workload, backends: list[Backend], settings: Settings, on_step=None
 ) -> list[dict[str, Any]]:
-    """Rows for one workload: every backend at every thread count."""
-    rows: list[dict[str, Any]] = []
+    """Rows for one workload: every backend at every thread count.
+
+    Every backend is prepared first; then, at each thread count, each is validated, and the
+    timing budget is split into ``settings.rounds`` rounds in which the validated backends
+    take turns (in reverse order every other round). A machine whose speed drifts during the
+    run (a shared host, a clock that settles) then slows every backend alike, instead of
+    whichever happened to run during the slow minute.
+    """
+    rows: dict[tuple[int, int], dict[str, Any]] = {}  # (backend index, thread count) -> row
     model = wl.build_model()
     inputs = wl.make_inputs()
+    rounds = max(1, settings.rounds)
     with torch.inference_mode():
         ref = reference_outputs(model, wl, inputs)
-        for b in backends:
-            if on_step:
-                on_step(b.name)
-            ok, why = b.available()
-            if not ok:
-                rows += [_row(wl, b, t, "skipped", why) for t in settings.threads]
-                continue
-            try:
-                with torch_threads(settings.threads[0]):
-                    b.threads = settings.threads[0]
-                    b.prepare(model, inputs)
-            except BackendUnsupported as e:
-                rows += [_row(wl, b, t, "skipped", f"unsupported: {e}") for t in settings.threads]
-                b.close()
-                continue
-            except Exception as e:
-                if os.environ.get("SEQFUSE_DEBUG"):
-                    traceback.print_exc()
-                reason = f"prepare failed: {_err_text(e)}"
-                rows += [_row(wl, b, t, "error", reason) for t in settings.threads]
-                b.close()
-                continue
+        ready: list[tuple[int, Backend]] = []
+        try:
+            for i, b in enumerate(backends):
+                if on_step:
+                    on_step(b.name)
+                ok, why = b.available()
+                if not ok:
+                    for t in settings.threads:
+                        rows[i, t] = _row(wl, b, t, "skipped", why)
+                    continue
+                try:
+                    with torch_threads(settings.threads[0]):
+                        b.threads = settings.threads[0]
+                        b.prepare(model, inputs)
+                except BackendUnsupported as e:
+                    for t in settings.threads:
+                        rows[i, t] = _row(wl, b, t, "skipped", f"unsupported: {e}")
+                    b.close()
+                    continue
+                except Exception as e:
+                    if os.environ.get("SEQFUSE_DEBUG"):
+                        traceback.print_exc()
+                    reason = f"prepare failed: {_err_text(e)}"
+                    for t in settings.threads:
+                        rows[i, t] = _row(wl, b, t, "error", reason)
+                    b.close()
+                    continue
+                ready.append((i, b))
             for t in settings.threads:
                 with torch_threads(t):
-                    try:
-                        if t != b.threads:
-                            b.set_threads(t)
-                        err, compared = validate(b, ref)
-                    except BackendUnsupported as e:
-                        rows.append(_row(wl, b, t, "skipped", f"unsupported: {e}"))
-                        continue
-                    except Exception as e:
-                        rows.append(_row(wl, b, t, "error", f"run failed: {_err_text(e)}"))
-                        continue
-                    tol = b.tolerance
-                    if not err <= tol:  # also catches NaN
-                        reason = f"mismatch: max abs err {err:.3g} > tol {tol:g}"
-                        rows.append(
-                            _row(wl, b, t, "failed", reason, max_abs_err=err, tolerance=tol)
-                        )
-                        continue
-                    try:
-                        samples = time_calls(
-                            b.run,
-                            b.sync,
-                            settings.budget_s,
-                            settings.warmup,
-                            settings.min_reps,
-                            settings.max_reps,
-                        )
-                    except Exception as e:  # e.g. out of memory at a big grid point
-                        rows.append(_row(wl, b, t, "error", f"timing failed: {_err_text(e)}"))
-                        continue
-                    rows.append(
-                        _row(
-                            wl,
-                            b,
-                            t,
-                            "ok",
-                            max_abs_err=err,
-                            tolerance=tol,
-                            compared_outputs=compared,
-                            **b.describe(),
-                            **summarize(samples, wl),
-                        )
-                    )
-            b.close()
-    add_ratios(rows)
-    return rows
+                    timed = _validate_all(wl, ready, ref, t, rows)
+                    samples: dict[int, list[int]] = {i: [] for i, _, _ in timed}
+                    for rnd in range(rounds):
+                        turn = timed if rnd % 2 == 0 else timed[::-1]
+                        for i, b, _ in turn:
+                            if i not in samples:  # failed in an earlier round
+                                continue
+                            if on_step:
+                                on_step(f"{b.name} (round {rnd + 1}/{rounds})")
+                            try:
+                                samples[i] += time_calls(
+                                    b.run,
+                                    b.sync,
+                                    settings.budget_s / rounds,
+                                    settings.warmup if rnd == 0 else 1,
+                                    -(-settings.min_reps // rounds),
+                                    max(1, settings.max_reps // rounds),
+                                )
+                            except Exception as e:  # e.g. out of memory at a big grid point
+                                reason = f"timing failed: {_err_text(e)}"
+                                rows[i, t] = _row(wl, b, t, "error", reason)
+                                del samples[i]
+                    for i, b, (err, compared) in timed:
+                        if i in samples:
+                            rows[i, t] = _row(
+                                wl,
+                                b,
+                                t,
+                                "ok",
+                                max_abs_err=err,
+                                tolerance=b.tolerance,
+                                compared_outputs=compared,
+                                **b.describe(),
+                                **summarize(samples[i], wl),
+                            )
+        finally:
+            for _, b in ready:
+                b.close()
+    out = [rows[k] for k in sorted(rows)]  # backend order, then thread count
+    add_ratios(out)
+    return out
+
+
+def _validate_all(
+    wl: Workload,
+    ready: list[tuple[int, Backend]],
+    ref: list[list[np.ndarray]],
+    t: int,
+    rows: dict[tuple[int, int], dict[str, Any]],
+) -> list[tuple[int, Backend, tuple[float, str]]]:
+    """The prepared backends that match eager at ``t`` threads, with (error, compared); a
+    row for each that does not (skipped, error or failed), which is never timed."""
+    timed = []
+    for i, b in ready:
+        try:
+            if t != b.threads:
+                b.set_threads(t)
+            err, compared = validate(b, ref)
+        except BackendUnsupported as e:
+            rows[i, t] = _row(wl, b, t, "skipped", f"unsupported: {e}")
+            continue
+        except Exception as e:
+            rows[i, t] = _row(wl, b, t, "error", f"run failed: {_err_text(e)}")
+            continue
+        tol = b.tolerance
+        if not err <= tol:  # also catches NaN
+            reason = f"mismatch: max abs err {err:.3g} > tol {tol:g}"
+            rows[i, t] = _row(wl, b, t, "failed", reason, max_abs_err=err, tolerance=tol)
+            continue
+        timed.append((i, b, (err, compared)))
+    return timed
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -263,10 +305,12 @@ def run_benchmarks(
     command: str = "",
     onnx_exporter: str = "seqfuse",
     isa: str = "auto",
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """Benchmark ``workloads`` on ``backends`` at each thread count; the results dict
     follows docs/BENCHMARKS.md (schema ``seqfuse.bench`` version :data:`SCHEMA_VERSION`).
-    ``isa`` forces the kernel set of the native CPU rows (given by name)."""
+    ``isa`` forces the kernel set of the native CPU rows (given by name); the budget is
+    spent in ``rounds`` rounds in which the backends take turns."""
     from seqfuse.bench.env import fingerprint, load_average
     from seqfuse.bench.machine import measure_peaks
     from seqfuse.bench.report import check_targets, roofline_peak
@@ -276,8 +320,10 @@ def run_benchmarks(
     threads = tuple(int(t) for t in threads)
     if not threads or min(threads) < 1:
         raise ValueError(f"thread counts must be >= 1, got {threads}")
-    if budget_s <= 0 or min_reps < 1 or max_reps < min_reps or warmup < 0:
-        raise ValueError("need budget_s > 0, warmup >= 0 and 1 <= min_reps <= max_reps")
+    if budget_s <= 0 or min_reps < 1 or max_reps < min_reps or warmup < 0 or rounds < 1:
+        raise ValueError(
+            "need budget_s > 0, warmup >= 0, rounds >= 1 and 1 <= min_reps <= max_reps"
+        )
     check_isa(isa)  # an unknown or unsupported kernel set fails before any measuring
     if backends is None:
         backends = list(DEFAULT_BACKENDS)
@@ -289,7 +335,7 @@ def run_benchmarks(
     names = [b.name for b in objs]
     if "eager" not in names:
         raise ValueError("the eager backend is the reference and must be included")
-    settings = Settings(threads, budget_s, warmup, min_reps, max_reps)
+    settings = Settings(threads, budget_s, warmup, min_reps, max_reps, rounds=rounds)
     started = time.time()
     load_before = load_average()
     measured = measure_peaks()  # the machine's GEMM FLOP/s and read bandwidth, once a process
@@ -329,6 +375,7 @@ def run_benchmarks(
             "warmup": warmup,
             "min_reps": min_reps,
             "max_reps": max_reps,
+            "rounds": rounds,
             "onnx_exporter": onnx_exporter,
             "isa": isa,
         },
