@@ -317,15 +317,21 @@ def test_presets_vs_eager(name, variant):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_mnist_head_only_skips_work_but_matches(isa):
-    # last_step head on a bidirectional top layer: one backward step of the top layer.
+def test_mnist_head_only_skips_work_but_matches(isa, fused_input_rows):
+    # last_step head on a bidirectional top layer: one backward step of the top layer, with
+    # the input projections from the GEMM and from the steps themselves (both layers fuse).
     m, x, h, ln = _seq_case("mnist", 11, B=3, T=28, lengths=True, hx=False)
     with torch.no_grad():
         want = m(x, None, ln)[0]
     nm = sn.from_module(m, isa=isa)
-    for threads in (1, 2):
-        got, _ = nm(x, lengths=ln, need_state=False, threads=threads)
-        assert max_err(got, want) <= TOL
+    for rows in (1 << 30, 1):
+        fused_input_rows(rows)
+        runs = _C.fused_input_runs()
+        for threads in (1, 2):
+            got, _ = nm(x, lengths=ln, need_state=False, threads=threads)
+            assert max_err(got, want) <= TOL
+        fused = _C.fused_input_runs() > runs
+        assert fused == (rows == 1 and isa != "reference")  # the reference never fuses
 
 
 def test_trained_checkpoint(tmp_path):

@@ -11,13 +11,15 @@
 // - Input projections of all time steps: one register-blocked GEMM per layer and direction
 //   (bias folded in; past a 64 MiB scratch budget, a chunk of time steps at a time). With an
 //   Embedding, layer 0's projection is a [vocab, G*H] table. Batches of fused_input_rows() or
-//   more (LSTM, RNN) skip that GEMM: each step's tiles compute W_ih x as the first K blocks of
+//   more skip that GEMM on LSTM and RNN layers whose input is 16 to 4H wide (fuses_x; W_ih is
+//   packed a second time for them): each step's tiles compute W_ih x as the first K blocks of
 //   their own product (bias, then W_ih x, then W_hh h), which saves the projection's round
 //   trip through memory and the tiles' wait for it.
 // - The recurrent product is fused with its epilogue: accumulators start from the input
-//   projection, then activations and the c/h update run on the registers and store h'.
-//   Batch 1 uses PV independent accumulators per k; batches use row x vector tiles over a
-//   second packing of W_hh, one panel per tile column (its K x bng*G slice contiguous).
+//   projection (or the biases, when the step computes that projection first), then activations and
+//   the c/h update run on the registers and store h'. Batch 1 uses PV independent accumulators per
+//   k; batches use row x vector tiles over a second packing of W_hh, one panel per tile column (its
+//   K x bng*G slice contiguous).
 // - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
 // - Directions run on separate threads; a team of threads splits the panels of a direction.
 // - ONNX's semantics (reverse, clip, LSTM peepholes and input_forget) are run-time switches
@@ -768,7 +770,8 @@ struct FastBackend::Call {
   // steps (rev_x), the top layer's step (rev_top).
   const float* pre = nullptr;
   bool rev_x = false, rev_top = false;
-  // The batched step computes W_ih x itself (layers without an embedding table): no xproj.
+  // The batched steps compute W_ih x themselves, on the layers that can (fuses_x): those
+  // layers read no xproj.
   bool fuse_x = false;
   size_t row(int t, int b) const {
     return a->batch_first ? size_t(b) * size_t(T) + size_t(t) : size_t(t) * size_t(B) + size_t(b);
@@ -785,13 +788,15 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const bool trunc = top && d == 1 && k.truncate_top_bwd;
   const bool backward = d == 1 || c_.reverse;  // reads each sequence from its last valid step
   const int nsteps = trunc ? 1 : k.maxlen;
-  float* xp = k.xproj + size_t(d) * k.xrows * Np;
   const bool use_table = l == 0 && c_.vocab_size > 0;
   const bool gru_cell = c_.cell == Cell::gru;
-  // Past the scratch budget the projections are computed a chunk of steps at a time, just
-  // before the steps that read them (project_chunk).
+  // Steps that compute their own input projection (fuse_x, fuses_x).
   const bool fx = k.fuse_x && x.wihb.npanels > 0;
   if (fx && rank == 0) count_fused_input_run();
+  // This layer's projections (null when it reads none: the buffer may have no room for them)
+  float* xp = use_table || fx ? nullptr : k.xproj + size_t(d) * k.xrows * Np;
+  // Past the scratch budget the projections are computed a chunk of steps at a time, just
+  // before the steps that read them (project_chunk).
   const bool chunked = !use_table && !fx && !trunc && k.xrows < k.rows;
   const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
   // The projections of steps [s0, min(s0 + tchunk, maxlen)): each sequence's rows of those

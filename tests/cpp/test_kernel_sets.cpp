@@ -62,7 +62,7 @@ std::vector<Case> team_cases() {
     for (int chunked = 0; chunked < 2; ++chunked) {
       Case k;
       k.c.cell = kind == 0 ? seqfuse::Cell::gru : seqfuse::Cell::lstm;
-      k.c.input_size = 7;
+      k.c.input_size = kind == 0 ? 7 : 28;  // the LSTM's steps compute its input projection
       k.c.hidden_size = 400;
       if (kind == 0)
         k.c.linear_before_reset = false;
@@ -75,6 +75,7 @@ std::vector<Case> team_cases() {
       k.h0 = k.lengths = true;
       k.batch_first = chunked == 0;
       if (chunked) k.budget = 4096;
+      if (kind == 1) k.fused_rows = 1;
       v.push_back(k);
     }
   return v;
@@ -97,7 +98,7 @@ Case random_case(std::mt19937& g) {
     c.embed_dim = pick({2, 9});
     c.input_size = 0;
   } else {
-    c.input_size = pick({1, 3, 28});
+    c.input_size = pick({1, 3, 16, 28, 64});  // 16 to 4H wide: batched steps may fuse it
   }
   const seqfuse::Head heads[] = {seqfuse::Head::none, seqfuse::Head::step, seqfuse::Head::last_step,
                                  seqfuse::Head::last_hidden};
