@@ -665,7 +665,7 @@ class FastBackend final : public Backend {
           float* d3 = x.peep.ensure(size_t(3) * Hp_);
           for (int g = 0; g < 3; ++g) std::memcpy(d3 + size_t(g) * Hp_, p + size_t(g) * H_, 4 * H_);
         }
-        if (l == 0 && c.vocab_size > 0) {
+        if (uses_table(l)) {
           // Fold the Embedding into layer 0's input projection: table[v] = E[v] W_ih^T + b.
           float* t = x.table.ensure(size_t(c.vocab_size) * Np_);
           gemm(c.vocab_size, get("embedding.weight"), size_t(c.embed_dim), x.wih, x.bias_x.data(),
@@ -687,8 +687,10 @@ class FastBackend final : public Backend {
   // hidden state.
   bool fuses_x(int l) const {
     const int D = c_.layer_input_size(l);
-    return c_.cell != Cell::gru && !(l == 0 && c_.vocab_size > 0) && D >= 16 && D <= 4 * H_;
+    return c_.cell != Cell::gru && !uses_table(l) && D >= 16 && D <= 4 * H_;
   }
+  // Whether layer l's input projection is the Embedding's folded [vocab, G*H] table.
+  bool uses_table(int l) const { return l == 0 && c_.vocab_size > 0; }
 
  private:
   struct LayerDir {
@@ -788,10 +790,10 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   const bool trunc = top && d == 1 && k.truncate_top_bwd;
   const bool backward = d == 1 || c_.reverse;  // reads each sequence from its last valid step
   const int nsteps = trunc ? 1 : k.maxlen;
-  const bool use_table = l == 0 && c_.vocab_size > 0;
+  const bool use_table = uses_table(l);
   const bool gru_cell = c_.cell == Cell::gru;
   // Steps that compute their own input projection (fuse_x, fuses_x).
-  const bool fx = k.fuse_x && x.wihb.npanels > 0;
+  const bool fx = k.fuse_x && fuses_x(l);
   if (fx && rank == 0) count_fused_input_run();
   // This layer's projections (null when it reads none: the buffer may have no room for them)
   float* xp = use_table || fx ? nullptr : k.xproj + size_t(d) * k.xrows * Np;
@@ -895,13 +897,13 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       const int na = a.lengths ? k.nact[s] : B;
       float* hin = hb[s & 1];
       float* hout = hb[(s + 1) & 1];
+      auto t_of = [&](int b) { return backward ? k.len[b] - 1 - s : s; };  // row b's time step
       for (int ip = 0; ip < NPASS; ++ip) {
         const PassShape& ps = pass_[ip];
         if (ip > 0 && tsize > 1) bar.wait();  // the second pass reads every unit of the first
         const int K = ps.kern == Kern::proj ? H : s == 0 ? k_first : ps.k;
         auto ptrs = [&](int i, RowPtrs& rp) {  // the i-th active row's pointers
-          const int b = k.order[i];
-          const int t = backward ? k.len[b] - 1 - s : s;
+          const int b = k.order[i], t = t_of(b);
           float* hp = hin + size_t(b) * Hsp;
           float* hn = hout + size_t(b) * Hsp;
           float* av = ab ? ab + size_t(b) * Hp : nullptr;
@@ -958,9 +960,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         if (own_x)
           for (int i = 0; i < na; ++i) {
             const int b = k.order[i];
-            const int t = backward ? k.len[b] - 1 - s : s;
             x_ptrs[i] = row_ptrs[i];
-            x_ptrs[i].hin = k.in + k.row(t, b) * k.in_ld;
+            x_ptrs[i].hin = k.in + k.row(t_of(b), b) * k.in_ld;
           }
         const int nseg = own_x ? 2 : 1;
         const Packed* seg_w[2] = {own_x ? &x.wihb : &P, &P};
@@ -1011,8 +1012,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       if (k.out && u1 > u0) {
         for (int i = 0; i < na; ++i) {
           const int b = k.order[i];
-          const int t = backward ? k.len[b] - 1 - s : s;
-          std::memcpy(k.out + k.row(t, b) * k.out_ld + size_t(d) * Hs + u0,
+          std::memcpy(k.out + k.row(t_of(b), b) * k.out_ld + size_t(d) * Hs + u0,
                       hout + size_t(b) * Hsp + u0, sizeof(float) * (u1 - u0));
         }
       }
@@ -1109,8 +1109,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   // the layers that can (fuses_x): a stream's step (batch 1) never does.
   k.fuse_x = B >= std::max(2, fused_input_rows());
   bool need_x = false;  // some layer reads the whole-sequence projection
-  for (int l = 0; l < L; ++l)
-    need_x |= !(l == 0 && c_.vocab_size > 0) && !(k.fuse_x && ld_[size_t(l * dirs)].wihb.npanels);
+  for (int l = 0; l < L; ++l) need_x |= !uses_table(l) && !(k.fuse_x && fuses_x(l));
   const size_t n_x = need_x ? size_t(dirs) * k.xrows * Np_ : 0;
   const size_t n_out = L > 0 ? size_t(rows) * dirs * Hs : 0;
   const size_t n_h = size_t(dirs) * 2 * B * Hsp_, n_c = size_t(dirs) * B * Hp_;
@@ -1138,7 +1137,8 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   for (int i = 0; i < npass_; ++i)
     tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
   const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
-  // and its rows' pointers for the batched step, [B] RowPtrs (pointers only: the float
+  // and its rows' pointers for the batched step, [2B] RowPtrs: each row reading h and, when
+  // the step computes its input projection, reading its input (pointers only: the float
   // scratch holds them)
   static_assert(sizeof(RowPtrs) % sizeof(float) == 0, "RowPtrs fits whole floats");
   const size_t rows_ld = L > 0 ? al16(size_t(2 * B) * (sizeof(RowPtrs) / sizeof(float))) : 0;

@@ -168,7 +168,6 @@ def bench_workload(
     rows: dict[tuple[int, int], dict[str, Any]] = {}  # (backend index, thread count) -> row
     model = wl.build_model()
     inputs = wl.make_inputs()
-    rounds = max(1, settings.rounds)
     with torch.inference_mode():
         ref = reference_outputs(model, wl, inputs)
         ready: list[tuple[int, Backend]] = []
@@ -176,71 +175,88 @@ def bench_workload(
             for i, b in enumerate(backends):
                 if on_step:
                     on_step(b.name)
-                ok, why = b.available()
-                if not ok:
-                    for t in settings.threads:
-                        rows[i, t] = _row(wl, b, t, "skipped", why)
-                    continue
-                try:
-                    with torch_threads(settings.threads[0]):
-                        b.threads = settings.threads[0]
-                        b.prepare(model, inputs)
-                except BackendUnsupported as e:
-                    for t in settings.threads:
-                        rows[i, t] = _row(wl, b, t, "skipped", f"unsupported: {e}")
-                    b.close()
-                    continue
-                except Exception as e:
-                    if os.environ.get("SEQFUSE_DEBUG"):
-                        traceback.print_exc()
-                    reason = f"prepare failed: {_err_text(e)}"
-                    for t in settings.threads:
-                        rows[i, t] = _row(wl, b, t, "error", reason)
-                    b.close()
-                    continue
-                ready.append((i, b))
+                status, reason = _prepare(b, model, inputs, settings.threads[0])
+                if status == "ok":
+                    ready.append((i, b))
+                else:
+                    rows.update({(i, t): _row(wl, b, t, status, reason) for t in settings.threads})
             for t in settings.threads:
                 with torch_threads(t):
                     timed = _validate_all(wl, ready, ref, t, rows)
-                    samples: dict[int, list[int]] = {i: [] for i, _, _ in timed}
-                    for rnd in range(rounds):
-                        turn = timed if rnd % 2 == 0 else timed[::-1]
-                        for i, b, _ in turn:
-                            if i not in samples:  # failed in an earlier round
-                                continue
-                            if on_step:
-                                on_step(f"{b.name} (round {rnd + 1}/{rounds})")
-                            try:
-                                samples[i] += time_calls(
-                                    b.run,
-                                    b.sync,
-                                    settings.budget_s / rounds,
-                                    settings.warmup if rnd == 0 else 1,
-                                    -(-settings.min_reps // rounds),
-                                    max(1, settings.max_reps // rounds),
-                                )
-                            except Exception as e:  # e.g. out of memory at a big grid point
-                                reason = f"timing failed: {_err_text(e)}"
-                                rows[i, t] = _row(wl, b, t, "error", reason)
-                                del samples[i]
-                    for i, b, (err, compared) in timed:
-                        if i in samples:
-                            rows[i, t] = _row(
-                                wl,
-                                b,
-                                t,
-                                "ok",
-                                max_abs_err=err,
-                                tolerance=b.tolerance,
-                                compared_outputs=compared,
-                                **b.describe(),
-                                **summarize(samples[i], wl),
-                            )
+                    for i, row in _time_in_rounds(wl, timed, t, settings, on_step).items():
+                        rows[i, t] = row
         finally:
             for _, b in ready:
                 b.close()
     out = [rows[k] for k in sorted(rows)]  # backend order, then thread count
     add_ratios(out)
+    return out
+
+
+def _prepare(b: Backend, model, inputs, threads: int) -> tuple[str, str]:
+    """("ok", "") when ``b`` is ready to run, else the status and reason of its rows (and
+    ``b`` is closed)."""
+    ok, why = b.available()
+    if not ok:
+        return "skipped", why
+    try:
+        with torch_threads(threads):
+            b.threads = threads
+            b.prepare(model, inputs)
+    except BackendUnsupported as e:
+        b.close()
+        return "skipped", f"unsupported: {e}"
+    except Exception as e:
+        if os.environ.get("SEQFUSE_DEBUG"):
+            traceback.print_exc()
+        b.close()
+        return "error", f"prepare failed: {_err_text(e)}"
+    return "ok", ""
+
+
+def _time_in_rounds(
+    wl: Workload,
+    timed: list[tuple[int, Backend, tuple[float, str]]],
+    t: int,
+    settings: Settings,
+    on_step=None,
+) -> dict[int, dict[str, Any]]:
+    """A row per validated backend: timed in ``settings.rounds`` rounds, each a share of the
+    budget, in which the backends take turns (reverse order every other round); a backend
+    that raises while timed gets an error row and drops out of the later rounds."""
+    rounds = max(1, settings.rounds)
+    samples: dict[int, list[int]] = {i: [] for i, _, _ in timed}
+    out: dict[int, dict[str, Any]] = {}
+    for rnd in range(rounds):
+        for i, b, _ in timed if rnd % 2 == 0 else timed[::-1]:
+            if i in out:  # failed in an earlier round
+                continue
+            if on_step:
+                on_step(f"{b.name} (round {rnd + 1}/{rounds})")
+            try:
+                samples[i] += time_calls(
+                    b.run,
+                    b.sync,
+                    settings.budget_s / rounds,
+                    settings.warmup if rnd == 0 else 1,
+                    -(-settings.min_reps // rounds),
+                    max(1, settings.max_reps // rounds),
+                )
+            except Exception as e:  # e.g. out of memory at a big grid point
+                out[i] = _row(wl, b, t, "error", f"timing failed: {_err_text(e)}")
+    for i, b, (err, compared) in timed:
+        if i not in out:
+            out[i] = _row(
+                wl,
+                b,
+                t,
+                "ok",
+                max_abs_err=err,
+                tolerance=b.tolerance,
+                compared_outputs=compared,
+                **b.describe(),
+                **summarize(samples[i], wl),
+            )
     return out
 
 
