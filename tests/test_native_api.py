@@ -14,6 +14,7 @@ from native_util import TOL, eager_rnn, make_rnn, max_err
 from seqfuse import SeqfuseError
 from seqfuse.models.presets import preset
 from seqfuse.models.seq import LinearRegression, build_model, example_input
+from seqfuse.native import StreamSession
 
 
 def _model(name: str, seed: int = 0):
@@ -142,6 +143,25 @@ def test_stream_fast_path_equals_general_path(name):
         assert isinstance(a, torch.Tensor) and a.dtype == torch.float32
         np.testing.assert_array_equal(a.numpy(), b)
         np.testing.assert_array_equal(a.numpy(), c.numpy())
+
+
+@pytest.mark.parametrize("name", ["shakespeare", "names"])
+def test_stream_one_step_outputs_are_tensors_of_their_own(name):
+    # One-step calls take their outputs from a batch allocated ahead: every output must still
+    # be its own tensor, keep its values while later calls run, and equal the general path's
+    # (NumPy input), across more than two batches.
+    m = _model(name)
+    cfg = m.config.to_dict()
+    nm = sn.from_module(m)
+    fast, slow = nm.stream(2), nm.stream(2)
+    n = 2 * StreamSession.OUTPUT_BATCH + 3
+    x = example_input(cfg, batch=2, seq_len=n, seed=6)
+    outs = [fast(x[:, t : t + 1].contiguous()) for t in range(n)]
+    want = [slow(x[:, t : t + 1].numpy()) for t in range(n)]
+    assert len({o.data_ptr() for o in outs}) == n
+    for a, b in zip(outs, want):
+        assert isinstance(a, torch.Tensor) and a.dtype == torch.float32 and a.shape == b.shape
+        np.testing.assert_array_equal(a.numpy(), b)
 
 
 # ---- save / load ----------------------------------------------------------------------------

@@ -334,7 +334,16 @@ class StreamSession:
     starts with what the one before read last, still in cache): outputs may differ from a
     whole-sequence call by rounding (within 1e-5), and the same calls after ``reset()`` give
     the same outputs.
+
+    One-step calls with a tensor input take their outputs from a batch the session allocates
+    ahead (up to ``OUTPUT_BATCH`` tensors, at most ``OUTPUT_BATCH_BYTES`` in all): each output
+    is still a tensor of its own, returned once. Why: a step whose weights pass through L2
+    leaves torch's allocator cold, and one ``torch.empty`` after it took about 20 us (the
+    Shakespeare LSTM's 3 MB step: 100 us), where a batch of them costs about 1 us each.
     """
+
+    OUTPUT_BATCH = 64
+    OUTPUT_BATCH_BYTES = 256 * 1024
 
     def __init__(self, model: NativeModel, batch: int, threads: int) -> None:
         self._m = model
@@ -350,6 +359,11 @@ class StreamSession:
         self._fast_last = None if model._tokens else model._D
         self._per_step = model._head in ("step", "none")
         self._ylast = model._F if model._head == "none" else model._O
+        # One-step outputs allocated ahead, as (tensor, address) pairs; see the class doc.
+        self._ahead: list[tuple[Any, int]] = []
+        self._one_step = (batch, 1, self._ylast) if self._per_step else (batch, self._ylast)
+        nbytes = 4 * batch * self._ylast
+        self._ahead_n = max(1, min(self.OUTPUT_BATCH, self.OUTPUT_BATCH_BYTES // nbytes))
 
     def __call__(self, x: Any) -> Any:
         # Fast path: a contiguous CPU tensor of the right dtype and shape (a streaming loop's
@@ -366,21 +380,33 @@ class StreamSession:
                 and x.is_contiguous()
             ):
                 k = shp[1]
-                y = (
-                    _empty_torch(B, k, self._ylast)
-                    if self._per_step
-                    else _empty_torch(B, self._ylast)
-                )
-                if y.dtype is _f32:  # else a changed default dtype: the general path
-                    if self._fast_last is None:
-                        _stream_step(self._addr, None, x.data_ptr(), k, y.data_ptr(), self.threads)
-                    else:
-                        _stream_step(self._addr, x.data_ptr(), None, k, y.data_ptr(), self.threads)
-                    return y
+                if k == 1:
+                    try:  # atomic under the GIL: a session shared by threads is served
+                        y, yp = self._ahead.pop()
+                    except IndexError:
+                        y, yp = self._allocate_ahead()
+                else:
+                    y = (
+                        _empty_torch(B, k, self._ylast, dtype=_f32)
+                        if self._per_step
+                        else _empty_torch(B, self._ylast, dtype=_f32)
+                    )
+                    yp = y.data_ptr()
+                if self._fast_last is None:
+                    _stream_step(self._addr, None, x.data_ptr(), k, yp, self.threads)
+                else:
+                    _stream_step(self._addr, x.data_ptr(), None, k, yp, self.threads)
+                return y
         xa, xp, tp, k = K.stream_chunk(self._m, _ARGS, self.batch, x)
         y, yp = _ARGS.empty(K.stream_output_shape(self._m, self.batch, k), xa)
         _stream_step(self._addr, xp, tp, k, yp, self.threads)
         return y
+
+    def _allocate_ahead(self) -> tuple[Any, int]:
+        """A batch of one-step outputs: keeps all but one, returns that one."""
+        ys = [_empty_torch(self._one_step, dtype=_f32) for _ in range(self._ahead_n)]
+        self._ahead.extend((y, y.data_ptr()) for y in ys[1:])
+        return ys[0], ys[0].data_ptr()
 
     def reset(self) -> None:
         """Zero the state."""
