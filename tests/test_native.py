@@ -160,10 +160,13 @@ def test_team_split_large_hidden(cell, hidden, bidir, lengths):
 # (engine.hpp): even calls take the input projections and lower layers last panel first, odd
 # ones compute the top layer's recurrent product first and add the input projection to it
 # (GRU: start its gates from it); a second pass (LSTM projection) or an embedding-table
-# single layer reverses every panel instead. H=320 packs several wide panels per pass, and a
-# team of 2 or 3 threads splits each step. Every ordering matches eager, every thread count
-# gives identical outputs, and a replay after reset() repeats them exactly.
+# single layer reverses every panel instead. The layers above the first compute their input
+# projections in blocks during the step below them (3 layers: the middle one both reads and
+# writes blocks). H=320 packs several wide panels per pass, and a team of 2 or 3 threads
+# splits each step. Every ordering matches eager, every thread count gives identical
+# outputs, and a replay after reset() repeats them exactly.
 STREAM_ORDERS = [(c, n, v, 0) for c in CELLS for n in (1, 2) for v in (0, 11)]
+STREAM_ORDERS += [(c, 3, 0, 0) for c in CELLS]
 STREAM_ORDERS.append(("lstm", 2, 0, 48))
 
 

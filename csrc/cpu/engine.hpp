@@ -233,6 +233,23 @@ inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst
   }
 }
 
+// One row's product with panel p, over the K block [k0, k1): c = from + a[k0:k1] x P[k0:k1]
+// on the panel's columns (from: indexed like c; null: 0). A panel
+// wider than kWideNV vectors (W_hh's batch-1 panels) is cut in equal parts.
+inline void gemm_row_panel(const float* a, const Packed& P, int p, int k0, int k1,
+                           const float* from, float* c, int ncols) {
+  const size_t wst = size_t(P.PV) * W;
+  const int vbase = p * P.PV, nvp = std::min(P.PV, P.nvec - vbase), cbase = vbase * W;
+  const int parts = (nvp + kWideNV - 1) / kWideNV, nvw = (nvp + parts - 1) / parts;
+  const float* wp = P.panel(p) + size_t(k0) * wst;
+  for (int v0 = 0; v0 < nvp; v0 += nvw) {
+    const int c0 = cbase + v0 * W;
+    if (c0 >= ncols) break;
+    gemm_wide(std::min(nvw, nvp - v0), k1 - k0, a + k0, wp + v0 * W, wst,
+              from ? from + c0 : nullptr, c + c0, ncols - c0);
+  }
+}
+
 // C[M, ncols] (row stride ldc) = A[M, K] (row stride lda) x P + bias, panels [p0, p1), the
 // last first when reversed: each column block of the weights takes every row tile in turn.
 inline void gemm_rows(size_t M, const float* A, size_t lda, const Packed& P, const float* bias,
@@ -244,15 +261,9 @@ inline void gemm_rows(size_t M, const float* A, size_t lda, const Packed& P, con
     if (cbase >= ncols) continue;
     const float* wp = P.panel(p);
     const float* bp = bias ? bias + cbase : nullptr;
-    if (M <= 2) {  // a panel wider than kWideNV vectors (W_hh's batch-1 panels) in equal parts
-      const int parts = (nvp + kWideNV - 1) / kWideNV, nvw = (nvp + parts - 1) / parts;
+    if (M <= 2) {
       for (size_t r = 0; r < M; ++r)
-        for (int v0 = 0; v0 < nvp; v0 += nvw) {
-          const int c0 = cbase + v0 * W;
-          if (c0 >= ncols) break;
-          gemm_wide(std::min(nvw, nvp - v0), P.K, A + size_t(r) * lda, wp + v0 * W, wst,
-                    bp ? bp + v0 * W : nullptr, C + size_t(r) * ldc + c0, ncols - c0);
-        }
+        gemm_row_panel(A + size_t(r) * lda, P, p, 0, P.K, bias, C + size_t(r) * ldc, ncols);
       continue;
     }
     for (int v0 = 0; v0 < nvp; v0 += S::GEMM_NV) {
@@ -772,6 +783,12 @@ struct FastBackend::Call {
   // steps (rev_x), the top layer's step (rev_top).
   const float* pre = nullptr;
   bool rev_x = false, rev_top = false;
+  // A stream's step (see forward): each layer above the first reads its input projection
+  // from xs ([Np]), the sum of the K blocks' products in xpart ([panels][Np], one block per
+  // recurrent panel of the layer below), computed during that layer's step as each panel
+  // produces its units (null: the whole-sequence GEMM computes the projection).
+  float* xs = nullptr;
+  float* xpart = nullptr;
   // The batched steps compute W_ih x themselves, on the layers that can (fuses_x): those
   // layers read no xproj.
   bool fuse_x = false;
@@ -795,11 +812,14 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   // Steps that compute their own input projection (fuse_x, fuses_x).
   const bool fx = k.fuse_x && fuses_x(l);
   if (fx && rank == 0) count_fused_input_run();
+  // A stream's projections (k.xs): this layer's blocks were computed during the step of the
+  // layer below, the next layer's are computed during this one's.
+  const bool x_done = k.xs && l > 0, x_next = k.xs && l + 1 < k.L;
   // This layer's projections (null when it reads none: the buffer may have no room for them)
-  float* xp = use_table || fx ? nullptr : k.xproj + size_t(d) * k.xrows * Np;
+  float* xp = use_table || fx ? nullptr : x_done ? k.xs : k.xproj + size_t(d) * k.xrows * Np;
   // Past the scratch budget the projections are computed a chunk of steps at a time, just
   // before the steps that read them (project_chunk).
-  const bool chunked = !use_table && !fx && !trunc && k.xrows < k.rows;
+  const bool chunked = !use_table && !fx && !x_done && !trunc && k.xrows < k.rows;
   const int q0 = rank * x.wih.npanels / tsize, q1 = (rank + 1) * x.wih.npanels / tsize;
   // The projections of steps [s0, min(s0 + tchunk, maxlen)): each sequence's rows of those
   // steps are consecutive in time (a backward direction's too, in reverse), so one GEMM per
@@ -815,8 +835,21 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
            xp + size_t(b) * Np, size_t(B) * Np, Np, q0, q1);
     }
   };
-  // 1. input projections for all steps (or, truncated, each row's last valid step)
-  if (!use_table && !fx && !chunked) {
+  // 1. input projections for all steps (or, truncated, each row's last valid step); a
+  // stream's, the sum of its blocks in a fixed order (any thread count: the same result), on
+  // this thread's columns, from the biases (or, the top layer's product computed first, from
+  // that: onto_pre below)
+  if (x_done) {
+    const int nblk = ld_[size_t((l - 1) * k.dirs + d)].whh[0].npanels;
+    const int c0 = std::min(Np, q0 * x.wih.PV * W), c1 = std::min(Np, q1 * x.wih.PV * W);
+    const float* from = top && k.pre && !gru_cell ? k.pre : x.bias_x.data();
+    for (int c = c0; c < c1; c += W) {
+      V acc = S::load(from + c);
+      for (int b = 0; b < nblk; ++b) acc = S::add(acc, S::load(k.xpart + size_t(b) * Np + c));
+      S::store(xp + c, acc);
+    }
+  }
+  if (!use_table && !fx && !x_done && !chunked) {
     if (trunc) {
       for (int b = 0; b < B; ++b)
         gemm(1, k.in + k.row(k.len[b] - 1, b) * k.in_ld, k.in_ld, x.wih, x.bias_x.data(),
@@ -882,6 +915,15 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   // So does a top layer whose product was computed first.
   const int k_first = a.h0 == nullptr || pre_done ? 0 : Hs;
   const bool rev = top ? k.rev_top : k.rev_x;
+  // Block p of the next layer's projection (x_next): the product of the units of h' that
+  // recurrent panel p just computed, [u0, u1), with those rows of its W_ih. Interleaved so,
+  // a stream's step reads its weights in an order the next call can reverse (forward).
+  auto project_next = [&](int p, int u0, int u1, const float* h, bool reversed) {
+    const Packed& nw = ld_[size_t((l + 1) * k.dirs + d)].wih;
+    for (int j = 0; j < nw.npanels; ++j)
+      gemm_row_panel(h, nw, reversed ? nw.npanels - 1 - j : j, u0, u1, nullptr,
+                     k.xpart + size_t(p) * Np, Np);
+  };
   // The step loop, compiled for one pass and for two (PyTorch's cells pay nothing for the
   // second pass's bookkeeping).
   auto run_steps = [&](auto two_passes) {
@@ -935,11 +977,13 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           // Odd steps take the panels in reverse order: the panels a step read last are still
           // in cache when the next one starts with them. Past L2 (LSTM H=512: 4 MB) that halves
           // what each step streams from L3 (LSTM(256,512) T=50 0.73x of the time).
+          const bool reversed = (s + rev) & 1;
           for (int j = pp0[ip]; j < pp1[ip]; ++j) {
-            const int p = (s + rev) & 1 ? pp1[ip] - 1 - (j - pp0[ip]) : j;
+            const int p = reversed ? pp1[ip] - 1 - (j - pp0[ip]) : j;
             const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
             dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, P.panel(p),
                      size_t(P.PV) * W, ep);
+            if (x_next) project_next(p, grp0 * W, std::min(Hs, (grp0 + ng) * W), rp.hout, reversed);
           }
           continue;
         }
@@ -1132,6 +1176,15 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.rev_x = (phase == 0 && hh_first_ok) || (phase == 1 && !hh_first_ok);
   k.rev_top = phase == 1 && !hh_first_ok;
   const size_t n_pre = hh_first ? size_t(Np_) : 0;
+  // With one pass, the input projections of the layers above the first are computed during
+  // the steps below them (Call::xs, run_dir's project_next): block by block, each right
+  // after the recurrent panel that produced its units, so that the next call can read nearly
+  // all of this one's weights in reverse. A whole projection waited for the whole step below:
+  // under LRU the orders above then kept 1.5 of the Shakespeare LSTM's 3 MB in L2 per call,
+  // block-wise up to 2 (its one-thread call: 100 -> 86 us, Sapphire Rapids).
+  const bool interleave = phase >= 0 && npass_ == 1 && L >= 2;
+  const size_t n_xs = interleave ? size_t(Np_) : 0;
+  const size_t n_xpart = interleave ? size_t(ld_[0].whh[0].npanels) * Np_ : 0;
   // each thread's parked accumulators of the K-blocked batched step: [B][bng*G] vectors
   size_t tile_vecs = 0;
   for (int i = 0; i < npass_; ++i)
@@ -1152,7 +1205,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   if (L > 0 && top_store && hd != Head::none) used[(L - 1) & 1] = true;
   const size_t n_out0 = used[0] ? n_out : 0, n_out1 = used[1] ? n_out : 0;
   float* base = ws.f.ensure(al(n_x) + al(n_out0) + al(n_out1) + al(n_h) + al(n_c) + al(n_a) +
-                            al(n_f) + al(n_pre) + size_t(nt) * thread_ld);
+                            al(n_f) + al(n_pre) + al(n_xs) + al(n_xpart) + size_t(nt) * thread_ld);
   k.xproj = base;
   k.outbuf[0] = used[0] ? base + al(n_x) : nullptr;
   k.outbuf[1] = used[1] ? base + al(n_x) + al(n_out0) : nullptr;
@@ -1161,8 +1214,12 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   k.abuf = n_a ? k.cbuf + al(n_c) : nullptr;
   float* feat = k.cbuf + al(n_c) + al(n_a);
   float* pre = feat + al(n_f);
-  float* part = pre + al(n_pre);
+  float* xs = pre + al(n_pre);
+  float* xpart = xs + al(n_xs);
+  float* part = xpart + al(n_xpart);
   k.pre = hh_first ? pre : nullptr;
+  k.xs = interleave ? xs : nullptr;
+  k.xpart = interleave ? xpart : nullptr;
   auto row_ptrs = [&](int tid) {
     return reinterpret_cast<RowPtrs*>(part + size_t(tid) * thread_ld + part_ld);
   };
