@@ -320,17 +320,20 @@ def test_presets_vs_eager(name, variant):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_mnist_head_only_skips_work_but_matches(isa, fused_input_rows):
+@pytest.mark.parametrize("B", [3, 9])
+def test_mnist_head_only_skips_work_but_matches(isa, B, fused_input_rows):
     # last_step head on a bidirectional top layer: one backward step of the top layer, with
     # the input projections from the GEMM and from the steps themselves (both layers fuse).
-    m, x, h, ln = _seq_case("mnist", 11, B=3, T=28, lengths=True, hx=False)
+    # Batch 3 gives each direction a thread; from batch 5 a step is worth splitting, and the
+    # whole team of 2 or 3 takes the top layer's two directions in turn.
+    m, x, h, ln = _seq_case("mnist", 11, B=B, T=28, lengths=True, hx=False)
     with torch.no_grad():
         want = m(x, None, ln)[0]
     nm = sn.from_module(m, isa=isa)
     for rows in (1 << 30, 1):
         fused_input_rows(rows)
         runs = _C.fused_input_runs()
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             got, _ = nm(x, lengths=ln, need_state=False, threads=threads)
             assert max_err(got, want) <= TOL
         fused = _C.fused_input_runs() > runs
