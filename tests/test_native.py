@@ -261,6 +261,49 @@ def test_steps_computing_their_input_projection(case, isa, fused_input_rows):
     assert _C.fused_input_runs() - runs == 2 * case["layers"] * dirs
 
 
+# A team whose batched step's weights fit in half of each core's L2 (here at most 150 KB: any
+# L2 of 512 KB or more) splits the row tiles instead of the tile columns (engine.hpp's
+# by_rows; the counter shows it ran). A row's arithmetic is the same either way, so 2 and 3
+# threads give one thread's result bit for bit. With lengths the active rows shrink until a
+# team has fewer row tiles than threads and splits columns again. Every cell kind, an LSTM
+# projection (two passes), both input projections, both layouts, directions sharing threads.
+TEAM_ROWS = [
+    dict(cell=c, input_size=D, hidden=H, proj=P, layers=L, bidir=bi, bias=True,
+         batch_first=bf, B=B, T=T, hx=hx, lengths=ln, seed=91 + i)
+    for i, (c, D, H, P, L, bi, bf, B, T, hx, ln) in enumerate([
+        ("lstm", 20, 96, 0, 2, False, True, 40, 9, True, True),
+        ("lstm", 16, 96, 40, 1, False, False, 37, 6, False, True),
+        ("gru", 10, 96, 0, 2, True, True, 33, 7, True, False),
+        ("gru", 5, 96, 0, 1, False, False, 48, 5, False, True),
+        ("rnn_tanh", 24, 128, 0, 1, False, False, 64, 5, True, False),
+    ])
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
+@pytest.mark.parametrize("case", TEAM_ROWS, ids=[f"t{i}" for i in range(len(TEAM_ROWS))])
+def test_teams_splitting_rows(case, isa, fused_input_rows):
+    m = module_of(case)
+    x, hx, ln = case_inputs(case)
+    want = eager_rnn(m, x, hx, ln)
+    nm = sn.from_module(m, isa=isa)
+    for rows in (1 << 30, 1):
+        fused_input_rows(rows)
+        one = nm(x, hx, lengths=ln, threads=1)
+        assert max_err(one, want) <= TOL
+        for threads in (2, 3):
+            steps = _C.row_split_steps()
+            got = nm(x, hx, lengths=ln, threads=threads)
+            # two directions: the threads form one team per direction
+            team = (threads + 1) // 2 if case["bidir"] else threads
+            split = _C.row_split_steps() > steps
+            assert split == (team > 1), f"threads={threads}: rows split {split}"
+            for a, b in zip(
+                torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(one)
+            ):
+                assert torch.equal(a, b), f"threads={threads} differs from one thread"
+
+
 # GRU adds its input projection in the epilogue (n = x_n + r * (W_hn h + b_hn)), not at the
 # start of the product: its steps never compute it, at any batch.
 def test_gru_keeps_the_whole_sequence_projection(fused_input_rows):

@@ -905,6 +905,11 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
     bp0[ip] = rank * nb / tsize;
     bp1[ip] = (rank + 1) * nb / tsize;
   }
+  // Whether the batched step's weights (every pass's, and W_ih where the step computes its
+  // input projection) fit in half of each core's L2: then a team may split rows (by_rows).
+  size_t step_w = fx ? x.wihb.pstride * x.wihb.npanels : 0;
+  for (int ip = 0; ip < npass_; ++ip) step_w += x.batched(ip).pstride * x.batched(ip).npanels;
+  const bool rows_fit = step_w * sizeof(float) <= l2_cache_bytes() / 2;
   const PassShape& last = pass_[npass_ - 1];
   const int il = npass_ - 1;
   const int uo[2][2] = {
@@ -939,6 +944,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
       const int na = a.lengths ? k.nact[s] : B;
       float* hin = hb[s & 1];
       float* hout = hb[(s + 1) & 1];
+      int r0 = 0, r1 = na;  // the active rows this thread steps (the last pass's)
+      bool all_units = false;
       auto t_of = [&](int b) { return backward ? k.len[b] - 1 - s : s; };  // row b's time step
       for (int ip = 0; ip < NPASS; ++ip) {
         const PassShape& ps = pass_[ip];
@@ -997,12 +1004,22 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         // alone left 12% of the step waiting for them (LSTM H=512 b64; H=1024 20%).
         const Packed& P = x.batched(ip);
         const size_t wst = size_t(P.PV) * W;
-        for (int i = 0; i < na; ++i) ptrs(i, row_ptrs[i]);
+        // A team whose step's weights fit in each core's L2 splits the row tiles instead of the
+        // tile columns (by_rows): each thread then reads every weight, from its own L2, and no
+        // thread waits on a spare column (names' GRU, H=100: 7 columns on 2 threads).
+        const int ntiles = (na + ps.bmr - 1) / ps.bmr;
+        const bool by_rows = tsize > 1 && rows_fit && ntiles >= tsize;
+        const int pb0 = by_rows ? 0 : bp0[ip], pb1 = by_rows ? P.npanels : bp1[ip];
+        r0 = by_rows ? rank * ntiles / tsize * ps.bmr : 0;
+        r1 = by_rows ? std::min(na, (rank + 1) * ntiles / tsize * ps.bmr) : na;
+        all_units = by_rows;
+        if (by_rows && rank == 0) count_row_split_step();
+        for (int i = r0; i < r1; ++i) ptrs(i, row_ptrs[i]);
         // The product's segments, each cut into K blocks: W_ih x first when the step computes
         // its own input projection (the same rows, reading their input), then W_hh h.
         const bool own_x = fx && ip == 0;
         if (own_x)
-          for (int i = 0; i < na; ++i) {
+          for (int i = r0; i < r1; ++i) {
             const int b = k.order[i];
             x_ptrs[i] = row_ptrs[i];
             x_ptrs[i].hin = k.in + k.row(t_of(b), b) * k.in_ld;
@@ -1018,7 +1035,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const int sg0 = seg_from(0);
         // A step without products (step 0 without an initial state) runs the epilogue alone.
         const int sg_start = sg0 < nseg ? sg0 : nseg - 1;
-        for (int p = bp0[ip]; p < bp1[ip]; ++p) {
+        for (int p = pb0; p < pb1; ++p) {
           const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
           int sg = sg_start, k0 = 0;
           for (bool first = true;; first = false) {
@@ -1026,14 +1043,14 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
             const int nsg = k1 < ks ? sg : seg_from(sg + 1), nk0 = k1 < ks ? k1 : 0;
             const bool last = nsg >= nseg;
             // the block after this one: in this column, or this thread's next (or first) column
-            const int np = last ? (p + 1 < bp1[ip] ? p + 1 : bp0[ip]) : p;
+            const int np = last ? (p + 1 < pb1 ? p + 1 : pb0) : p;
             const int qs = last ? sg_start : nsg, qk = last ? 0 : nk0;
             const float* next = seg_w[qs]->panel(np) + size_t(qk) * wst;
             const int nk = std::min(seg_k[qs], qk + ps.kblock) - qk;
             const float* wp = seg_w[sg]->panel(p);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
-            for (int i = 0; i < na; i += ps.bmr) {
-              const int mr = std::min(ps.bmr, na - i), npf = std::min(lines, k1 - k0);
+            for (int i = r0; i < r1; i += ps.bmr) {
+              const int mr = std::min(ps.bmr, r1 - i), npf = std::min(lines, k1 - k0);
               const KBlock kb{k0,
                               k1,
                               first,
@@ -1051,10 +1068,12 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           }
         }
       }
-      // this thread's slice of h' into the layer output
-      const int u0 = uo[na > 1 || fx][0], u1 = uo[na > 1 || fx][1];
+      // this thread's slice of h' into the layer output: its units of every row, or (by_rows)
+      // every unit of its rows
+      const int u0 = all_units ? 0 : uo[na > 1 || fx][0];
+      const int u1 = all_units ? Hs : uo[na > 1 || fx][1];
       if (k.out && u1 > u0) {
-        for (int i = 0; i < na; ++i) {
+        for (int i = r0; i < r1; ++i) {
           const int b = k.order[i];
           std::memcpy(k.out + k.row(t_of(b), b) * k.out_ld + size_t(d) * Hs + u0,
                       hout + size_t(b) * Hsp + u0, sizeof(float) * (u1 - u0));

@@ -157,6 +157,7 @@ PYBIND11_MODULE(_C, m) {
   // the previous value).
   m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));
   m.def("fused_input_runs", &seqfuse::testing::fused_input_runs);
+  m.def("row_split_steps", &seqfuse::testing::row_split_steps);
   // [(name, supported)], most preferred first, then "reference".
   m.def("kernel_sets", [] {
     py::list out;
