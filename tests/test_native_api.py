@@ -14,7 +14,7 @@ from native_util import TOL, eager_rnn, make_rnn, max_err
 from seqfuse import SeqfuseError
 from seqfuse.models.presets import preset
 from seqfuse.models.seq import LinearRegression, build_model, example_input
-from seqfuse.native import StreamSession
+from seqfuse.native.cpu import _OutputsAhead
 
 
 def _model(name: str, seed: int = 0):
@@ -146,15 +146,15 @@ def test_stream_fast_path_equals_general_path(name):
 
 
 @pytest.mark.parametrize("name", ["shakespeare", "names"])
-def test_stream_one_step_outputs_are_tensors_of_their_own(name):
-    # One-step calls take their outputs from a batch allocated ahead: every output must still
-    # be its own tensor, keep its values while later calls run, and equal the general path's
-    # (NumPy input), across more than two batches.
+def test_stream_outputs_are_tensors_of_their_own(name):
+    # Outputs come from batches allocated ahead (_OutputsAhead, doubling up to MAX_N): every
+    # output must still be its own tensor, keep its values while later calls run, and equal
+    # the general path's (NumPy input), across more than two full batches.
     m = _model(name)
     cfg = m.config.to_dict()
     nm = sn.from_module(m)
     fast, slow = nm.stream(2), nm.stream(2)
-    n = 2 * StreamSession.OUTPUT_BATCH + 3
+    n = 3 * _OutputsAhead.MAX_N + 3
     x = example_input(cfg, batch=2, seq_len=n, seed=6)
     outs = [fast(x[:, t : t + 1].contiguous()) for t in range(n)]
     want = [slow(x[:, t : t + 1].numpy()) for t in range(n)]
@@ -162,6 +162,31 @@ def test_stream_one_step_outputs_are_tensors_of_their_own(name):
     for a, b in zip(outs, want):
         assert isinstance(a, torch.Tensor) and a.dtype == torch.float32 and a.shape == b.shape
         np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.mark.parametrize("name", ["mnist", "names", "sine"])
+def test_call_outputs_are_tensors_of_their_own(name):
+    # The same for whole-sequence calls (y, h_n and c_n each from their own batches), with
+    # the batch size changing now and then: a new shape starts a new batch.
+    m = _model(name)
+    cfg = m.config.to_dict()
+    nm = sn.from_module(m)
+    xs = {b: example_input(cfg, batch=b, seq_len=5, seed=b) for b in (1, 3)}
+    sizes = [1] * (2 * _OutputsAhead.MAX_N + 5) + [3, 3, 1, 3] * 20
+    got = [(b, nm(xs[b]), nm(xs[b], need_state=False)[0]) for b in sizes]
+
+    def parts(state):  # h_n, or (h_n, c_n)
+        return list(state) if isinstance(state, tuple) else [state]
+
+    ptrs = []
+    for b, (y, state), y_only in got:
+        want_y, want_state = nm(xs[b].numpy())
+        np.testing.assert_array_equal(y.numpy(), want_y)
+        np.testing.assert_array_equal(y_only.numpy(), want_y)
+        for a, w in zip(parts(state), parts(want_state), strict=True):
+            np.testing.assert_array_equal(a.numpy(), w)
+        ptrs += [t.data_ptr() for t in (y, y_only, *parts(state))]
+    assert len(set(ptrs)) == len(ptrs)
 
 
 # ---- save / load ----------------------------------------------------------------------------

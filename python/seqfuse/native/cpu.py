@@ -126,6 +126,41 @@ def _device_check(a: _Tensor, what: str) -> None:
 _ARGS = CpuArgs()
 
 
+class _OutputsAhead:
+    """Float32 output tensors of one shape, allocated ahead in batches; each is returned
+    once, as a tensor of its own. Why: a call whose weights pass through L2 (the Shakespeare
+    LSTM's 3 MB step, mnist's 2 MB BiLSTM) leaves torch's allocator cold, and one
+    ``torch.empty`` after it took about 20 us (a 100 us call), where a batch costs about 1 us
+    a tensor. A shape that repeats doubles its batch, up to ``MAX_N`` tensors and
+    ``MAX_BYTES`` in all; a new shape starts again from one, so calls whose shapes vary pay
+    no more than before. Safe for concurrent calls: a batch is read with its shape as one
+    tuple, and list.pop is atomic."""
+
+    MAX_N = 64
+    MAX_BYTES = 256 * 1024
+
+    def __init__(self) -> None:
+        self._batch: tuple[tuple[int, ...], list[tuple[Any, int]], int] = ((), [], 0)
+
+    def take(self, *shape: int) -> tuple[Any, int]:
+        """A fresh tensor of ``shape`` and its address."""
+        have, items, n = self._batch
+        if have == shape:
+            try:
+                return items.pop()
+            except IndexError:
+                pass
+            numel = 1
+            for d in shape:
+                numel *= d
+            n = max(1, min(2 * n, self.MAX_N, self.MAX_BYTES // max(1, 4 * numel)))
+        else:
+            n = 1
+        ys = [_empty_torch(shape, dtype=_f32) for _ in range(n)]
+        self._batch = (shape, [(y, y.data_ptr()) for y in ys[1:]], n)
+        return ys[0], ys[0].data_ptr()
+
+
 class NativeModel:
     """A model running on the native CPU engine; call it like the module it came from."""
 
@@ -158,7 +193,9 @@ class NativeModel:
         lstm, tokens = self._lstm, self._tokens
         per_step = self._head in ("step", "none")
         ylast = nout if self._head == "step" else self._F
-        run, empty, f32 = _run, _empty_torch, _f32
+        run = _run
+        # outputs allocated ahead (see _OutputsAhead), one source per output
+        y_take, h_take, c_take = _OutputsAhead().take, _OutputsAhead().take, _OutputsAhead().take
 
         def fast(x: torch.Tensor, threads: int, need_state: bool) -> Any:
             shp = x.shape
@@ -176,20 +213,16 @@ class NativeModel:
                 xp, tp = x.data_ptr(), None
             if not B or not T:
                 return None
-            y = empty(B, T, ylast) if per_step else empty(B, nout)
-            if y.dtype is not f32:  # a changed default dtype: take the general path
-                return None
+            y, yp = y_take(B, T, ylast) if per_step else y_take(B, nout)
             if not need_state:
-                run(addr, B, T, 1, xp, tp, None, None, None, y.data_ptr(), None, None, threads, 1)
+                run(addr, B, T, 1, xp, tp, None, None, None, yp, None, None, threads, 1)
                 return y, None
-            hn = empty(S, B, Hs)
+            hn, hp = h_take(S, B, Hs)
             if lstm:
-                cn = empty(S, B, H)
-                run(addr, B, T, 1, xp, tp, None, None, None, y.data_ptr(), hn.data_ptr(),
-                    cn.data_ptr(), threads, 0)  # fmt: skip
+                cn, cp = c_take(S, B, H)
+                run(addr, B, T, 1, xp, tp, None, None, None, yp, hp, cp, threads, 0)
                 return y, (hn, cn)
-            run(addr, B, T, 1, xp, tp, None, None, None, y.data_ptr(), hn.data_ptr(), None,
-                threads, 0)  # fmt: skip
+            run(addr, B, T, 1, xp, tp, None, None, None, yp, hp, None, threads, 0)
             return y, hn
 
         return fast
@@ -335,15 +368,9 @@ class StreamSession:
     whole-sequence call by rounding (within 1e-5), and the same calls after ``reset()`` give
     the same outputs.
 
-    One-step calls with a tensor input take their outputs from a batch the session allocates
-    ahead (up to ``OUTPUT_BATCH`` tensors, at most ``OUTPUT_BATCH_BYTES`` in all): each output
-    is still a tensor of its own, returned once. Why: a step whose weights pass through L2
-    leaves torch's allocator cold, and one ``torch.empty`` after it took about 20 us (the
-    Shakespeare LSTM's 3 MB step: 100 us), where a batch of them costs about 1 us each.
+    Calls with a tensor input take their outputs from a batch allocated ahead
+    (``_OutputsAhead``): each is still a tensor of its own, returned once.
     """
-
-    OUTPUT_BATCH = 64
-    OUTPUT_BATCH_BYTES = 256 * 1024
 
     def __init__(self, model: NativeModel, batch: int, threads: int) -> None:
         self._m = model
@@ -359,11 +386,7 @@ class StreamSession:
         self._fast_last = None if model._tokens else model._D
         self._per_step = model._head in ("step", "none")
         self._ylast = model._F if model._head == "none" else model._O
-        # One-step outputs allocated ahead, as (tensor, address) pairs; see the class doc.
-        self._ahead: list[tuple[Any, int]] = []
-        self._one_step = (batch, 1, self._ylast) if self._per_step else (batch, self._ylast)
-        nbytes = 4 * batch * self._ylast
-        self._ahead_n = max(1, min(self.OUTPUT_BATCH, self.OUTPUT_BATCH_BYTES // nbytes))
+        self._y_take = _OutputsAhead().take
 
     def __call__(self, x: Any) -> Any:
         # Fast path: a contiguous CPU tensor of the right dtype and shape (a streaming loop's
@@ -380,18 +403,11 @@ class StreamSession:
                 and x.is_contiguous()
             ):
                 k = shp[1]
-                if k == 1:
-                    try:  # atomic under the GIL: a session shared by threads is served
-                        y, yp = self._ahead.pop()
-                    except IndexError:
-                        y, yp = self._allocate_ahead()
-                else:
-                    y = (
-                        _empty_torch(B, k, self._ylast, dtype=_f32)
-                        if self._per_step
-                        else _empty_torch(B, self._ylast, dtype=_f32)
-                    )
-                    yp = y.data_ptr()
+                y, yp = (
+                    self._y_take(B, k, self._ylast)
+                    if self._per_step
+                    else self._y_take(B, self._ylast)
+                )
                 if self._fast_last is None:
                     _stream_step(self._addr, None, x.data_ptr(), k, yp, self.threads)
                 else:
@@ -401,12 +417,6 @@ class StreamSession:
         y, yp = _ARGS.empty(K.stream_output_shape(self._m, self.batch, k), xa)
         _stream_step(self._addr, xp, tp, k, yp, self.threads)
         return y
-
-    def _allocate_ahead(self) -> tuple[Any, int]:
-        """A batch of one-step outputs: keeps all but one, returns that one."""
-        ys = [_empty_torch(self._one_step, dtype=_f32) for _ in range(self._ahead_n)]
-        self._ahead.extend((y, y.data_ptr()) for y in ys[1:])
-        return ys[0], ys[0].data_ptr()
 
     def reset(self) -> None:
         """Zero the state."""
