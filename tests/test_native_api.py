@@ -189,6 +189,27 @@ def test_call_outputs_are_tensors_of_their_own(name):
     assert len(set(ptrs)) == len(ptrs)
 
 
+def test_outputs_made_ahead_follow_the_inference_mode():
+    # Outputs allocated ahead under torch.inference_mode() are not handed out after it: an
+    # inference tensor could not be saved for backward or updated in place there.
+    m = _model("names")
+    nm = sn.from_module(m)
+    x = example_input(m.config.to_dict(), batch=2, seq_len=5, seed=3)
+    s = nm.stream(2)
+    with torch.inference_mode():
+        for t in range(4):  # batches of 1, 2 and 4: three tensors are left over
+            y, h = nm(x)
+            ys = s(x[:, t : t + 1])
+        assert y.is_inference() and h.is_inference() and ys.is_inference()
+    y, h = nm(x)
+    ys = s(x[:, 4:5])
+    assert not (y.is_inference() or h.is_inference() or ys.is_inference())
+    w = torch.ones(y.shape[-1], requires_grad=True)
+    ((y * w).sum() + (ys * w).sum()).backward()
+    y.mul_(2)
+    ys.mul_(2)
+
+
 # ---- save / load ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["names", "mnist", "linear"])
 def test_save_load_round_trip(tmp_path, name):

@@ -40,9 +40,10 @@ SEQFUSE_API int set_fused_input_rows(int rows);
 // this process so far: tests check that a path they mean to exercise ran.
 SEQFUSE_API uint64_t fused_input_runs();
 
-// How many batched steps (passes) a team of threads has split by rows rather than by
-// columns, in this process so far (engine.hpp's by_rows): tests check that the path ran.
-SEQFUSE_API uint64_t row_split_steps();
+// How many layer direction runs have had a team of threads split some batched step by rows
+// rather than by columns, in this process so far (engine.hpp's by_rows): tests check that the
+// path ran.
+SEQFUSE_API uint64_t row_split_runs();
 
 }  // namespace testing
 }  // namespace seqfuse

@@ -68,8 +68,8 @@ size_t projection_budget_bytes();
 int fused_input_rows();
 // Counts one layer direction run that way (testing::fused_input_runs).
 void count_fused_input_run();
-// Counts one batched step whose team split its rows (testing::row_split_steps).
-void count_row_split_step();
+// Counts one layer direction run whose team split some step by rows (testing::row_split_runs).
+void count_row_split_run();
 
 // This CPU's level-1 data cache in bytes, read once at run time (sysconf; 32 KiB when the
 // system does not say): the batched recurrent step blocks its weights to fit half of it.

@@ -14,14 +14,18 @@
 //   more skip that GEMM on LSTM and RNN layers whose input is 16 to 4H wide (fuses_x; W_ih is
 //   packed a second time for them): each step's tiles compute W_ih x as the first K blocks of
 //   their own product (bias, then W_ih x, then W_hh h), which saves the projection's round
-//   trip through memory and the tiles' wait for it.
+//   trip through memory and the tiles' wait for it. A stream's one-step call computes the
+//   projection of each layer above the first in blocks, during the step below (project_next).
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection (or the biases, when the step computes that projection first), then activations and
 //   the c/h update run on the registers and store h'. Batch 1 uses PV independent accumulators per
 //   k; batches use row x vector tiles over a second packing of W_hh, one panel per tile column (its
 //   K x bng*G slice contiguous).
 // - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
-// - Directions run on separate threads; a team of threads splits the panels of a direction.
+// - Directions run on separate threads (a truncated top layer's two run in turn on all of
+//   them: split_top); a team of threads splits a direction's tile columns, or its row tiles
+//   when the step's weights fit in each core's L2 (by_rows). Odd batch-1 steps take the
+//   panels last first: a step past L2 starts with what the one before read last.
 // - ONNX's semantics (reverse, clip, LSTM peepholes and input_forget) are run-time switches
 //   of the same epilogue; a product that reads every unit's first result (GRU
 //   linear_before_reset=0: W_hn (r*h); LSTM proj_size: W_hr (o*tanh(c))) is a second pass of
@@ -896,7 +900,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   ep.input_forget = c_.input_forget;
   // This thread's panels of each pass (no division in the step loop), in the batch-1 packing
   // (pp) and the batched one (bp), and the output units it writes either way: its panels of
-  // the last pass.
+  // the last pass (a step split by rows, by_rows, writes every unit of its rows instead).
   int pp0[2], pp1[2], bp0[2], bp1[2];
   for (int ip = 0; ip < npass_; ++ip) {
     const int n1 = x.whh[ip].npanels, nb = x.batched(ip).npanels;
@@ -910,6 +914,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   size_t step_w = fx ? x.wihb.pstride * x.wihb.npanels : 0;
   for (int ip = 0; ip < npass_; ++ip) step_w += x.batched(ip).pstride * x.batched(ip).npanels;
   const bool rows_fit = step_w * sizeof(float) <= l2_cache_bytes() / 2;
+  bool split_rows = false;  // some step of this thread split rows (testing::row_split_runs)
   const PassShape& last = pass_[npass_ - 1];
   const int il = npass_ - 1;
   const int uo[2][2] = {
@@ -1013,7 +1018,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         r0 = by_rows ? rank * ntiles / tsize * ps.bmr : 0;
         r1 = by_rows ? std::min(na, (rank + 1) * ntiles / tsize * ps.bmr) : na;
         all_units = by_rows;
-        if (by_rows && rank == 0) count_row_split_step();
+        split_rows |= by_rows;
         for (int i = r0; i < r1; ++i) ptrs(i, row_ptrs[i]);
         // The product's segments, each cut into K blocks: W_ih x first when the step computes
         // its own input projection (the same rows, reading their input), then W_hh h.
@@ -1086,6 +1091,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
     run_steps(std::true_type{});
   else
     run_steps(std::false_type{});
+  if (split_rows && rank == 0) count_row_split_run();
   // 4. final states (each row's own last step), padded outputs zero
   if (rank == 0) {
     const int F = c_.feature_size();
@@ -1109,7 +1115,8 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const size_t rows = size_t(B) * size_t(T);
   int nt = pool ? std::min(a.threads, pool->size()) : 1;
   // Splitting one direction's step across threads costs a barrier per step: worth it only
-  // when a step streams enough weights (or rows). Directions always get their own thread.
+  // when a step streams enough weights (or rows). Directions get their own thread (except in
+  // a truncated top layer: split_top below).
   const bool team_ok = 4.0 * G_ * Hp_ * H_ * ((B + 3) / 4) >= 384.0 * 1024;
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
   Call k;

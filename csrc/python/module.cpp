@@ -157,7 +157,7 @@ PYBIND11_MODULE(_C, m) {
   // the previous value).
   m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));
   m.def("fused_input_runs", &seqfuse::testing::fused_input_runs);
-  m.def("row_split_steps", &seqfuse::testing::row_split_steps);
+  m.def("row_split_runs", &seqfuse::testing::row_split_runs);
   // [(name, supported)], most preferred first, then "reference".
   m.def("kernel_sets", [] {
     py::list out;

@@ -35,6 +35,7 @@ _empty_torch = torch.empty
 _f32 = torch.float32
 _i64 = torch.int64
 _Tensor = torch.Tensor
+_inference_mode = torch.is_inference_mode_enabled
 _ndarray = np.ndarray
 _run = _C.run
 _stream_step = _C.stream_step
@@ -133,19 +134,21 @@ class _OutputsAhead:
     ``torch.empty`` after it took about 20 us (a 100 us call), where a batch costs about 1 us
     a tensor. A shape that repeats doubles its batch, up to ``MAX_N`` tensors and
     ``MAX_BYTES`` in all; a new shape starts again from one, so calls whose shapes vary pay
-    no more than before. Safe for concurrent calls: a batch is read with its shape as one
-    tuple, and list.pop is atomic."""
+    no more than before. A batch belongs to the inference mode it was made in too (a tensor
+    made under ``torch.inference_mode()`` cannot join autograd outside it). Safe for
+    concurrent calls: a batch is read with its key as one tuple, and list.pop is atomic."""
 
     MAX_N = 64
     MAX_BYTES = 256 * 1024
 
     def __init__(self) -> None:
-        self._batch: tuple[tuple[int, ...], list[tuple[Any, int]], int] = ((), [], 0)
+        self._batch: tuple[tuple[Any, ...], list[tuple[Any, int]], int] = ((), [], 0)
 
     def take(self, *shape: int) -> tuple[Any, int]:
         """A fresh tensor of ``shape`` and its address."""
+        key = (_inference_mode(), *shape)
         have, items, n = self._batch
-        if have == shape:
+        if have == key:
             try:
                 return items.pop()
             except IndexError:
@@ -157,7 +160,7 @@ class _OutputsAhead:
         else:
             n = 1
         ys = [_empty_torch(shape, dtype=_f32) for _ in range(n)]
-        self._batch = (shape, [(y, y.data_ptr()) for y in ys[1:]], n)
+        self._batch = (key, [(y, y.data_ptr()) for y in ys[1:]], n)
         return ys[0], ys[0].data_ptr()
 
 
