@@ -24,8 +24,8 @@
 // - Hidden states ping-pong between two buffers by step parity: no copies, no allocation.
 // - Directions run on separate threads (a truncated top layer's two run in turn on all of
 //   them: split_top); a team of threads splits a direction's tile columns, or its row tiles
-//   when the step's weights fit in each core's L2 (by_rows). Odd batch-1 steps take the
-//   panels last first: a step past L2 starts with what the one before read last.
+//   when the step's weights fit in each core's L2 (by_rows). Odd steps take the panels, or
+//   the tile columns, last first: a step past L2 starts with what the one before read last.
 // - ONNX's semantics (reverse, clip, LSTM peepholes and input_forget) are run-time switches
 //   of the same epilogue; a product that reads every unit's first result (GRU
 //   linear_before_reset=0: W_hn (r*h); LSTM proj_size: W_hr (o*tanh(c))) is a second pass of
@@ -346,6 +346,7 @@ struct KBlock {
   float* part;
   const char* pf = nullptr;
   int npf = 0;
+  bool cols_rev = false;  // the step takes its tile columns last first: the next lies before
 };
 
 // kern: the pass's kind (what Tile::one's start and epilogue do; T = tile_of(kern)).
@@ -388,10 +389,10 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
                    : T != Tile::one || kern == Kern::gru_n ? 3
                    : kern == Kern::proj                    ? 0
                                                            : 1;
-    const int n = NG * xg * W;
+    const int n = NG * xg * W, next_grp = kb.cols_rev ? grp0 - NG : grp0 + NG;
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const float* nx = rows[r].x + (grp0 + NG) * xg * W;
+    for (int r = 0; r < MR && next_grp >= 0; ++r) {
+      const float* nx = rows[r].x + next_grp * xg * W;
       for (int o = 0; o < n; o += 64 / int(sizeof(float))) __builtin_prefetch(nx + o, 0, 2);
     }
   }
@@ -1040,15 +1041,21 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const int sg0 = seg_from(0);
         // A step without products (step 0 without an initial state) runs the epilogue alone.
         const int sg_start = sg0 < nseg ? sg0 : nseg - 1;
-        for (int p = pb0; p < pb1; ++p) {
+        // Odd steps take the tile columns last first, as the batch-1 steps do their panels: a
+        // step whose weights are past L2 (LSTM(256,512): 6 MB) then starts with what the one
+        // before read last, still in L2, where it used to read all of them from L3.
+        const bool rev_cols = s & 1;
+        for (int j = pb0; j < pb1; ++j) {
+          const int p = rev_cols ? pb1 - 1 - (j - pb0) : j;
           const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
           int sg = sg_start, k0 = 0;
           for (bool first = true;; first = false) {
             const int ks = seg_k[sg], k1 = std::min(ks, k0 + ps.kblock);
             const int nsg = k1 < ks ? sg : seg_from(sg + 1), nk0 = k1 < ks ? k1 : 0;
             const bool last = nsg >= nseg;
-            // the block after this one: in this column, or this thread's next (or first) column
-            const int np = last ? (p + 1 < pb1 ? p + 1 : pb0) : p;
+            // the block after this one: in this column, or this thread's next column (after its
+            // last, the next step's first: this one)
+            const int np = !last || j + 1 == pb1 ? p : rev_cols ? p - 1 : p + 1;
             const int qs = last ? sg_start : nsg, qk = last ? 0 : nk0;
             const float* next = seg_w[qs]->panel(np) + size_t(qk) * wst;
             const int nk = std::min(seg_k[qs], qk + ps.kblock) - qk;
@@ -1062,7 +1069,8 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
                               last,
                               part + size_t(i) * nv * W,
                               reinterpret_cast<const char*>(next),
-                              npf};
+                              npf,
+                              rev_cols};
               next += size_t(npf) * 64 / sizeof(float);
               lines -= npf;
               dispatch(ps.kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
