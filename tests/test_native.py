@@ -31,6 +31,7 @@ from native_util import (
 from seqfuse import _C
 from seqfuse.models.presets import PRESETS, preset
 from seqfuse.models.seq import build_model, example_input
+from torch.utils._pytree import tree_leaves
 
 
 def check_case(case: dict, isa: str = "auto", threads: int = 1) -> float:
@@ -298,9 +299,7 @@ def test_teams_splitting_rows(case, isa, fused_input_rows):
             team = (threads + 1) // 2 if case["bidir"] else threads
             split = _C.row_split_runs() > runs
             assert split == (team > 1), f"threads={threads}: rows split {split}"
-            for a, b in zip(
-                torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(one)
-            ):
+            for a, b in zip(tree_leaves(got), tree_leaves(one), strict=True):
                 assert torch.equal(a, b), f"threads={threads} differs from one thread"
 
 
