@@ -448,6 +448,26 @@ def test_backends_take_turns_in_rounds():
         assert by[n]["reps"] <= c - 1 - 3
 
 
+def test_time_in_turns_alternates_and_drops_a_failure():
+    """The shared turn-taking (the seed rows and --onnx): a-b | b-a | a-b, with one warm-up
+    call in every round after the first's; a function that raises leaves the later rounds."""
+    from seqfuse.bench.harness import time_in_turns
+
+    log: list[str] = []
+
+    def boom():
+        log.append("c")
+        raise RuntimeError("out of memory")
+
+    fns = {k: (lambda k=k: log.append(k), lambda: None) for k in ("a", "b")}
+    fns["c"] = (boom, lambda: None)
+    samples, failed = time_in_turns(fns, 3, 0.003, 1, 3, 10)
+    runs = [n for i, n in enumerate(log) if i == 0 or log[i - 1] != n]
+    assert runs == ["a", "b", "c", "b", "a", "b"]  # c raised at its first call: gone
+    assert set(failed) == {"c"} and "out of memory" in str(failed["c"])
+    assert samples["c"] == [] and all(len(samples[k]) >= 3 for k in "ab")
+
+
 def _has_openvino() -> bool:
     from seqfuse.bench.backends import OpenVINO
 
@@ -581,8 +601,9 @@ def test_bench_onnx_file_validates_then_times(name_gru_onnx):
     from seqfuse.bench.onnx_file import TOLERANCE, bench_onnx_file, format_table, make_feeds
 
     res = bench_onnx_file(name_gru_onnx, batches=(1, 3), threads=(1,), steps=5,
-                          budget_s=0.01, warmup=1, min_reps=3)  # fmt: skip
+                          budget_s=0.01, warmup=1, min_reps=3, rounds=2)  # fmt: skip
     assert res["schema"] == "seqfuse.bench.onnx" and res["model"] == str(name_gru_onnx)
+    assert res["settings"]["rounds"] == 2  # ONNX Runtime and native take turns
     assert res["inputs"] == {"x": {"shape": [3, 5], "dtype": "int64"}}
     rows = res["results"]
     assert [(r["batch"], r["backend"]) for r in rows] == [

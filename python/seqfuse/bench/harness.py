@@ -214,6 +214,44 @@ def _prepare(b: Backend, model, inputs, threads: int) -> tuple[str, str]:
     return "ok", ""
 
 
+def time_in_turns(
+    fns: dict[Any, tuple[Any, Any]],
+    rounds: int,
+    budget_s: float,
+    warmup: int,
+    min_reps: int,
+    max_reps: int,
+    on_turn=None,
+) -> tuple[dict[Any, list[int]], dict[Any, Exception]]:
+    """Per-call times (ns) of each ``key: (run, sync)``: the budget is spent in ``rounds``
+    rounds in which the functions take turns, in reverse order every other round, so that a
+    slow minute of a shared host falls on all of them. A function that raises drops out of
+    the later rounds; its exception is returned. ``on_turn(key, round)`` precedes each turn."""
+    rounds = max(1, rounds)
+    keys = list(fns)
+    samples: dict[Any, list[int]] = {k: [] for k in keys}
+    failed: dict[Any, Exception] = {}
+    for rnd in range(rounds):
+        for k in keys if rnd % 2 == 0 else keys[::-1]:
+            if k in failed:
+                continue
+            if on_turn:
+                on_turn(k, rnd)
+            run, sync = fns[k]
+            try:
+                samples[k] += time_calls(
+                    run,
+                    sync,
+                    budget_s / rounds,
+                    warmup if rnd == 0 else 1,
+                    -(-min_reps // rounds),
+                    max(1, max_reps // rounds),
+                )
+            except Exception as e:  # e.g. out of memory at a big grid point
+                failed[k] = e
+    return samples, failed
+
+
 def _time_in_rounds(
     wl: Workload,
     timed: list[tuple[int, Backend, tuple[float, str]]],
@@ -221,29 +259,24 @@ def _time_in_rounds(
     settings: Settings,
     on_step=None,
 ) -> dict[int, dict[str, Any]]:
-    """A row per validated backend: timed in ``settings.rounds`` rounds, each a share of the
-    budget, in which the backends take turns (reverse order every other round); a backend
-    that raises while timed gets an error row and drops out of the later rounds."""
-    rounds = max(1, settings.rounds)
-    samples: dict[int, list[int]] = {i: [] for i, _, _ in timed}
-    out: dict[int, dict[str, Any]] = {}
-    for rnd in range(rounds):
-        for i, b, _ in timed if rnd % 2 == 0 else timed[::-1]:
-            if i in out:  # failed in an earlier round
-                continue
-            if on_step:
-                on_step(f"{b.name} (round {rnd + 1}/{rounds})")
-            try:
-                samples[i] += time_calls(
-                    b.run,
-                    b.sync,
-                    settings.budget_s / rounds,
-                    settings.warmup if rnd == 0 else 1,
-                    -(-settings.min_reps // rounds),
-                    max(1, settings.max_reps // rounds),
-                )
-            except Exception as e:  # e.g. out of memory at a big grid point
-                out[i] = _row(wl, b, t, "error", f"timing failed: {_err_text(e)}")
+    """A row per validated backend, timed by ``time_in_turns`` in ``settings.rounds``
+    rounds; a backend that raises while timed gets an error row."""
+    by_i = {i: b for i, b, _ in timed}
+    samples, failed = time_in_turns(
+        {i: (b.run, b.sync) for i, b, _ in timed},
+        settings.rounds,
+        settings.budget_s,
+        settings.warmup,
+        settings.min_reps,
+        settings.max_reps,
+        None
+        if on_step is None
+        else lambda i, rnd: on_step(f"{by_i[i].name} (round {rnd + 1}/{max(1, settings.rounds)})"),
+    )
+    out: dict[int, dict[str, Any]] = {
+        i: _row(wl, by_i[i], t, "error", f"timing failed: {_err_text(e)}")
+        for i, e in failed.items()
+    }
     for i, b, (err, compared) in timed:
         if i not in out:
             out[i] = _row(

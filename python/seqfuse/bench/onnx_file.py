@@ -157,13 +157,15 @@ def bench_onnx_file(
     max_reps: int = 20000,
     seed: int = 0,
     command: str = "",
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """Native (from_onnx) against ONNX Runtime on one file: a results dict (schema
     ``seqfuse.bench.onnx``) whose rows are (batch, threads, backend) with median/p99 and, on
-    the native rows, ratio_median / ratio_p99 to ONNX Runtime's."""
+    the native rows, ratio_median / ratio_p99 to ONNX Runtime's. The two take turns in
+    ``rounds`` rounds of the budget, as the seed-model rows do (``time_in_turns``)."""
     from seqfuse.bench.backends import ort_session
     from seqfuse.bench.env import fingerprint, load_average
-    from seqfuse.bench.harness import summarize, time_calls
+    from seqfuse.bench.harness import summarize, time_in_turns
     from seqfuse.native import from_onnx
 
     path = Path(path)
@@ -202,17 +204,24 @@ def bench_onnx_file(
                 "ort": lambda sess=sess, n=names, f=feeds: sess.run(n, f),
                 "native": lambda t=t, n=names, f=feeds: native.run(n, f, threads=t),
             }
+            if not err <= TOLERANCE:
+                del runners["native"]
+            samples, failed = time_in_turns(
+                {name: (fn, lambda: None) for name, fn in runners.items()},
+                rounds, budget_s, warmup, min_reps, max_reps,
+            )  # fmt: skip
             timed = {}
-            for name, fn in runners.items():
+            for name in ("ort", "native"):
                 row = {**base, "backend": name, "max_err_vs_ort": 0.0 if name == "ort" else err}
-                if name == "native" and not err <= TOLERANCE:
+                if name not in runners:
                     rows.append({**row, "status": "failed", "reason": "mismatch: " + why})
-                    continue
-                samples = time_calls(fn, lambda: None, budget_s, warmup, min_reps, max_reps)
-                s = summarize(samples, wl)
-                timed[name] = s
-                rows.append({**row, "status": "ok", **s})
-            if "native" in timed:
+                elif name in failed:
+                    reason = "timing failed: " + " ".join(str(failed[name]).split())[:300]
+                    rows.append({**row, "status": "error", "reason": reason})
+                else:
+                    timed[name] = summarize(samples[name], wl)
+                    rows.append({**row, "status": "ok", **timed[name]})
+            if "native" in timed and "ort" in timed:
                 rows[-1]["ratio_median"] = timed["native"]["median_us"] / timed["ort"]["median_us"]
                 rows[-1]["ratio_p99"] = timed["native"]["p99_us"] / timed["ort"]["p99_us"]
     return {
@@ -234,6 +243,7 @@ def bench_onnx_file(
             "max_reps": max_reps,
             "tolerance": TOLERANCE,
             "seed": seed,
+            "rounds": rounds,
         },  # fmt: skip
         "environment": fingerprint(max(threads), load_before),
         "results": rows,
@@ -278,9 +288,11 @@ def run_cli(args: argparse.Namespace, command: str, usable_cpus: int) -> int:
         raise SeqfuseError(f"--budget must be > 0, got {budget}")
     if args.warmup < 0 or args.min_reps < 1 or args.max_reps < args.min_reps:
         raise SeqfuseError("need --warmup >= 0 and 1 <= --min-reps <= --max-reps")
+    if args.rounds < 1:
+        raise SeqfuseError("need --rounds >= 1")
     results = bench_onnx_file(
         args.onnx, tuple(batches), tuple(threads), args.onnx_steps, budget,
-        args.warmup, args.min_reps, args.max_reps, command=command,
+        args.warmup, args.min_reps, args.max_reps, command=command, rounds=args.rounds,
     )  # fmt: skip
     out = Path(args.json) if args.json else Path(args.out) / "bench_onnx.json"
     write_json(results, out)
