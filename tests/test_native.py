@@ -243,13 +243,17 @@ def fused_input_rows():
     _C.set_fused_input_rows(old)
 
 
+def _grid_case(case: dict, isa: str):
+    """A grid case's native model on ``isa``, its inputs (x, hx, lengths) and eager's result."""
+    m = module_of(case)
+    x, hx, ln = case_inputs(case)
+    return sn.from_module(m, isa=isa), (x, hx, ln), eager_rnn(m, x, hx, ln)
+
+
 @pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
 @pytest.mark.parametrize("case", FUSED, ids=[f"f{i}" for i in range(len(FUSED))])
 def test_steps_computing_their_input_projection(case, isa, fused_input_rows):
-    m = module_of(case)
-    x, hx, ln = case_inputs(case)
-    want = eager_rnn(m, x, hx, ln)
-    nm = sn.from_module(m, isa=isa)
+    nm, (x, hx, ln), want = _grid_case(case, isa)
     fused_input_rows(1 << 30)
     runs = _C.fused_input_runs()
     assert max_err(nm(x, hx, lengths=ln), want) <= TOL
@@ -284,10 +288,7 @@ TEAM_ROWS = [
 @pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
 @pytest.mark.parametrize("case", TEAM_ROWS, ids=[f"t{i}" for i in range(len(TEAM_ROWS))])
 def test_teams_splitting_rows(case, isa, fused_input_rows):
-    m = module_of(case)
-    x, hx, ln = case_inputs(case)
-    want = eager_rnn(m, x, hx, ln)
-    nm = sn.from_module(m, isa=isa)
+    nm, (x, hx, ln), want = _grid_case(case, isa)
     for rows in (1 << 30, 1):
         fused_input_rows(rows)
         one = nm(x, hx, lengths=ln, threads=1)

@@ -237,6 +237,13 @@ inline void gemm_wide(int nv, int K, const float* A, const float* wp, size_t wst
   }
 }
 
+// The j-th of the panels [p0, p1) in the order a loop takes them: the last first when
+// reversed. Loops over weight panels alternate their order so that each starts with what the
+// one before read last, still in cache.
+inline int in_order(int j, int p0, int p1, bool reversed) {
+  return reversed ? p1 - 1 - (j - p0) : j;
+}
+
 // One row's product with panel p, over the K block [k0, k1): c = from + a[k0:k1] x P[k0:k1]
 // on the panel's columns (from: indexed like c; null: 0). A panel
 // wider than kWideNV vectors (W_hh's batch-1 panels) is cut in equal parts.
@@ -260,7 +267,7 @@ inline void gemm_rows(size_t M, const float* A, size_t lda, const Packed& P, con
                       float* C, size_t ldc, int ncols, int p0, int p1, bool reversed) {
   const size_t wst = size_t(P.PV) * W;
   for (int j = p0; j < p1; ++j) {
-    const int p = reversed ? p1 - 1 - (j - p0) : j;
+    const int p = in_order(j, p0, p1, reversed);
     const int vbase = p * P.PV, nvp = std::min(P.PV, P.nvec - vbase), cbase = vbase * W;
     if (cbase >= ncols) continue;
     const float* wp = P.panel(p);
@@ -932,7 +939,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   auto project_next = [&](int p, int u0, int u1, const float* h, bool reversed) {
     const Packed& nw = ld_[size_t((l + 1) * k.dirs + d)].wih;
     for (int j = 0; j < nw.npanels; ++j)
-      gemm_row_panel(h, nw, reversed ? nw.npanels - 1 - j : j, u0, u1, nullptr,
+      gemm_row_panel(h, nw, in_order(j, 0, nw.npanels, reversed), u0, u1, nullptr,
                      k.xpart + size_t(p) * Np, Np);
   };
   // The step loop, compiled for one pass and for two (PyTorch's cells pay nothing for the
@@ -992,7 +999,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           // what each step streams from L3 (LSTM(256,512) T=50 0.73x of the time).
           const bool reversed = (s + rev) & 1;
           for (int j = pp0[ip]; j < pp1[ip]; ++j) {
-            const int p = reversed ? pp1[ip] - 1 - (j - pp0[ip]) : j;
+            const int p = in_order(j, pp0[ip], pp1[ip], reversed);
             const int grp0 = p * ps.u, ng = std::min(ps.u, P.ngrp - grp0);
             dispatch(ps.kern, 1, ng, KBlock{0, K, true, true, nullptr}, &rp, bh, grp0, P.panel(p),
                      size_t(P.PV) * W, ep);
@@ -1046,7 +1053,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         // before read last, still in L2, where it used to read all of them from L3.
         const bool rev_cols = s & 1;
         for (int j = pb0; j < pb1; ++j) {
-          const int p = rev_cols ? pb1 - 1 - (j - pb0) : j;
+          const int p = in_order(j, pb0, pb1, rev_cols);
           const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
           int sg = sg_start, k0 = 0;
           for (bool first = true;; first = false) {

@@ -15,6 +15,7 @@ tests/test_native_robustness.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,7 @@ class _OutputsAhead:
                 return items.pop()
             except IndexError:
                 pass
-            numel = 1
-            for d in shape:
-                numel *= d
-            n = max(1, min(2 * n, self.MAX_N, self.MAX_BYTES // max(1, 4 * numel)))
+            n = max(1, min(2 * n, self.MAX_N, self.MAX_BYTES // max(1, 4 * math.prod(shape))))
         else:
             n = 1
         ys = [_empty_torch(shape, dtype=_f32) for _ in range(n)]
