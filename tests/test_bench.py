@@ -93,7 +93,7 @@ def test_harness_validates_times_and_reports(tmp_path):
     assert "FAILED: mismatch" in table and "SKIPPED: not installed here" in table
     path = write_json(res, tmp_path / "r.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "seqfuse.bench" and data["schema_version"] == 2
+    assert data["schema"] == "seqfuse.bench" and data["schema_version"] == 3
     assert data["environment"]["versions"]["torch"] == torch.__version__
     png = plot_summary(res, tmp_path / "r.png")
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -282,7 +282,8 @@ def test_native_rows_validate_when_built():
         assert roof["bound"] in ("FMA peak", "L2 bandwidth", "L3 bandwidth")
         assert r["isa"] in dict(_C.kernel_sets())
     peak = res["peak"]
-    assert peak["measured"] and peak["gflops_per_core"] > 1
+    assert peak["measured"] and peak["gflops_per_core"] > 1 and peak["gemm_gflops_per_core"] > 1
+    assert peak["fma_kernel_set"] == rows[0]["isa"]  # the FMA peak of the native rows' set
     assert peak["gbps_per_core"]["L2"] > 1 and peak["gbps_per_core"]["L3"] > 1
     assert "floor" in format_table(res) and "eff" in format_table(res)
 
@@ -531,6 +532,7 @@ def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
     assert data["settings"]["isa"] == isa
     nat = [r for r in data["results"] if r["backend"] == "native"]
     assert nat and all(r["status"] == "ok" and r["isa"] == isa for r in nat)
+    assert data["peak"]["fma_kernel_set"] == isa  # efficiencies against that set's peak
     bad = ["bogus"] + [n for n, ok in _C.kernel_sets() if not ok]
     for name in bad:
         out = tmp_path / f"bad-{name}"

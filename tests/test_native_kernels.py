@@ -93,6 +93,26 @@ def test_unknown_kernel_set_is_an_error():
         _C.activation("sse9", 0, np.zeros(3, np.float32))
 
 
+# fp32 lanes per vector of each kernel set, as its traits header declares them.
+LANES = {"avx512": 16, "avx2": 8, "neon": 4, "portable": 4}
+
+
+@pytest.mark.parametrize("isa", FAST)
+def test_fma_probe_counts_the_flops_it_runs(isa):
+    """The bench's FMA peak (seqfuse.bench.machine) is the probe's FLOPs over its time: 12
+    chains of one multiply-add (2 FLOPs) per lane and rep."""
+    assert _C.fma_probe(isa, 1000) == (isa, 1000 * 12 * 2 * LANES[isa])
+    assert _C.fma_probe(isa, 0) == (isa, 0)
+
+
+def test_fma_probe_resolves_auto_and_refuses_the_reference():
+    assert _C.fma_probe("auto", 1)[0] == FAST[0]
+    with pytest.raises(ValueError, match="no vector FMA probe"):
+        _C.fma_probe("reference", 1)
+    with pytest.raises(ValueError, match="unknown kernel set"):
+        _C.fma_probe("sse9", 1)
+
+
 def test_registry_lists_every_compiled_kernel_set_with_portable_and_reference_last():
     names = [n for n, _ in _C.kernel_sets()]
     assert names[-2:] == ["portable", "reference"]

@@ -18,6 +18,13 @@ namespace testing {
 SEQFUSE_API void activation(const std::string& kernel_set, int kind, const float* x, float* y,
                             size_t n);
 
+// The FMA peak probe of a kernel set, for the benchmark's roofline (seqfuse.bench.machine
+// times it): `reps` rounds of independent vector multiply-adds held in registers. Returns the
+// FLOPs done and sets *resolved (when given) to the kernel set's name ("auto" resolved).
+// Throws Unsupported as activation() does.
+SEQFUSE_API uint64_t fma_probe(const std::string& kernel_set, int64_t reps,
+                               std::string* resolved = nullptr);
+
 // One step of a tanh RNN cell (PyTorch's nn.RNNCell) in double, the simplest oracle:
 //   x: [B, D] input, h: [B, H] previous state, w_ih: [H, D], w_hh: [H, H], b_ih, b_hh: [H]
 //   (either may be null), out: [B, H] = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh), aliasing

@@ -1341,5 +1341,30 @@ inline void apply_activation_kernel(int kind, const float* x, float* y, size_t n
   }
 }
 
+// The FMA peak probe (seqfuse.bench.machine times it): `reps` rounds of FMA_PROBE_CHAINS
+// independent multiply-add chains on this kernel set's vectors, with no memory traffic.
+// Enough chains cover two FMA pipes of up to 6 cycles' latency and fit in 16 registers with
+// the two constants. Each chain converges to 1 (x = 0.999999 x + 1e-6), so no value goes
+// denormal. Returns the FLOPs done (2 per lane and multiply-add); the sum of the chains goes
+// to `sink` so that the compiler keeps every one.
+constexpr int FMA_PROBE_CHAINS = 12;
+inline uint64_t fma_probe_kernel(int64_t reps, float* sink) {
+  V acc[FMA_PROBE_CHAINS];
+  for (int i = 0; i < FMA_PROBE_CHAINS; ++i) acc[i] = S::set1(float(i));
+  V a = S::set1(0.999999f), b = S::set1(1e-6f);
+  S::keep(a);
+  S::keep(b);
+  for (int64_t r = 0; r < reps; ++r) {
+#pragma GCC unroll 12
+    for (int i = 0; i < FMA_PROBE_CHAINS; ++i) acc[i] = S::fma(acc[i], a, b);
+  }
+  V sum = S::zero();
+  for (int i = 0; i < FMA_PROBE_CHAINS; ++i) sum = S::add(sum, acc[i]);
+  float lanes[W];
+  S::store(lanes, sum);
+  *sink = lanes[0];
+  return uint64_t(reps > 0 ? reps : 0) * FMA_PROBE_CHAINS * 2 * W;
+}
+
 }  // namespace SEQFUSE_NS
 }  // namespace seqfuse

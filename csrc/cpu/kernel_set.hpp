@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct KernelSet {
   // The vectorized sigmoid (kind 0) / tanh (kind 1) over an array, for the accuracy tests;
   // null for the reference.
   void (*activation)(int kind, const float* x, float* y, size_t n);
+  // The FMA peak probe (engine.hpp's fma_probe_kernel): FLOPs done; null for the reference.
+  uint64_t (*fma_probe)(int64_t reps, float* sink);
 };
 
 // Every kernel set compiled into this build, most preferred first, then "reference".
@@ -51,8 +54,9 @@ const KernelSet& resolve_kernel_set(const std::string& name);
   static void activation(int kind, const float* x, float* y, size_t n) {                        \
     apply_activation_kernel(kind, x, y, n);                                                     \
   }                                                                                             \
+  static uint64_t fma_probe(int64_t reps, float* sink) { return fma_probe_kernel(reps, sink); } \
   }                                                                                             \
   extern const KernelSet kernel_set_##NAME;                                                     \
   const KernelSet kernel_set_##NAME = {#NAME, SEQFUSE_KSET_FEATURES, &SEQFUSE_NS::make_backend, \
-                                       &SEQFUSE_NS::activation};                                \
+                                       &SEQFUSE_NS::activation, &SEQFUSE_NS::fma_probe};        \
   }

@@ -163,6 +163,6 @@ const KernelSet kernel_set_reference = {
     [](const Config& c, const WeightMap& w) -> std::unique_ptr<Backend> {
       return std::make_unique<ReferenceBackend>(c, w);
     },
-    nullptr};
+    nullptr, nullptr};
 
 }  // namespace seqfuse

@@ -153,6 +153,20 @@ PYBIND11_MODULE(_C, m) {
     seqfuse::testing::activation(kernel_set, kind, x.data(), y.mutable_data(), size_t(x.size()));
     return y;
   });
+  // Bench hook: a kernel set's FMA peak probe; returns (kernel set, FLOPs done), and the
+  // caller times it.
+  m.def(
+      "fma_probe",
+      [](const std::string& kernel_set, int64_t reps) {
+        std::string name;
+        uint64_t flops;
+        {
+          py::gil_scoped_release release;
+          flops = seqfuse::testing::fma_probe(kernel_set, reps, &name);
+        }
+        return py::make_tuple(name, flops);
+      },
+      py::arg("kernel_set"), py::arg("reps"));
   // Test hook: the smallest batch whose steps compute their own input projections (returns
   // the previous value).
   m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));

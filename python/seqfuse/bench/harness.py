@@ -35,7 +35,7 @@ from seqfuse.bench.backends import (
 )
 from seqfuse.bench.workloads import Workload
 
-SCHEMA_VERSION = 2  # 2: measured roofline peaks (peak.*), floor_us / efficiency per row
+SCHEMA_VERSION = 3  # 2: measured roofline peaks, floor_us / efficiency; 3: FMA-probe peak
 VALIDATE_STEPS = 4  # streaming: steps compared one by one from a fresh zero state
 
 
@@ -387,7 +387,7 @@ def run_benchmarks(
     settings = Settings(threads, budget_s, warmup, min_reps, max_reps, rounds=rounds)
     started = time.time()
     load_before = load_average()
-    measured = measure_peaks()  # the machine's GEMM FLOP/s and read bandwidth, once a process
+    measured = measure_peaks(isa)  # the FMA peak of the native rows' kernel set, read bandwidth
     rows: list[dict[str, Any]] = []
     bar = None
     if progress:
