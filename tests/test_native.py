@@ -220,8 +220,9 @@ def test_k_blocked_batched_step(cell, isa):
 # Batches of 32 or more compute W_ih x inside their steps, as the first K blocks of the step's
 # product (LSTM and RNN layers with inputs 16 to 4H wide), instead of one GEMM over the whole
 # sequence. Forced here on small batches: eager parity on every fast kernel set at 1 and 2
-# threads (bidirectional, two layers, lengths, initial states, a projection, both products
-# K-blocked), and the counter of such runs shows which path ran.
+# threads (bidirectional, two layers, lengths, initial states, a projection), with the K
+# blocks of their default size (a quarter of L2: most often one per product) and cut to 8 KiB
+# of weights (both products K-blocked), and the counter of such runs shows which path ran.
 FUSED = [
     dict(cell=c, input_size=D, hidden=H, proj=P, layers=L, bidir=bi, bias=bias,
          batch_first=bf, B=B, T=T, hx=hx, lengths=ln, seed=71 + i)
@@ -259,11 +260,16 @@ def test_steps_computing_their_input_projection(case, isa, fused_input_rows):
     assert max_err(nm(x, hx, lengths=ln), want) <= TOL
     assert _C.fused_input_runs() == runs
     fused_input_rows(1)
-    for threads in (1, 2):
-        got = nm(x, hx, lengths=ln, threads=threads)
-        assert max_err(got, want) <= TOL, f"threads={threads}"
+    try:
+        for kblock_bytes in (0, 8 << 10):
+            _C.set_fused_kblock_bytes(kblock_bytes)
+            for threads in (1, 2):
+                got = nm(x, hx, lengths=ln, threads=threads)
+                assert max_err(got, want) <= TOL, f"threads={threads}, K blocks {kblock_bytes}"
+    finally:
+        _C.set_fused_kblock_bytes(0)
     dirs = 2 if case["bidir"] else 1
-    assert _C.fused_input_runs() - runs == 2 * case["layers"] * dirs
+    assert _C.fused_input_runs() - runs == 4 * case["layers"] * dirs
 
 
 # A team whose batched step's weights fit in half of each core's L2 (here at most 128 KiB:

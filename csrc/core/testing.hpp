@@ -43,6 +43,11 @@ SEQFUSE_API size_t set_projection_budget_bytes(size_t bytes);
 // large ones do not. Returns the previous value.
 SEQFUSE_API int set_fused_input_rows(int rows);
 
+// The most weight bytes a K block spans in a batched step that computes its own input
+// projection (default 0: a quarter of L2, see cpu/backend.hpp). Tests make it small so that
+// those steps cut both products into several K blocks. Returns the previous value.
+SEQFUSE_API size_t set_fused_kblock_bytes(size_t bytes);
+
 // How many layer directions have run with steps computing their own input projections, in
 // this process so far: tests check that a path they mean to exercise ran.
 SEQFUSE_API uint64_t fused_input_runs();

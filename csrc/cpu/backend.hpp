@@ -66,6 +66,14 @@ size_t projection_budget_bytes();
 // enough rows, and the whole-sequence projection's round trip through memory is saved:
 // LSTM(256,512) T=50 b64 0.85-0.91x of the time, b16 1.02x (Sapphire Rapids, 1 thread).
 int fused_input_rows();
+// The most weight bytes one K block spans in a batched step that computes its own input
+// projection: a quarter of L2, or what testing::set_fused_kblock_bytes set. Those steps
+// read K = D + H per tile (LSTM(256,512): 768), and L1-sized blocks cut that into 9 pieces,
+// each of which parks and reloads the tile's accumulators. One block per segment, streamed
+// from L2 by every row tile: 0.964x of the time at b64 and 0.977x at b32 (LSTM(256,512),
+// Zen 5, 1 thread); LSTM(1024,256) b64 0.944x. Steps of W_hh alone keep L1-sized blocks: for
+// them L2 blocks measured 1.005-1.019x (GRU(256,256) b8-b64, LSTM(256,512) b8).
+size_t fused_kblock_bytes();
 // Counts one layer direction run that way (testing::fused_input_runs).
 void count_fused_input_run();
 // Counts one layer direction run whose team split some step by rows (testing::row_split_runs).

@@ -1038,6 +1038,11 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
             x_ptrs[i].hin = k.in + k.row(t_of(b), b) * k.in_ld;
           }
         const int nseg = own_x ? 2 : 1;
+        // K per block: a slice in half of L1 for W_hh alone; far larger for a step computing
+        // its own input projection (fused_kblock_bytes: most often one block per segment).
+        const int kblock =
+            own_x ? std::max(16, int(fused_kblock_bytes() / (wst * sizeof(float))) / 4 * 4)
+                  : ps.kblock;
         const Packed* seg_w[2] = {own_x ? &x.wihb : &P, &P};
         const int seg_k[2] = {own_x ? int(k.in_ld) : K, K};
         const RowPtrs* seg_rows[2] = {own_x ? x_ptrs : row_ptrs, row_ptrs};
@@ -1057,7 +1062,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
           int sg = sg_start, k0 = 0;
           for (bool first = true;; first = false) {
-            const int ks = seg_k[sg], k1 = std::min(ks, k0 + ps.kblock);
+            const int ks = seg_k[sg], k1 = std::min(ks, k0 + kblock);
             const int nsg = k1 < ks ? sg : seg_from(sg + 1), nk0 = k1 < ks ? k1 : 0;
             const bool last = nsg >= nseg;
             // the block after this one: in this column, or this thread's next column (after its
@@ -1065,7 +1070,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
             const int np = !last || j + 1 == pb1 ? p : rev_cols ? p - 1 : p + 1;
             const int qs = last ? sg_start : nsg, qk = last ? 0 : nk0;
             const float* next = seg_w[qs]->panel(np) + size_t(qk) * wst;
-            const int nk = std::min(seg_k[qs], qk + ps.kblock) - qk;
+            const int nk = std::min(seg_k[qs], qk + kblock) - qk;
             const float* wp = seg_w[sg]->panel(p);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
             for (int i = r0; i < r1; i += ps.bmr) {

@@ -170,6 +170,9 @@ PYBIND11_MODULE(_C, m) {
   // Test hook: the smallest batch whose steps compute their own input projections (returns
   // the previous value).
   m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));
+  // Test hook: the most weight bytes a K block spans in a step computing its own input
+  // projection (0: the default; returns the previous value).
+  m.def("set_fused_kblock_bytes", &seqfuse::testing::set_fused_kblock_bytes, py::arg("bytes"));
   m.def("fused_input_runs", &seqfuse::testing::fused_input_runs);
   m.def("row_split_runs", &seqfuse::testing::row_split_runs);
   // [(name, supported)], most preferred first, then "reference".

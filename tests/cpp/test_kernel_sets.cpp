@@ -32,7 +32,8 @@ struct Case {
   bool h0, lengths;
   bool batch_first = true;
   size_t budget = size_t(64) << 20;  // the input projections' scratch budget (chunks below it)
-  int fused_rows = 32;  // the smallest batch whose steps compute their input projections
+  int fused_rows = 32;      // the smallest batch whose steps compute their input projections
+  size_t fused_kblock = 0;  // their K blocks' most weight bytes (0: the default, L2 / 4)
 };
 
 std::string describe(const Case& k) {
@@ -49,7 +50,7 @@ std::string describe(const Case& k) {
          (k.h0 ? " h0" : "") + (k.lengths ? " lengths" : "") +
          (k.batch_first ? "" : " time-major") + " threads " + std::to_string(k.threads) +
          " projection budget " + std::to_string(k.budget) + " fused input rows " +
-         std::to_string(k.fused_rows);
+         std::to_string(k.fused_rows) + " fused K block bytes " + std::to_string(k.fused_kblock);
 }
 
 // Cases where a team of two threads splits one direction's step (H = 400: a step streams
@@ -75,7 +76,10 @@ std::vector<Case> team_cases() {
       k.h0 = k.lengths = true;
       k.batch_first = chunked == 0;
       if (chunked) k.budget = 4096;
-      if (kind == 1) k.fused_rows = 1;
+      if (kind == 1) {
+        k.fused_rows = 1;
+        k.fused_kblock = chunked ? 8192 : 0;
+      }
       v.push_back(k);
     }
   return v;
@@ -167,9 +171,11 @@ float run_and_compare(const Case& k, const std::string& isa, std::mt19937& g) {
     a.threads = m == 0 ? 1 : k.threads;
     const size_t old = seqfuse::testing::set_projection_budget_bytes(k.budget);
     const int old_rows = seqfuse::testing::set_fused_input_rows(k.fused_rows);
+    const size_t old_kblock = seqfuse::testing::set_fused_kblock_bytes(k.fused_kblock);
     models[m]->forward(a);
     seqfuse::testing::set_projection_budget_bytes(old);
     seqfuse::testing::set_fused_input_rows(old_rows);
+    seqfuse::testing::set_fused_kblock_bytes(old_kblock);
   }
   float worst = 0.f;
   auto cmp = [&](const std::vector<float>& p, const std::vector<float>& q) {
@@ -290,8 +296,10 @@ int main() {
       // scratch budget of a few KiB or less: chunks of 1 step up to many).
       const size_t budgets[] = {1, 4096, 65536};
       if (i % 2) k.budget = budgets[(i / 2) % 3];
-      // Every other pair has batches of 2 or more compute their own input projections.
+      // Every other pair has batches of 2 or more compute their own input projections, and
+      // every other such pair cuts their products into K blocks of 8 KiB of weights.
       if ((i / 2) % 2) k.fused_rows = 1;
+      if ((i / 4) % 2) k.fused_kblock = 8192;
       const uint64_t fused_before = seqfuse::testing::fused_input_runs();
       seen_reverse += k.c.reverse;
       seen_lbr0 += !k.c.linear_before_reset;
