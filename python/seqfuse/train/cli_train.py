@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import traceback
 from pathlib import Path
 
 from seqfuse.cli import finite_float, int_at_least, int_within
@@ -94,26 +96,41 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _as_worker(fn) -> int:
-    """Run ``fn`` as one torchrun rank: the rank that fails first records its one-line error
-    for torchrun (which stops the others, and which `seqfuse train --nproc` reports); a rank
-    that only lost its peers, or was interrupted, exits quietly."""
+    """Run ``fn`` as one torchrun rank and end the process: the rank that fails first records
+    its one-line error for torchrun (which stops the others, and which `seqfuse train --nproc`
+    reports); a rank that only lost its peers, or was interrupted, exits quietly.
+
+    The process ends with os._exit once its output is flushed, skipping the interpreter's
+    finalization: with gloo's threads still about, that can abort a rank whose work is done
+    ("terminate called without an active exception", seen under a loaded CI machine), and
+    torchrun would then report a finished run, or a peer's failure, as this rank's crash."""
+    code = _worker_status(fn)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _worker_status(fn) -> int:
     from seqfuse.train import distributed as D
 
     rank = os.environ.get("RANK", "?")
     try:
         return fn()
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        return 130
     except SeqfuseError as e:
-        if D.record_error(f"rank {rank}: {e}"):
-            raise SystemExit(2) from None
-        raise
+        if os.environ.get("SEQFUSE_DEBUG"):
+            traceback.print_exc()
+        if not D.record_error(f"rank {rank}: {e}"):
+            print(f"seqfuse train: error: {e}", file=sys.stderr)  # as seqfuse.cli.main does
+        return 2
     except Exception as e:
         if D.is_peer_lost(e) and not os.environ.get("SEQFUSE_DEBUG"):
-            raise SystemExit(D.EXIT_PEER_LOST) from None
+            return D.EXIT_PEER_LOST
         first = (str(e).strip().splitlines() or [""])[0]
         D.record_error(f"rank {rank}: {type(e).__name__}: {first}")
-        raise
+        traceback.print_exc()
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:

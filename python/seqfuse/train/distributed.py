@@ -89,7 +89,13 @@ def setup(device: torch.device) -> Dist:
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group after a finished run: every rank first meets at a barrier, so
+    that none closes its connections while another is still in its last collective or
+    writing the checkpoint, then the group is destroyed. Not called after an error: a peer
+    may be gone, and destroying the group could wait on it; the worker's exit closes the
+    connections (seqfuse.train.cli_train)."""
     if d.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

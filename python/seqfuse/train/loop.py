@@ -194,10 +194,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     task = get_task(opts.task)
     device = resolve_device(opts.device)
     d = D.setup(device)
-    try:
-        return _train(opts, task, D.device_for(d, device), d)
-    finally:
-        D.teardown(d)
+    out = _train(opts, task, D.device_for(d, device), d)
+    D.teardown(d)  # after an error the process group is left to the worker's exit
+    return out
 
 
 def _train(opts: TrainOptions, task: Task, device: torch.device, d: D.Dist) -> dict[str, Any]:
