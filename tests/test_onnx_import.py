@@ -36,6 +36,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 import seqfuse.native as sn  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from seqfuse import _C  # noqa: E402
 from seqfuse.errors import SeqfuseError  # noqa: E402
 from seqfuse.native.contract import (  # noqa: E402
     InvalidArgumentError,
@@ -332,6 +333,29 @@ def test_grid_vs_onnxruntime(c):
         assert ks == "reference (fused kernels lack: activations)", ks
     else:
         assert not ks.startswith("reference"), ks
+
+
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(lbr):
+    """A GRU with linear_before_reset=0 runs a second pass that reads x_n (r * (W_hn h) comes
+    after the reset), so its steps keep the whole-sequence projection at any batch; one with 1
+    (PyTorch's) computes it in its steps (gru_x) once the batch is large enough (forced to 1
+    here). Both against ONNX Runtime."""
+    rng = np.random.default_rng(2026)
+    c = node_case(rng, op="GRU", direction="bidirectional", layout=0, T=6, B=9, H=37, D=20,
+                  lens=True, h0=True, lbr=lbr, clip=None, acts=None, outputs=[True, True, False])  # fmt: skip
+    m, feeds = build(c)
+    nm = sn.from_onnx(m)
+    old = _C.set_fused_input_rows(1)
+    try:
+        runs = _C.fused_input_runs()
+        got = nm.run(None, feeds)
+        fused = _C.fused_input_runs() - runs
+    finally:
+        _C.set_fused_input_rows(old)
+    for g, w in zip(got, ort_outputs(c), strict=True):
+        assert err(g, w) <= TOL
+    assert fused == (2 if lbr else 0)  # both directions, or none
 
 
 def test_layout_1_runs_where_onnxruntime_refuses():

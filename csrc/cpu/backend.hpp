@@ -60,11 +60,12 @@ struct Workspace {
 // testing::set_projection_budget_bytes set.
 size_t projection_budget_bytes();
 
-// The smallest batch whose batched steps compute their own input projections (LSTM and RNN
-// layers whose input is 16 to 4H wide; see FastBackend::fuses_x): 32, or what
+// The smallest batch whose batched steps compute their own input projections (LSTM, RNN and
+// GRU layers whose input is 16 to 4H wide; see FastBackend::fuses_x): 32, or what
 // testing::set_fused_input_rows set. From there the step's weight reads are amortized over
 // enough rows, and the whole-sequence projection's round trip through memory is saved:
-// LSTM(256,512) T=50 b64 0.85-0.91x of the time, b16 1.02x (Sapphire Rapids, 1 thread).
+// LSTM(256,512) T=50 b64 0.85-0.91x of the time, b16 1.02x (Sapphire Rapids, 1 thread);
+// GRU(256,256) T=100 b64 0.98x at 1 and 2 threads, b32 1.00x (Zen 5).
 int fused_input_rows();
 // The most weight bytes one K block spans in a batched step that computes its own input
 // projection: a quarter of L2, or what testing::set_fused_kblock_bytes set. Those steps

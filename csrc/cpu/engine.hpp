@@ -11,10 +11,11 @@
 // - Input projections of all time steps: one register-blocked GEMM per layer and direction
 //   (bias folded in; past a 64 MiB scratch budget, a chunk of time steps at a time). With an
 //   Embedding, layer 0's projection is a [vocab, G*H] table. Batches of fused_input_rows() or
-//   more skip that GEMM on LSTM and RNN layers whose input is 16 to 4H wide (fuses_x; W_ih is
-//   packed a second time for them): each step's tiles compute W_ih x as the first K blocks of
-//   their own product (bias, then W_ih x, then W_hh h), which saves the projection's round
-//   trip through memory and the tiles' wait for it. A stream's one-step call computes the
+//   more skip that GEMM on LSTM, RNN and GRU layers whose input is 16 to 4H wide (fuses_x;
+//   W_ih is packed a second time for them): each step's tiles compute W_ih x as the first K
+//   blocks of their own product (bias, then W_ih x, then W_hh h; GRU's W_in x in a fourth
+//   accumulator per group, gru_x), which saves the projection's round trip through memory and
+//   the tiles' wait for it. A stream's one-step call computes the
 //   projection of each layer above the first in blocks, during the step below (project_next).
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection (or the biases, when the step computes that projection first), then activations and
@@ -60,27 +61,35 @@ inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiple
 // - GRU with linear_before_reset=0: gru_rz gives r*h and z for every unit, then gru_n
 //   multiplies W_hn by r*h and finishes the update;
 // - LSTM with a projection: lstm gives o*tanh(c) for every unit, then proj multiplies W_hr by it.
-enum class Kern { lstm, gru, rnn_tanh, rnn_relu, gru_rz, gru_n, proj };
+// gru_x is PyTorch's GRU pass in a batched step that computes its own input projection: W_in x
+// and W_hn h need accumulators of their own (n = tanh(x_n + r * (W_hn h + b_hn))).
+enum class Kern { lstm, gru, rnn_tanh, rnn_relu, gru_rz, gru_n, proj, gru_x };
 
 // The step kernels are compiled per tile, not per pass kind: the kinds with one packed row per
 // unit (rnn_tanh, rnn_relu, gru_n, proj) share Tile::one and choose their start and epilogue
 // at run time (a predictable branch per tile). Four fully unrolled copies of the same tiles
 // took most of the kernel sets' compile time, in every build and every sanitizer build.
-enum class Tile { lstm, gru, gru_rz, one };
+enum class Tile { lstm, gru, gru_rz, one, gru_x };
 constexpr Tile tile_of(Kern k) {
   return k == Kern::lstm     ? Tile::lstm
          : k == Kern::gru    ? Tile::gru
          : k == Kern::gru_rz ? Tile::gru_rz
+         : k == Kern::gru_x  ? Tile::gru_x
                              : Tile::one;
 }
 
 template <Tile T>
 struct TileT {
   // Packed rows (vectors) per group of W units: lstm 4 gates, gru 3, gru_rz 2 (r, z), else 1.
-  static constexpr int G = T == Tile::lstm ? 4 : T == Tile::gru ? 3 : T == Tile::gru_rz ? 2 : 1;
+  static constexpr int G = T == Tile::lstm                      ? 4
+                           : T == Tile::gru || T == Tile::gru_x ? 3
+                           : T == Tile::gru_rz                  ? 2
+                                                                : 1;
+  // Accumulators per group: G, but gru_x keeps r, z, W_hn h and W_in x apart.
+  static constexpr int ACC = T == Tile::gru_x ? 4 : G;
   // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
   static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
-  static constexpr int MAXNG = G > 1 ? MAXACC / G : MAXACC * 2 / 3;
+  static constexpr int MAXNG = G > 1 ? MAXACC / ACC : MAXACC * 2 / 3;
   static constexpr int BNG = G >= 3 ? 1 : G == 2 ? 2 : 4;  // groups per batched tile
   // Rows per batched tile: GRU's one group of 3 gates fills 18 accumulators at 6 rows, 24 at 8.
   static constexpr int BMR = T == Tile::gru && S::REGS >= 32 ? 8 : S::STEP_MR;
@@ -102,6 +111,8 @@ inline KernDims kern_dims(Kern k) {
       return tile_dims<Tile::gru>();
     case Tile::gru_rz:
       return tile_dims<Tile::gru_rz>();
+    case Tile::gru_x:
+      return tile_dims<Tile::gru_x>();
     default:
       return tile_dims<Tile::one>();
   }
@@ -317,13 +328,15 @@ inline void gemm(size_t M, const float* A, size_t lda, const Packed& P, const fl
 // ---- fused recurrent step -----------------------------------------------------------------
 // For MR rows and NG groups of W units (starting at group grp0): the accumulators start from
 // the x projection (LSTM/RNN: it includes both biases) or from b_hh (the GRU kinds, which add
-// the x projection in the epilogue: n = x_n + r * (W_hn h + b_hn)) or from 0 (proj), take the
-// product with hin, then the epilogue applies the update on the registers and stores.
+// the x projection in the epilogue: n = x_n + r * (W_hn h + b_hn)) or from 0 (proj), or, for
+// gru_x, from both biases into r and z and from b_hn and b_in into W_hn h and W_in x; they take
+// the product with hin, then the epilogue applies the update on the registers and stores.
 struct RowPtrs {
   const float* hin;  // the product's input: h (gru_n: r*h; proj: o*tanh(c))
   const float* x;    // [G*Hp] input projection row (interleaved by the cell's gates)
   float* c;          // [Hp] LSTM cell state (in place); GRU two-pass: z
-  float* aux;        // [Hp] GRU two-pass: gru_rz stores r*h here, gru_n reads h_prev here
+  float* aux;        // [Hp] GRU two-pass: gru_rz stores r*h here, gru_n reads h_prev here;
+                     // gru_x: h_prev (its first K blocks read the input through hin)
   float* hout;       // the pass's output (lstm with a projection: o*tanh(c))
 };
 
@@ -354,16 +367,28 @@ struct KBlock {
   const char* pf = nullptr;
   int npf = 0;
   bool cols_rev = false;  // the step takes its tile columns last first: the next lies before
+  bool xseg = false;      // gru_x: the block is of W_ih x (into r, z and W_in x), not W_hh h
 };
 
 // kern: the pass's kind (what Tile::one's start and epilogue do; T = tile_of(kern)).
 template <Tile T, bool X, int NG, int MR>
 inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const float* bh, int grp0,
                     const float* wp, size_t wst, const Epi& ep) {
-  constexpr int G = TileT<T>::G, NV = NG * G;
+  constexpr int G = TileT<T>::G, NV = NG * G;  // weight vectors per k
+  constexpr int NA = NG * TileT<T>::ACC;       // accumulators per row
   const int unit0 = grp0 * W;
-  V acc[MR][NV];
-  if (kb.first) {
+  V acc[MR][NA];
+  if (T == Tile::gru_x && kb.first) {
+    // r and z from both biases, W_hn h from b_hn, W_in x from b_in (rows[r].x: b_ih)
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 32
+      for (int v = 0; v < NA; ++v) {
+        const int gi = (grp0 + v / 4) * 3, gate = v % 4;
+        const V bx = gate == 2 ? S::zero() : S::load(rows[r].x + (gi + std::min(gate, 2)) * W);
+        acc[r][v] = gate == 3 || !bh ? bx : S::add(S::load(bh + (gi + gate) * W), bx);
+      }
+  } else if (kb.first) {
     // gru, gru_rz and gru_n start from b_hh (the cell's 3-gate order), proj from 0, the
     // others from the input projection (both biases in).
     const bool from_bh = T == Tile::gru || T == Tile::gru_rz || kern == Kern::gru_n;
@@ -385,7 +410,7 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; ++v) acc[r][v] = S::load(kb.part + (r * NV + v) * W);
+      for (int v = 0; v < NA; ++v) acc[r][v] = S::load(kb.part + (r * NA + v) * W);
   }
   if (MR > 1 && kb.first) {
     // The next tile column's x, which its first K block (start) or last (GRU's epilogue) reads
@@ -393,7 +418,7 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
     // prefetchers miss; missed, it cost 8% of the batched step at H=512. Into L2: the next
     // column comes after every row tile of this one.
     const int xg = T == Tile::lstm                         ? 4
-                   : T != Tile::one || kern == Kern::gru_n ? 3
+                   : T != Tile::one || kern == Kern::gru_n ? 3  // gru_x: b_ih, as wide
                    : kern == Kern::proj                    ? 0
                                                            : 1;
     const int n = NG * xg * W, next_grp = kb.cols_rev ? grp0 - NG : grp0 + NG;
@@ -408,7 +433,39 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
   for (int r = 0; r < MR; ++r) h[r] = rows[r].hin;
   const int Kend = kb.k1;
   int k = kb.k0;
-  if (MR == 1 && NV < 8) {
+  if constexpr (T == Tile::gru_x) {
+    // One group: its r, z and n weight vectors go to r, z, then W_in x (a block of W_ih x)
+    // or W_hn h. The loop is written out for each kind of block, so that every accumulator
+    // index is a compile-time constant and stays in a register (a lambda would take their
+    // address), and the weights are named values, not an array: pinned as an array, GCC kept
+    // a copy of it on the stack, three stores a k (1.25x the time of the GRU call).
+#define SEQFUSE_GRU_X_LOOP(XS)                                                                  \
+  for (; k < Kend; ++k) {                                                                       \
+    const float* w = wp + size_t(k) * wst;                                                      \
+    if (MR > 1 && k - kb.k0 < kb.npf) __builtin_prefetch(kb.pf + size_t(k - kb.k0) * 64, 0, 2); \
+    V w0 = S::load(w), w1 = S::load(w + W), w2 = S::load(w + 2 * W);                            \
+    if constexpr (MR * NA + NV + 1 <= S::REGS) {                                                \
+      S::keep(w0);                                                                              \
+      S::keep(w1);                                                                              \
+      S::keep(w2);                                                                              \
+    }                                                                                           \
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r) {                                      \
+      const V a = S::set1(h[r][k]);                                                             \
+      acc[r][0] = S::fma(a, w0, acc[r][0]);                                                     \
+      acc[r][1] = S::fma(a, w1, acc[r][1]);                                                     \
+      acc[r][(XS) ? 3 : 2] = S::fma(a, w2, acc[r][(XS) ? 3 : 2]);                               \
+    }                                                                                           \
+  }
+    static_assert(TileT<Tile::gru_x>::BNG == 1, "gru_x tiles hold one group");
+    if constexpr (NG == 1) {
+      if (kb.xseg) {
+        SEQFUSE_GRU_X_LOOP(true)
+      } else {
+        SEQFUSE_GRU_X_LOOP(false)
+      }
+    }
+#undef SEQFUSE_GRU_X_LOOP
+  } else if (MR == 1 && NV < 8) {
     // Few accumulators: split k over KS independent partial sums so the FMA latency chain
     // does not bound the step (small hidden sizes, e.g. the sine RNN).
     constexpr int KS = NV >= 4 ? 2 : NV >= 2 ? 4 : 8;
@@ -462,7 +519,7 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; ++v) S::store(kb.part + (r * NV + v) * W, acc[r][v]);
+      for (int v = 0; v < NA; ++v) S::store(kb.part + (r * NA + v) * W, acc[r][v]);
     return;
   }
   // The epilogue: core/cell.hpp's onnx_update on vectors (PyTorch's cell_update when ep is off).
@@ -498,6 +555,12 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
           const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
           const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
           const V hp = S::load(rows[r].hin + uo);
+          S::store(ho, S::fma(z, S::sub(hp, n), n));
+        } else if constexpr (T == Tile::gru_x) {
+          const V rr = vsigmoid(pre(acc[r][u * 4]));
+          const V z = vsigmoid(pre(acc[r][u * 4 + 1]));
+          const V n = vtanh(pre(S::fma(rr, acc[r][u * 4 + 2], acc[r][u * 4 + 3])));
+          const V hp = S::load(rows[r].aux + uo);
           S::store(ho, S::fma(z, S::sub(hp, n), n));
         } else if constexpr (T == Tile::gru_rz) {
           const float* x = rows[r].x + (grp0 + u) * 3 * W;
@@ -704,13 +767,13 @@ class FastBackend final : public Backend {
   void forward(const ForwardArgs& a, Workspace& ws, ThreadPool* pool) const override;
 
   // Whether layer l's batched step computes its own input projection, as the first K blocks
-  // of its product, instead of reading it from the whole-sequence GEMM's output: cells whose
-  // accumulators start from that projection (LSTM, RNN; not GRU, which adds it in the
-  // epilogue), without an embedding table, whose input is neither tiny nor much wider than the
-  // hidden state.
+  // of its product, instead of reading it from the whole-sequence GEMM's output: LSTM (its
+  // projection's pass reads no input), RNN and PyTorch's GRU (as gru_x; not GRU with
+  // linear_before_reset=0, whose second pass reads x_n), without an embedding table, whose
+  // input is neither tiny nor much wider than the hidden state.
   bool fuses_x(int l) const {
     const int D = c_.layer_input_size(l);
-    return c_.cell != Cell::gru && !uses_table(l) && D >= 16 && D <= 4 * H_;
+    return (c_.cell != Cell::gru || npass_ == 1) && !uses_table(l) && D >= 16 && D <= 4 * H_;
   }
   // Whether layer l's input projection is the Embedding's folded [vocab, G*H] table.
   bool uses_table(int l) const { return l == 0 && c_.vocab_size > 0; }
@@ -750,6 +813,7 @@ class FastBackend final : public Backend {
     switch (tile_of(kern)) {
       SEQFUSE_TILE(lstm)
       SEQFUSE_TILE(gru)
+      SEQFUSE_TILE(gru_x)
       case Tile::gru_rz:
         step_rows<Tile::gru_rz, true>(kern, mr, ng, kb, rows, bh, grp0, wp, wst, ep);
         break;
@@ -972,7 +1036,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           rp.c = cb + size_t(b) * Hp;
           if (ip == 0) {  // product of h; lstm with a projection stores o*tanh(c) in aux
             rp.hin = hp;
-            rp.aux = av;
+            rp.aux = fx && ps.kern == Kern::gru ? hp : av;  // gru_x reads h_prev there
             rp.hout = NPASS == 2 && ps.kern == Kern::lstm ? av : hn;
           } else {  // product of aux (r*h or o*tanh(c)); gru_n reads h_prev as aux
             rp.hin = av;
@@ -1017,20 +1081,24 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         // alone left 12% of the step waiting for them (LSTM H=512 b64; H=1024 20%).
         const Packed& P = x.batched(ip);
         const size_t wst = size_t(P.PV) * W;
+        // The product's segments, each cut into K blocks: W_ih x first when the step computes
+        // its own input projection (the same rows, reading their input), then W_hh h. A GRU
+        // pass doing so keeps W_in x apart (gru_x), in a tile of its own height.
+        const bool own_x = fx && ip == 0;
+        const Kern kern = own_x && ps.kern == Kern::gru ? Kern::gru_x : ps.kern;
+        const int bmr = kern == ps.kern ? ps.bmr : TileT<Tile::gru_x>::BMR;
+        const int acc_g = kern == Kern::gru_x ? 4 : ps.g;  // accumulators per group
         // A team whose step's weights fit in each core's L2 splits the row tiles instead of the
         // tile columns (by_rows): each thread then reads every weight, from its own L2, and no
         // thread waits on a spare column (names' GRU, H=100: 7 columns on 2 threads).
-        const int ntiles = (na + ps.bmr - 1) / ps.bmr;
+        const int ntiles = (na + bmr - 1) / bmr;
         const bool by_rows = tsize > 1 && rows_fit && ntiles >= tsize;
         const int pb0 = by_rows ? 0 : bp0[ip], pb1 = by_rows ? P.npanels : bp1[ip];
-        r0 = by_rows ? rank * ntiles / tsize * ps.bmr : 0;
-        r1 = by_rows ? std::min(na, (rank + 1) * ntiles / tsize * ps.bmr) : na;
+        r0 = by_rows ? rank * ntiles / tsize * bmr : 0;
+        r1 = by_rows ? std::min(na, (rank + 1) * ntiles / tsize * bmr) : na;
         all_units = by_rows;
         split_rows |= by_rows;
         for (int i = r0; i < r1; ++i) ptrs(i, row_ptrs[i]);
-        // The product's segments, each cut into K blocks: W_ih x first when the step computes
-        // its own input projection (the same rows, reading their input), then W_hh h.
-        const bool own_x = fx && ip == 0;
         if (own_x)
           for (int i = r0; i < r1; ++i) {
             const int b = k.order[i];
@@ -1059,7 +1127,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const bool rev_cols = s & 1;
         for (int j = pb0; j < pb1; ++j) {
           const int p = in_order(j, pb0, pb1, rev_cols);
-          const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0), nv = n * ps.g;
+          const int grp0 = p * ps.bng, n = std::min(ps.bng, P.ngrp - grp0);
           int sg = sg_start, k0 = 0;
           for (bool first = true;; first = false) {
             const int ks = seg_k[sg], k1 = std::min(ks, k0 + kblock);
@@ -1073,19 +1141,20 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
             const int nk = std::min(seg_k[qs], qk + kblock) - qk;
             const float* wp = seg_w[sg]->panel(p);
             int lines = int(size_t(nk) * wst * sizeof(float) / 64);
-            for (int i = r0; i < r1; i += ps.bmr) {
-              const int mr = std::min(ps.bmr, r1 - i), npf = std::min(lines, k1 - k0);
+            for (int i = r0; i < r1; i += bmr) {
+              const int mr = std::min(bmr, r1 - i), npf = std::min(lines, k1 - k0);
               const KBlock kb{k0,
                               k1,
                               first,
                               last,
-                              part + size_t(i) * nv * W,
+                              part + size_t(i) * n * acc_g * W,
                               reinterpret_cast<const char*>(next),
                               npf,
-                              rev_cols};
+                              rev_cols,
+                              own_x && sg == 0};
               next += size_t(npf) * 64 / sizeof(float);
               lines -= npf;
-              dispatch(ps.kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
+              dispatch(kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
             }
             if (last) break;
             sg = nsg;
@@ -1232,6 +1301,8 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   size_t tile_vecs = 0;
   for (int i = 0; i < npass_; ++i)
     tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
+  if (pass_[0].kern == Kern::gru)  // gru_x keeps a fourth accumulator per group
+    tile_vecs = std::max(tile_vecs, size_t(TileT<Tile::gru_x>::BNG) * 4);
   const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
   // and its rows' pointers for the batched step, [2B] RowPtrs: each row reading h and, when
   // the step computes its input projection, reading its input (pointers only: the float
