@@ -543,6 +543,14 @@ def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
         assert not (out / "bench.json").exists()  # failed before measuring
     with pytest.raises(ValueError, match="unknown kernel set"):
         run_benchmarks(seed_workloads(["hihell"], batches=(1,)), ["eager"], isa="nope", **FAST)
+    # the scalar reference has no vector FMA loop: its run's peak is torch.mm's, and says so
+    ref = run_benchmarks(
+        seed_workloads(["hihell"], batches=(1,)), ["eager", "native"], isa="reference", **FAST
+    )
+    peak = ref["peak"]
+    assert peak["fma_kernel_set"] == "reference" and "torch.mm" in peak["gflops_source"]
+    assert peak["gflops_per_core"] == peak["gemm_gflops_per_core"] > 0
+    assert [r["isa"] for r in ref["results"] if r["backend"] == "native"] == ["reference"]
 
 
 def test_large_group(tmp_path):

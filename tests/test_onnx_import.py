@@ -335,15 +335,15 @@ def test_grid_vs_onnxruntime(c):
         assert not ks.startswith("reference"), ks
 
 
-@pytest.mark.parametrize("lbr", [0, 1])
-def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(lbr):
+@pytest.mark.parametrize("lbr,clip", [(0, None), (1, None), (1, 1.5)])
+def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(lbr, clip):
     """A GRU with linear_before_reset=0 runs a second pass that reads x_n (r * (W_hn h) comes
     after the reset), so its steps keep the whole-sequence projection at any batch; one with 1
     (PyTorch's) computes it in its steps (gru_x) once the batch is large enough (forced to 1
-    here). Both against ONNX Runtime."""
+    here), with ONNX's clip too. All against ONNX Runtime."""
     rng = np.random.default_rng(2026)
     c = node_case(rng, op="GRU", direction="bidirectional", layout=0, T=6, B=9, H=37, D=20,
-                  lens=True, h0=True, lbr=lbr, clip=None, acts=None, outputs=[True, True, False])  # fmt: skip
+                  lens=True, h0=True, lbr=lbr, clip=clip, acts=None, outputs=[True, True, False])  # fmt: skip
     m, feeds = build(c)
     nm = sn.from_onnx(m)
     old = _C.set_fused_input_rows(1)

@@ -20,8 +20,9 @@ SEQFUSE_API void activation(const std::string& kernel_set, int kind, const float
 
 // The FMA peak probe of a kernel set, for the benchmark's roofline (seqfuse.bench.machine
 // times it): `reps` rounds of independent vector multiply-adds held in registers. Returns the
-// FLOPs done and sets *resolved (when given) to the kernel set's name ("auto" resolved).
-// Throws Unsupported as activation() does.
+// FLOPs done (0 for the reference, which has no vector loop) and sets *resolved (when given)
+// to the kernel set's name ("auto" resolved). Throws Unsupported for an unknown kernel set
+// or one this CPU cannot run.
 SEQFUSE_API uint64_t fma_probe(const std::string& kernel_set, int64_t reps,
                                std::string* resolved = nullptr);
 

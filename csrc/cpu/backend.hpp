@@ -61,7 +61,7 @@ struct Workspace {
 size_t projection_budget_bytes();
 
 // The smallest batch whose batched steps compute their own input projections (LSTM, RNN and
-// GRU layers whose input is 16 to 4H wide; see FastBackend::fuses_x): 32, or what
+// PyTorch's GRU layers whose input is 16 to 4H wide; see FastBackend::fuses_x): 32, or what
 // testing::set_fused_input_rows set. From there the step's weight reads are amortized over
 // enough rows, and the whole-sequence projection's round trip through memory is saved:
 // LSTM(256,512) T=50 b64 0.85-0.91x of the time, b16 1.02x (Sapphire Rapids, 1 thread);

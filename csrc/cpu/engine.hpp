@@ -11,12 +11,12 @@
 // - Input projections of all time steps: one register-blocked GEMM per layer and direction
 //   (bias folded in; past a 64 MiB scratch budget, a chunk of time steps at a time). With an
 //   Embedding, layer 0's projection is a [vocab, G*H] table. Batches of fused_input_rows() or
-//   more skip that GEMM on LSTM, RNN and GRU layers whose input is 16 to 4H wide (fuses_x;
-//   W_ih is packed a second time for them): each step's tiles compute W_ih x as the first K
-//   blocks of their own product (bias, then W_ih x, then W_hh h; GRU's W_in x in a fourth
-//   accumulator per group, gru_x), which saves the projection's round trip through memory and
-//   the tiles' wait for it. A stream's one-step call computes the
-//   projection of each layer above the first in blocks, during the step below (project_next).
+//   more skip that GEMM on LSTM, RNN and GRU (not ONNX's linear_before_reset=0) layers whose input
+//   is 16 to 4H wide (fuses_x; W_ih is packed a second time for them): each step's tiles compute
+//   W_ih x as the first K blocks of their own product (bias, then W_ih x, then W_hh h; GRU's W_in x
+//   in a fourth accumulator per group, gru_x), which saves the projection's round trip through
+//   memory and the tiles' wait for it. A stream's one-step call computes the projection of each
+//   layer above the first in blocks, during the step below (project_next).
 // - The recurrent product is fused with its epilogue: accumulators start from the input
 //   projection (or the biases, when the step computes that projection first), then activations and
 //   the c/h update run on the registers and store h'. Batch 1 uses PV independent accumulators per
@@ -87,9 +87,10 @@ struct TileT {
                                                                 : 1;
   // Accumulators per group: G, but gru_x keeps r, z, W_hn h and W_in x apart.
   static constexpr int ACC = T == Tile::gru_x ? 4 : G;
-  // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*G).
+  // Most groups a batch-1 recurrent tile keeps in registers (accumulators = NG*ACC); gru_x
+  // only ever runs batched tiles, of one group (BNG), a row at a time included.
   static constexpr int MAXACC = S::REGS >= 32 ? 24 : 12;
-  static constexpr int MAXNG = G > 1 ? MAXACC / ACC : MAXACC * 2 / 3;
+  static constexpr int MAXNG = T == Tile::gru_x ? 1 : G > 1 ? MAXACC / ACC : MAXACC * 2 / 3;
   static constexpr int BNG = G >= 3 ? 1 : G == 2 ? 2 : 4;  // groups per batched tile
   // Rows per batched tile: GRU's one group of 3 gates fills 18 accumulators at 6 rows, 24 at 8.
   static constexpr int BMR = T == Tile::gru && S::REGS >= 32 ? 8 : S::STEP_MR;
@@ -357,7 +358,7 @@ inline V clamp_sym(V x, V nb) {
 }
 
 // A K block of the product: k in [k0, k1). The first block starts the accumulators, the last
-// runs the epilogue; a block that is not last parks the accumulators in part ([MR][NV]
+// runs the epilogue; a block that is not last parks the accumulators in part ([MR][NG*ACC]
 // vectors) and the next block picks them up there. A batched tile also prefetches npf cache
 // lines from pf into L2, one per k: its share of the next weight slice (run_dir).
 struct KBlock {
@@ -456,13 +457,11 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
       acc[r][(XS) ? 3 : 2] = S::fma(a, w2, acc[r][(XS) ? 3 : 2]);                               \
     }                                                                                           \
   }
-    static_assert(TileT<Tile::gru_x>::BNG == 1, "gru_x tiles hold one group");
-    if constexpr (NG == 1) {
-      if (kb.xseg) {
-        SEQFUSE_GRU_X_LOOP(true)
-      } else {
-        SEQFUSE_GRU_X_LOOP(false)
-      }
+    static_assert(NG == 1, "gru_x tiles hold one group (BNG, MAXNG)");
+    if (kb.xseg) {
+      SEQFUSE_GRU_X_LOOP(true)
+    } else {
+      SEQFUSE_GRU_X_LOOP(false)
     }
 #undef SEQFUSE_GRU_X_LOOP
   } else if (MR == 1 && NV < 8) {
@@ -1297,7 +1296,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const bool interleave = phase >= 0 && npass_ == 1 && L >= 2;
   const size_t n_xs = interleave ? size_t(Np_) : 0;
   const size_t n_xpart = interleave ? size_t(ld_[0].whh[0].npanels) * Np_ : 0;
-  // each thread's parked accumulators of the K-blocked batched step: [B][bng*G] vectors
+  // each thread's parked accumulators of the K-blocked batched step: [B][bng*ACC] vectors
   size_t tile_vecs = 0;
   for (int i = 0; i < npass_; ++i)
     tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);

@@ -56,19 +56,22 @@ std::string describe(const Case& k) {
 // Cases where a team of two threads splits one direction's step (H = 400: a step streams
 // more than 384 KiB of weights) for the two-pass kinds, whose passes the team's barrier
 // separates: GRU linear_before_reset=0 and LSTM proj_size, with whole and chunked input
-// projections, forward and reverse, both layouts.
+// projections, forward and reverse, both layouts; and a clipped GRU whose steps compute
+// their input projection (gru_x, with ONNX's extras).
 std::vector<Case> team_cases() {
   std::vector<Case> v;
-  for (int kind = 0; kind < 2; ++kind)
+  for (int kind = 0; kind < 3; ++kind)
     for (int chunked = 0; chunked < 2; ++chunked) {
       Case k;
-      k.c.cell = kind == 0 ? seqfuse::Cell::gru : seqfuse::Cell::lstm;
-      k.c.input_size = kind == 0 ? 7 : 28;  // the LSTM's steps compute its input projection
+      k.c.cell = kind == 1 ? seqfuse::Cell::lstm : seqfuse::Cell::gru;
+      k.c.input_size = kind == 0 ? 7 : 28;  // kinds 1 and 2 compute their input projections
       k.c.hidden_size = 400;
       if (kind == 0)
         k.c.linear_before_reset = false;
-      else
+      else if (kind == 1)
         k.c.proj_size = 130;
+      else
+        k.c.clip = 1.5f;
       k.c.reverse = chunked == 1;
       k.B = 9;
       k.T = 6;
@@ -76,7 +79,7 @@ std::vector<Case> team_cases() {
       k.h0 = k.lengths = true;
       k.batch_first = chunked == 0;
       if (chunked) k.budget = 4096;
-      if (kind == 1) {
+      if (kind >= 1) {
         k.fused_rows = 1;
         k.fused_kblock = chunked ? 8192 : 0;
       }

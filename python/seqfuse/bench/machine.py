@@ -59,9 +59,13 @@ def gemm_gflops() -> float:
 
 def fma_gflops(isa: str = "auto") -> tuple[str, float]:
     """(kernel set, best fp32 GFLOP/s of its FMA probe on one thread); ``isa`` as in
-    ``seqfuse bench --isa`` ("auto": the kernel set native picks)."""
+    ``seqfuse bench --isa`` ("auto": the kernel set native picks). 0 for the scalar
+    reference, which has no vector loop to time."""
     from seqfuse import _C
 
+    name, flops = _C.fma_probe(isa, 1)
+    if not flops:
+        return name, 0.0
     reps = 1 << 12
     while True:
         t0 = time.perf_counter_ns()
@@ -90,24 +94,30 @@ def read_gbps(small: int, large: int) -> float:
 
 @functools.lru_cache(maxsize=4)
 def measure_peaks(isa: str = "auto") -> dict[str, Any]:
-    """{"gflops_per_core", "fma_kernel_set", "gemm_gflops_per_core", "gbps_per_core": {"L2",
-    "L3"}, "cache_bytes", "probe_s"}, measured once per process and kernel set on one thread;
-    the FMA peak is ``isa``'s (the kernel set of the run's native rows)."""
+    """{"gflops_per_core", "fma_kernel_set", "gflops_source", "gemm_gflops_per_core",
+    "gbps_per_core": {"L2", "L3"}, "cache_bytes", "probe_s"}, measured once per process and
+    kernel set on one thread; the FMA peak is ``isa``'s (the kernel set of the run's native
+    rows), torch.mm's for the reference."""
     t0 = time.perf_counter()
     caches = cache_bytes()
     l1 = caches.get("L1d", 32 << 10)
     l2 = caches.get("L2", 1 << 20)
     l3 = caches.get("L3", 16 * l2)
     with torch_threads(1), torch.inference_mode():
-        kernel_set, gflops = fma_gflops(isa)
+        kernel_set, fma = fma_gflops(isa)
         gemm = gemm_gflops()
         bw = {
             "L2": read_gbps(max(4 * l1, l2 // 8), int(0.6 * l2)),
             "L3": read_gbps(2 * l2, max(4 * l2, min(8 * l2, l3 // 2))),
         }
     return {
-        "gflops_per_core": round(gflops, 1),
+        "gflops_per_core": round(fma or gemm, 1),
         "fma_kernel_set": kernel_set,
+        "gflops_source": (
+            f"the {kernel_set} kernel set's fp32 FMA probe"
+            if fma
+            else f"torch.mm (the {kernel_set} kernel set has no vector FMA probe)"
+        ),
         "gemm_gflops_per_core": round(gemm, 1),
         "gbps_per_core": {k: round(v, 1) for k, v in bw.items()},
         "cache_bytes": {"L1d": l1, "L2": l2, "L3": l3},

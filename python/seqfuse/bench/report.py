@@ -68,9 +68,8 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
         gflops, gbps = measured["gflops_per_core"], dict(measured["gbps_per_core"])
         caches = dict(measured.get("cache_bytes", {}))
         assumption = (
-            f"measured at the start of the run on 1 thread: {gflops:g} GFLOP/s (the "
-            f"{measured['fma_kernel_set']} kernel set's fp32 FMA probe; torch.mm "
-            f"{measured['gemm_gflops_per_core']:g}; "
+            f"measured at the start of the run on 1 thread: {gflops:g} GFLOP/s "
+            f"({measured['gflops_source']}; torch.mm {measured['gemm_gflops_per_core']:g}; "
             f"nominal {nominal:g} = {ghz:.2f} GHz x {FLOPS_PER_CYCLE[simd]:g} FLOP/cycle, "
             f"{simd}), read bandwidth L2 {gbps.get('L2', 0):g} GB/s and L3 "
             f"{gbps.get('L3', 0):g} GB/s (torch sum/dot); per core, times the threads used"
@@ -93,6 +92,7 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
         "gbps_per_core": gbps,
         "cache_bytes": caches,
         "fma_kernel_set": (measured or {}).get("fma_kernel_set"),
+        "gflops_source": (measured or {}).get("gflops_source"),
         "gemm_gflops_per_core": (measured or {}).get("gemm_gflops_per_core"),
         "probe_s": (measured or {}).get("probe_s"),
         "assumption": assumption,
