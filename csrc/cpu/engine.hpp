@@ -98,11 +98,11 @@ struct TileT {
 
 // TileT's facts for a pass known only at run time (the backend's constructor).
 struct KernDims {
-  int g, maxng, bng, bmr;
+  int g, acc, maxng, bng, bmr;
 };
 template <Tile T>
 constexpr KernDims tile_dims() {
-  return {TileT<T>::G, TileT<T>::MAXNG, TileT<T>::BNG, TileT<T>::BMR};
+  return {TileT<T>::G, TileT<T>::ACC, TileT<T>::MAXNG, TileT<T>::BNG, TileT<T>::BMR};
 }
 inline KernDims kern_dims(Kern k) {
   switch (tile_of(k)) {
@@ -684,6 +684,7 @@ class FastBackend final : public Backend {
       PassShape& ps = pass_[i];
       const KernDims dims = kern_dims(ps.kern);
       ps.g = dims.g;
+      ps.acc = dims.acc;
       // Batch-1 panels: as many groups as the registers hold as accumulators, balanced
       // (e.g. AVX-512 LSTM H=128: 2 panels of 4 groups = 16 accumulators each).
       const int ngrp = round_up(ps.units, W) / W;
@@ -711,6 +712,13 @@ class FastBackend final : public Backend {
       ps.bmr = dims.bmr;
       const size_t slice_row = size_t(ps.bng) * ps.g * W * sizeof(float);  // bytes per k
       ps.kblock = std::max(16, int(l1d_cache_bytes() / 2 / slice_row) / 4 * 4);
+    }
+    fx_pass_ = pass_[0];
+    if (fx_pass_.kern == Kern::gru) {
+      const KernDims dims = kern_dims(Kern::gru_x);
+      fx_pass_.kern = Kern::gru_x;
+      fx_pass_.acc = dims.acc;
+      fx_pass_.bmr = dims.bmr;
     }
     const int L = c.num_layers, dirs = c.dirs();
     ld_.reset(new LayerDir[size_t(std::max(1, L * dirs))]);
@@ -789,6 +797,7 @@ class FastBackend final : public Backend {
   struct PassShape {
     Kern kern = Kern::lstm;
     int units = 0, k = 0, g = 1;
+    int acc = 1;           // accumulators per group (g, but gru_x's 4)
     int u = 1;             // groups per batch-1 panel
     int bng = 1;           // groups per batched tile
     int bmr = 1;           // rows per batched tile
@@ -828,6 +837,9 @@ class FastBackend final : public Backend {
   int Hs_ = 1, Hsp_ = 1;  // the hidden state's width (proj_size, else H) and its padded width
   int npass_ = 1;
   PassShape pass_[2];
+  // The first pass as a batched step runs it when it computes its own input projection
+  // (fuses_x): the same, but PyTorch's GRU keeps W_in x apart (gru_x), in a tile of its own.
+  PassShape fx_pass_;
   std::unique_ptr<LayerDir[]> ld_;
   Packed head_w_;
   Buf head_b_;
@@ -985,6 +997,11 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   size_t step_w = fx ? x.wihb.pstride * x.wihb.npanels : 0;
   for (int ip = 0; ip < npass_; ++ip) step_w += x.batched(ip).pstride * x.batched(ip).npanels;
   const bool rows_fit = step_w * sizeof(float) <= l2_cache_bytes() / 2;
+  // K per block of a step computing its own input projection: far more than the L1-sized
+  // blocks of W_hh alone (fused_kblock_bytes: most often one block per segment).
+  const int fx_kblock =
+      fx ? std::max(16, int(fused_kblock_bytes() / (size_t(x.wihb.PV) * W * sizeof(float))) / 4 * 4)
+         : 0;
   bool split_rows = false;  // some step of this thread split rows (testing::row_split_runs)
   const PassShape& last = pass_[npass_ - 1];
   const int il = npass_ - 1;
@@ -1035,7 +1052,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
           rp.c = cb + size_t(b) * Hp;
           if (ip == 0) {  // product of h; lstm with a projection stores o*tanh(c) in aux
             rp.hin = hp;
-            rp.aux = fx && ps.kern == Kern::gru ? hp : av;  // gru_x reads h_prev there
+            rp.aux = fx && fx_pass_.kern == Kern::gru_x ? hp : av;  // gru_x reads h_prev there
             rp.hout = NPASS == 2 && ps.kern == Kern::lstm ? av : hn;
           } else {  // product of aux (r*h or o*tanh(c)); gru_n reads h_prev as aux
             rp.hin = av;
@@ -1081,12 +1098,10 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
         const Packed& P = x.batched(ip);
         const size_t wst = size_t(P.PV) * W;
         // The product's segments, each cut into K blocks: W_ih x first when the step computes
-        // its own input projection (the same rows, reading their input), then W_hh h. A GRU
-        // pass doing so keeps W_in x apart (gru_x), in a tile of its own height.
+        // its own input projection (the same rows, reading their input; fx_pass_), then W_hh h.
         const bool own_x = fx && ip == 0;
-        const Kern kern = own_x && ps.kern == Kern::gru ? Kern::gru_x : ps.kern;
-        const int bmr = kern == ps.kern ? ps.bmr : TileT<Tile::gru_x>::BMR;
-        const int acc_g = kern == Kern::gru_x ? 4 : ps.g;  // accumulators per group
+        const PassShape& ts = own_x ? fx_pass_ : ps;  // the tile's kind and shape
+        const int bmr = ts.bmr;
         // A team whose step's weights fit in each core's L2 splits the row tiles instead of the
         // tile columns (by_rows): each thread then reads every weight, from its own L2, and no
         // thread waits on a spare column (names' GRU, H=100: 7 columns on 2 threads).
@@ -1105,11 +1120,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
             x_ptrs[i].hin = k.in + k.row(t_of(b), b) * k.in_ld;
           }
         const int nseg = own_x ? 2 : 1;
-        // K per block: a slice in half of L1 for W_hh alone; far larger for a step computing
-        // its own input projection (fused_kblock_bytes: most often one block per segment).
-        const int kblock =
-            own_x ? std::max(16, int(fused_kblock_bytes() / (wst * sizeof(float))) / 4 * 4)
-                  : ps.kblock;
+        const int kblock = own_x ? fx_kblock : ps.kblock;
         const Packed* seg_w[2] = {own_x ? &x.wihb : &P, &P};
         const int seg_k[2] = {own_x ? int(k.in_ld) : K, K};
         const RowPtrs* seg_rows[2] = {own_x ? x_ptrs : row_ptrs, row_ptrs};
@@ -1146,14 +1157,14 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
                               k1,
                               first,
                               last,
-                              part + size_t(i) * n * acc_g * W,
+                              part + size_t(i) * n * ts.acc * W,
                               reinterpret_cast<const char*>(next),
                               npf,
                               rev_cols,
                               own_x && sg == 0};
               next += size_t(npf) * 64 / sizeof(float);
               lines -= npf;
-              dispatch(kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
+              dispatch(ts.kern, mr, n, kb, seg_rows[sg] + i, bh, grp0, wp, wst, ep);
             }
             if (last) break;
             sg = nsg;
@@ -1297,11 +1308,9 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const size_t n_xs = interleave ? size_t(Np_) : 0;
   const size_t n_xpart = interleave ? size_t(ld_[0].whh[0].npanels) * Np_ : 0;
   // each thread's parked accumulators of the K-blocked batched step: [B][bng*ACC] vectors
-  size_t tile_vecs = 0;
+  size_t tile_vecs = size_t(fx_pass_.bng) * fx_pass_.acc;
   for (int i = 0; i < npass_; ++i)
-    tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].g);
-  if (pass_[0].kern == Kern::gru)  // gru_x keeps a fourth accumulator per group
-    tile_vecs = std::max(tile_vecs, size_t(TileT<Tile::gru_x>::BNG) * 4);
+    tile_vecs = std::max(tile_vecs, size_t(pass_[i].bng) * pass_[i].acc);
   const size_t part_ld = L > 0 ? al16(size_t(B) * tile_vecs * W) : 0;
   // and its rows' pointers for the batched step, [2B] RowPtrs: each row reading h and, when
   // the step computes its input projection, reading its input (pointers only: the float
