@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the real-data folder and trained seed checkpoints.
+"""Shared pytest fixtures: the real-data folder, trained seed checkpoints, and the native
+engine's threshold for steps that compute their own input projection.
 
 Real data comes from $SEQFUSE_DATA_DIR or ../shared/data beside the repository; tests that
 need it skip with the reason when it is absent. ``trained_checkpoint(task)`` trains a seed
@@ -93,3 +94,14 @@ def trained_checkpoint(tmp_path_factory):
         return cache[task]
 
     return get
+
+
+@pytest.fixture
+def fused_input_rows():
+    """Sets the smallest batch whose steps compute their own input projection (returns the
+    setter for the test to change it); restores the default after."""
+    from seqfuse import _C
+
+    old = _C.set_fused_input_rows(32)
+    yield _C.set_fused_input_rows
+    _C.set_fused_input_rows(old)

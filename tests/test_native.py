@@ -240,14 +240,6 @@ FUSED = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def fused_input_rows():
-    """Sets the smallest batch that fuses its input projection; restores the default after."""
-    old = _C.set_fused_input_rows(32)
-    yield _C.set_fused_input_rows
-    _C.set_fused_input_rows(old)
-
-
 def _grid_case(case: dict, isa: str):
     """A grid case's native model on ``isa``, its inputs (x, hx, lengths) and eager's result."""
     m = module_of(case)

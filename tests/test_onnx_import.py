@@ -336,7 +336,9 @@ def test_grid_vs_onnxruntime(c):
 
 
 @pytest.mark.parametrize("lbr,clip", [(0, None), (1, None), (1, 1.5)])
-def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(lbr, clip):
+def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(
+    lbr, clip, fused_input_rows
+):
     """A GRU with linear_before_reset=0 runs a second pass that reads x_n (r * (W_hn h) comes
     after the reset), so its steps keep the whole-sequence projection at any batch; one with 1
     (PyTorch's) computes it in its steps (gru_x) once the batch is large enough (forced to 1
@@ -346,16 +348,12 @@ def test_gru_steps_compute_their_projection_unless_linear_before_reset_is_0(lbr,
                   lens=True, h0=True, lbr=lbr, clip=clip, acts=None, outputs=[True, True, False])  # fmt: skip
     m, feeds = build(c)
     nm = sn.from_onnx(m)
-    old = _C.set_fused_input_rows(1)
-    try:
-        runs = _C.fused_input_runs()
-        got = nm.run(None, feeds)
-        fused = _C.fused_input_runs() - runs
-    finally:
-        _C.set_fused_input_rows(old)
+    fused_input_rows(1)
+    runs = _C.fused_input_runs()
+    got = nm.run(None, feeds)
+    assert _C.fused_input_runs() - runs == (2 if lbr else 0)  # both directions, or none
     for g, w in zip(got, ort_outputs(c), strict=True):
         assert err(g, w) <= TOL
-    assert fused == (2 if lbr else 0)  # both directions, or none
 
 
 def test_layout_1_runs_where_onnxruntime_refuses():

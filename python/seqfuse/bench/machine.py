@@ -63,18 +63,17 @@ def fma_gflops(isa: str = "auto") -> tuple[str, float]:
     reference, which has no vector loop to time."""
     from seqfuse import _C
 
-    name, flops = _C.fma_probe(isa, 1)
-    if not flops:
+    name, per_rep = _C.fma_probe(isa, 1)
+    if not per_rep:
         return name, 0.0
     reps = 1 << 12
-    while True:
+    while reps < 1 << 30:
         t0 = time.perf_counter_ns()
-        name, _ = _C.fma_probe(isa, reps)
-        if (time.perf_counter_ns() - t0) * 1e-9 >= FMA_PROBE_CALL_S or reps >= 1 << 30:
+        _C.fma_probe(isa, reps)
+        if (time.perf_counter_ns() - t0) * 1e-9 >= FMA_PROBE_CALL_S:
             break
         reps *= 2
-    flops = _C.fma_probe(isa, reps)[1]
-    return name, flops / _best_s(lambda: _C.fma_probe(isa, reps)) / 1e9
+    return name, per_rep * reps / _best_s(lambda: _C.fma_probe(isa, reps)) / 1e9
 
 
 def read_gbps(small: int, large: int) -> float:

@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from seqfuse.cli import finite_float, int_at_least, int_within
 from seqfuse.errors import SeqfuseError
@@ -95,7 +96,7 @@ def _launch(args: argparse.Namespace) -> int:
     )
 
 
-def _as_worker(fn) -> int:
+def _as_worker(fn) -> NoReturn:
     """Run ``fn`` as one torchrun rank and end the process: the rank that fails first records
     its one-line error for torchrun (which stops the others, and which `seqfuse train --nproc`
     reports); a rank that only lost its peers, or was interrupted, exits quietly.
