@@ -533,6 +533,7 @@ def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
     nat = [r for r in data["results"] if r["backend"] == "native"]
     assert nat and all(r["status"] == "ok" and r["isa"] == isa for r in nat)
     assert data["peak"]["fma_kernel_set"] == isa  # efficiencies against that set's peak
+    assert data["peak"]["gbps_source"] == f"the {isa} kernel set's read probe"
     bad = ["bogus"] + [n for n, ok in _C.kernel_sets() if not ok]
     for name in bad:
         out = tmp_path / f"bad-{name}"
@@ -550,6 +551,8 @@ def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
     peak = ref["peak"]
     assert peak["fma_kernel_set"] == "reference" and "torch.mm" in peak["gflops_source"]
     assert peak["gflops_per_core"] == peak["gemm_gflops_per_core"] > 0
+    assert "torch sum/dot" in peak["gbps_source"]  # nor a vector read loop
+    assert "torch sum/dot" in peak["assumption"]
     assert [r["isa"] for r in ref["results"] if r["backend"] == "native"] == ["reference"]
 
 

@@ -115,6 +115,28 @@ def test_fma_probe_resolves_auto_and_has_nothing_for_the_reference(monkeypatch):
         _C.fma_probe("sse9", 1)
 
 
+@pytest.mark.parametrize("isa", FAST)
+def test_read_probe_reads_every_float_once_per_pass(isa):
+    """The bench's cache bandwidths (seqfuse.bench.machine) are the read probe's bytes over
+    its time: the sum it returns is NumPy's, so no element was skipped or read twice, at any
+    alignment and with tails of every length (8 chains of one vector, then single vectors,
+    then floats)."""
+    from seqfuse.bench.machine import aligned_floats
+
+    base = aligned_floats(1 << 16)
+    lanes = LANES[isa]
+    for n in (1, lanes - 1, lanes, 8 * lanes, 8 * lanes + 3 * lanes + 1, 16381):
+        for off in (0, 1, 3):
+            a = base[off : off + n]
+            name, total = _C.read_probe(isa, a, 3)
+            assert name == isa
+            want = float(a.astype(np.float64).sum())
+            assert abs(total - want) <= 1e-5 * want, (n, off, total, want)
+    assert _C.read_probe("reference", base, 1) == ("reference", None)  # no vector loop
+    with pytest.raises(ValueError, match="reps"):
+        _C.read_probe(isa, base, 0)
+
+
 def test_registry_lists_every_compiled_kernel_set_with_portable_and_reference_last():
     names = [n for n, _ in _C.kernel_sets()]
     assert names[-2:] == ["portable", "reference"]

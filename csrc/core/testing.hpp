@@ -26,6 +26,13 @@ SEQFUSE_API void activation(const std::string& kernel_set, int kind, const float
 SEQFUSE_API uint64_t fma_probe(const std::string& kernel_set, int64_t reps,
                                std::string* resolved = nullptr);
 
+// The cache read probe of a kernel set, for the benchmark's roofline (seqfuse.bench.machine
+// times it over arrays sized to L2 and L3): `reps` passes of vector loads over p[0, n) (reps
+// >= 1), with *sum set to the last pass's sum. Returns false, leaving *sum alone, for the
+// reference (no vector loop), and sets *resolved as fma_probe does. Throws as fma_probe does.
+SEQFUSE_API bool read_probe(const std::string& kernel_set, const float* p, size_t n, int64_t reps,
+                            float* sum, std::string* resolved = nullptr);
+
 // One step of a tanh RNN cell (PyTorch's nn.RNNCell) in double, the simplest oracle:
 //   x: [B, D] input, h: [B, H] previous state, w_ih: [H, D], w_hh: [H, H], b_ih, b_hh: [H]
 //   (either may be null), out: [B, H] = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh), aliasing

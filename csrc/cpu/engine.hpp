@@ -1450,5 +1450,33 @@ inline uint64_t fma_probe_kernel(int64_t reps, float* sink) {
   return uint64_t(reps > 0 ? reps : 0) * FMA_PROBE_CHAINS * 2 * W;
 }
 
+// The cache read probe (seqfuse.bench.machine times it): `reps` passes over p[0, n), each vector
+// added into one of READ_PROBE_CHAINS running sums, so that loads, not the adds' latency, set
+// the pace, as the batch-1 matrix-vector loops read their weights. Sized to a cache level, the
+// array gives that level's read bandwidth for this kernel set's vectors. Returns the last
+// pass's sum (the tests compare it with NumPy's), which also keeps the loads alive.
+constexpr int READ_PROBE_CHAINS = 8;
+inline float read_probe_kernel(const float* p, size_t n, int64_t reps) {
+  constexpr size_t step = size_t(READ_PROBE_CHAINS) * W;
+  float total = 0;
+  for (int64_t r = 0; r < reps; ++r) {
+    V acc[READ_PROBE_CHAINS];
+    for (int i = 0; i < READ_PROBE_CHAINS; ++i) acc[i] = S::zero();
+    size_t j = 0;
+    for (; j + step <= n; j += step) {
+#pragma GCC unroll 8
+      for (int i = 0; i < READ_PROBE_CHAINS; ++i) acc[i] = S::add(acc[i], S::load(p + j + i * W));
+    }
+    for (; j + W <= n; j += W) acc[0] = S::add(acc[0], S::load(p + j));
+    for (int i = 1; i < READ_PROBE_CHAINS; ++i) acc[0] = S::add(acc[0], acc[i]);
+    float lanes[W];
+    S::store(lanes, acc[0]);
+    total = 0;
+    for (int i = 0; i < W; ++i) total += lanes[i];
+    for (; j < n; ++j) total += p[j];
+  }
+  return total;
+}
+
 }  // namespace SEQFUSE_NS
 }  // namespace seqfuse

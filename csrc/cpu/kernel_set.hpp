@@ -27,6 +27,9 @@ struct KernelSet {
   void (*activation)(int kind, const float* x, float* y, size_t n);
   // The FMA peak probe (engine.hpp's fma_probe_kernel): FLOPs done; null for the reference.
   uint64_t (*fma_probe)(int64_t reps, float* sink);
+  // The cache read probe (engine.hpp's read_probe_kernel): `reps` passes of vector loads over
+  // p[0, n), returning the last pass's sum; null for the reference.
+  float (*read_probe)(const float* p, size_t n, int64_t reps);
 };
 
 // Every kernel set compiled into this build, most preferred first, then "reference".
@@ -55,8 +58,15 @@ const KernelSet& resolve_kernel_set(const std::string& name);
     apply_activation_kernel(kind, x, y, n);                                                     \
   }                                                                                             \
   static uint64_t fma_probe(int64_t reps, float* sink) { return fma_probe_kernel(reps, sink); } \
+  static float read_probe(const float* p, size_t n, int64_t reps) {                             \
+    return read_probe_kernel(p, n, reps);                                                       \
+  }                                                                                             \
   }                                                                                             \
   extern const KernelSet kernel_set_##NAME;                                                     \
-  const KernelSet kernel_set_##NAME = {#NAME, SEQFUSE_KSET_FEATURES, &SEQFUSE_NS::make_backend, \
-                                       &SEQFUSE_NS::activation, &SEQFUSE_NS::fma_probe};        \
+  const KernelSet kernel_set_##NAME = {#NAME,                                                   \
+                                       SEQFUSE_KSET_FEATURES,                                   \
+                                       &SEQFUSE_NS::make_backend,                               \
+                                       &SEQFUSE_NS::activation,                                 \
+                                       &SEQFUSE_NS::fma_probe,                                  \
+                                       &SEQFUSE_NS::read_probe};                                \
   }

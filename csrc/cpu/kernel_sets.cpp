@@ -95,5 +95,14 @@ uint64_t fma_probe(const std::string& kernel_set, int64_t reps, std::string* res
   return flops;
 }
 
+bool read_probe(const std::string& kernel_set, const float* p, size_t n, int64_t reps, float* sum,
+                std::string* resolved) {
+  const KernelSet& k = resolve_kernel_set(kernel_set);
+  if (resolved) *resolved = k.name;
+  if (!k.read_probe) return false;  // the scalar reference: no vector loop
+  *sum = k.read_probe(p, n, reps);
+  return true;
+}
+
 }  // namespace testing
 }  // namespace seqfuse

@@ -159,10 +159,13 @@ class ReferenceBackend final : public Backend {
 // Registered last in the kernel-set table (cpu/kernel_sets.cpp): chosen by name, never by auto.
 extern const KernelSet kernel_set_reference;
 const KernelSet kernel_set_reference = {
-    "reference", "",
+    "reference",
+    "",
     [](const Config& c, const WeightMap& w) -> std::unique_ptr<Backend> {
       return std::make_unique<ReferenceBackend>(c, w);
     },
-    nullptr, nullptr};
+    nullptr,
+    nullptr,
+    nullptr};
 
 }  // namespace seqfuse

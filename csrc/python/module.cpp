@@ -167,6 +167,24 @@ PYBIND11_MODULE(_C, m) {
         return py::make_tuple(name, flops);
       },
       py::arg("kernel_set"), py::arg("reps"));
+  // Bench hook: a kernel set's cache read probe over a float32 array; returns (kernel set, the
+  // last pass's sum or None for the reference), and the caller times it.
+  m.def(
+      "read_probe",
+      [](const std::string& kernel_set, FloatArray a, int64_t reps) -> py::tuple {
+        if (reps < 1) throw py::value_error("read_probe: reps must be at least 1");
+        std::string name;
+        float sum = 0;
+        bool ran;
+        {
+          py::gil_scoped_release release;
+          ran = seqfuse::testing::read_probe(kernel_set, a.data(), size_t(a.size()), reps, &sum,
+                                             &name);
+        }
+        if (!ran) return py::make_tuple(name, py::none());
+        return py::make_tuple(name, sum);
+      },
+      py::arg("kernel_set"), py::arg("a"), py::arg("reps"));
   // Test hook: the smallest batch whose steps compute their own input projections (returns
   // the previous value).
   m.def("set_fused_input_rows", &seqfuse::testing::set_fused_input_rows, py::arg("rows"));

@@ -72,7 +72,8 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
             f"({measured['gflops_source']}; torch.mm {measured['gemm_gflops_per_core']:g}; "
             f"nominal {nominal:g} = {ghz:.2f} GHz x {FLOPS_PER_CYCLE[simd]:g} FLOP/cycle, "
             f"{simd}), read bandwidth L2 {gbps.get('L2', 0):g} GB/s and L3 "
-            f"{gbps.get('L3', 0):g} GB/s (torch sum/dot); per core, times the threads used"
+            f"{gbps.get('L3', 0):g} GB/s ({measured.get('gbps_source', 'torch sum/dot')}); "
+            "per core, times the threads used"
         )
     else:
         gflops = nominal
@@ -94,6 +95,7 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
         "fma_kernel_set": (measured or {}).get("fma_kernel_set"),
         "gflops_source": (measured or {}).get("gflops_source"),
         "gemm_gflops_per_core": (measured or {}).get("gemm_gflops_per_core"),
+        "gbps_source": (measured or {}).get("gbps_source"),
         "probe_s": (measured or {}).get("probe_s"),
         "assumption": assumption,
     }
