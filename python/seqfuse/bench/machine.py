@@ -9,10 +9,11 @@ Per core, on one thread, best of repeated calls:
 - fp32 FLOP/s of a square GEMM (torch.mm, 256 and 384, operands in L2), kept for context;
 - read bandwidth of the L2 and L3 caches: the same kernel set's read probe
   (seqfuse._C.read_probe: vector loads summed into 8 independent chains, as the batch-1
-  matrix-vector loops read their weights) over a 64-byte aligned array sized in that level,
-  repeated until one call takes a millisecond. torch's ``sum`` and ``dot``, which stood in
-  before, read L3 at 94-99 GB/s on a Zen 5 core whose plain vector loads reach 127, and moved
-  by a third between runs; they remain only for the reference, which has no vector loop.
+  matrix-vector loops read their weights) over 64-byte aligned arrays of several sizes
+  within that level, each repeated until one call takes a millisecond; the median counts
+  (``gbps_range`` keeps the least and the most). torch's ``sum`` and ``dot``, which stood
+  in before, read L3 at 94-99 GB/s in one run and 131 in the next on a Zen 5 core; they
+  remain only for the reference, which has no vector loop.
 
 The sizes come from the cache sizes Linux reports (seqfuse.bench.env). A native row can still
 read a little above 100% of a level when part of its weights sit in the level above
@@ -23,6 +24,7 @@ Checked by tests/test_bench.py (fields present, values positive, efficiencies sa
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +39,11 @@ GEMM_SIZES = (256, 384)
 PROBE_BUDGET_S = 0.04  # per measured size and op
 FMA_PROBE_CALL_S = 1e-3  # the FMA probe's reps are doubled until one call takes this long
 READ_PROBE_CALL_S = 1e-3  # so are the read probe's passes
+# Array sizes of the read probe, in L2 sizes: the median over them is the level's bandwidth.
+# One size is not enough: a Zen 5 core read arrays of 0.5-0.625 of its L2 at 260 GB/s (not
+# always the same ones) and every other size from 1/8 to 7/8 at 190-220.
+L2_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+L3_MULTIPLES = (2, 3, 4, 6, 8)  # capped at half of L3
 
 
 def _best_s(fn: Callable[[], Any], budget_s: float = PROBE_BUDGET_S, min_reps: int = 10) -> float:
@@ -126,9 +133,10 @@ def torch_read_gbps(small: int, large: int) -> float:
 @functools.lru_cache(maxsize=4)
 def measure_peaks(isa: str = "auto") -> dict[str, Any]:
     """{"gflops_per_core", "fma_kernel_set", "gflops_source", "gemm_gflops_per_core",
-    "gbps_per_core": {"L2", "L3"}, "gbps_source", "cache_bytes", "probe_s"}, measured once per
-    process and kernel set on one thread; the FMA peak and read bandwidths are ``isa``'s probes
-    (the kernel set of the run's native rows), torch's for the reference."""
+    "gbps_per_core": {"L2", "L3"}, "gbps_source", "gbps_range", "cache_bytes", "probe_s"},
+    measured once per process and kernel set on one thread; the FMA peak and read bandwidths
+    are ``isa``'s probes (the kernel set of the run's native rows), torch's for the
+    reference."""
     t0 = time.perf_counter()
     caches = cache_bytes()
     l1 = caches.get("L1d", 32 << 10)
@@ -137,12 +145,21 @@ def measure_peaks(isa: str = "auto") -> dict[str, Any]:
     with torch_threads(1), torch.inference_mode():
         kernel_set, fma = fma_gflops(isa)
         gemm = gemm_gflops()
-        sizes = {"L2": int(0.6 * l2), "L3": max(4 * l2, min(8 * l2, l3 // 2))}
-        bw = {level: probe_read_gbps(isa, n) for level, n in sizes.items()}
-        read_source = f"the {kernel_set} kernel set's read probe"
-        if not all(bw.values()):
-            small = {"L2": max(4 * l1, l2 // 8), "L3": 2 * l2}
-            bw = {level: torch_read_gbps(small[level], n) for level, n in sizes.items()}
+        sizes = {
+            "L2": [int(f * l2) for f in L2_FRACTIONS],
+            "L3": sorted({int(max(2 * l2, min(f * l2, l3 // 2))) for f in L3_MULTIPLES}),
+        }
+        runs = {level: [probe_read_gbps(isa, n) for n in ns] for level, ns in sizes.items()}
+        if all(all(v) for v in runs.values()):
+            bw = {level: statistics.median(v) for level, v in runs.items()}
+            spread = {level: [round(min(v), 1), round(max(v), 1)] for level, v in runs.items()}
+            read_source = f"the {kernel_set} kernel set's read probe, median over array sizes"
+        else:  # the reference: no vector loop
+            bw = {
+                "L2": torch_read_gbps(max(4 * l1, l2 // 8), int(0.6 * l2)),
+                "L3": torch_read_gbps(2 * l2, max(4 * l2, min(8 * l2, l3 // 2))),
+            }
+            spread = {}
             read_source = f"torch sum/dot (the {kernel_set} kernel set has no vector read probe)"
     return {
         "gflops_per_core": round(fma or gemm, 1),
@@ -155,6 +172,7 @@ def measure_peaks(isa: str = "auto") -> dict[str, Any]:
         "gemm_gflops_per_core": round(gemm, 1),
         "gbps_per_core": {k: round(v, 1) for k, v in bw.items()},
         "gbps_source": read_source,
+        "gbps_range": spread,
         "cache_bytes": {"L1d": l1, "L2": l2, "L3": l3},
         "probe_s": round(time.perf_counter() - t0, 2),
     }

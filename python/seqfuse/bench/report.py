@@ -96,6 +96,7 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
         "gflops_source": (measured or {}).get("gflops_source"),
         "gemm_gflops_per_core": (measured or {}).get("gemm_gflops_per_core"),
         "gbps_source": (measured or {}).get("gbps_source"),
+        "gbps_range": (measured or {}).get("gbps_range"),
         "probe_s": (measured or {}).get("probe_s"),
         "assumption": assumption,
     }
