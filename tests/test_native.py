@@ -309,8 +309,8 @@ def test_teams_splitting_rows(case, isa, fused_input_rows):
                 assert torch.equal(a, b), f"threads={threads} differs from one thread"
 
 
-def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool):
-    cfg = preset(name)
+def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool, **overrides):
+    cfg = {**preset(name), **overrides}
     torch.manual_seed(seed)
     m = build_model(cfg).eval()
     x = example_input(cfg, batch=B, seq_len=T, seed=seed)
@@ -356,13 +356,13 @@ def test_presets_vs_eager(name, variant):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("B", [3, 9])
-def test_mnist_head_only_skips_work_but_matches(isa, B, fused_input_rows):
+@pytest.mark.parametrize("B,hidden", [(3, 64), (3, 128), (9, 128)])
+def test_mnist_head_only_skips_work_but_matches(isa, B, hidden, fused_input_rows):
     # last_step head on a bidirectional top layer: one backward step of the top layer, with
     # the input projections from the GEMM and from the steps themselves (both layers fuse).
-    # Batch 3 gives each direction a thread; from batch 5 a step is worth splitting, and the
-    # whole team of 2 or 3 takes the top layer's two directions in turn.
-    m, x, h, ln = _seq_case("mnist", 11, B=B, T=28, lengths=True, hx=False)
+    # H=64 gives each direction a thread (a step of 64 KiB is not worth splitting); at H=128
+    # (256 KiB) the whole team of 2 or 3 takes the top layer's two directions in turn.
+    m, x, h, ln = _seq_case("mnist", 11, B=B, T=28, lengths=True, hx=False, hidden_size=hidden)
     with torch.no_grad():
         want = m(x, None, ln)[0]
     nm = sn.from_module(m, isa=isa)

@@ -54,6 +54,13 @@ namespace SEQFUSE_NS {
 constexpr int W = S::W;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples of floats
+// The least weight bytes a recurrent step streams (per 4 batch rows) for a team of threads
+// to split it: below this, a barrier per step costs more than half a step saves. 384 KiB
+// kept mnist's LSTM (H=128, 256 KiB a step) on one thread; with a team, LSTM H=128-160 and
+// GRU H=192 at batch 1 took 0.62-0.65x of the time at 2 threads, RNN H=256 at batch 2 0.64x
+// (Zen 5). A batch-1 step must also have two panels or more: one panel leaves the second
+// thread only the barriers (RNN H=128: 1.6x the time).
+constexpr double TEAM_STEP_BYTES = 192.0 * 1024;
 
 // What one pass of a recurrent step computes: the step kernels' template parameter. PyTorch's
 // cells take one pass per step. A product that needs every unit's first result takes two,
@@ -694,7 +701,7 @@ class FastBackend final : public Backend {
       // possible, fewest panels first: e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
       // split of the weights between the two cores), H=512 as 8 of 4, not 6+6+6+6+6+2 (18/14).
       const double step_bytes = 4.0 * ps.g * ngrp * W * ps.k;
-      if (np > 1 && np < ngrp && step_bytes >= 384.0 * 1024) {
+      if (np > 1 && np < ngrp && step_bytes >= TEAM_STEP_BYTES) {
         auto uneven = [&](int n) {
           const int first_half = std::min(ngrp, n / 2 * ((ngrp + n - 1) / n));
           return std::abs(2 * first_half - ngrp);
@@ -1216,7 +1223,8 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   // Splitting one direction's step across threads costs a barrier per step: worth it only
   // when a step streams enough weights (or rows). Directions get their own thread (except in
   // a truncated top layer: split_top below).
-  const bool team_ok = 4.0 * G_ * Hp_ * H_ * ((B + 3) / 4) >= 384.0 * 1024;
+  const bool team_ok = 4.0 * G_ * Hp_ * H_ * ((B + 3) / 4) >= TEAM_STEP_BYTES &&
+                       (B > 1 || (L > 0 && ld_[0].whh[0].npanels >= 2));
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
   Call k;
   k.a = &a;
