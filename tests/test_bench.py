@@ -534,7 +534,7 @@ def test_cli_isa_forces_the_native_kernel_set(tmp_path, capsys):
     assert nat and all(r["status"] == "ok" and r["isa"] == isa for r in nat)
     assert data["peak"]["fma_kernel_set"] == isa  # efficiencies against that set's peak
     assert data["peak"]["gbps_source"].startswith(f"the {isa} kernel set's read probe")
-    lo, hi = data["peak"]["gbps_range"]["L2"]  # the median lies within what the sizes read
+    lo, hi = data["peak"]["gbps_range"]["L2"]  # the schema: the extremes around the median
     assert 0 < lo <= data["peak"]["gbps_per_core"]["L2"] <= hi
     bad = ["bogus"] + [n for n, ok in _C.kernel_sets() if not ok]
     for name in bad:

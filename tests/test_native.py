@@ -310,7 +310,7 @@ def test_teams_splitting_rows(case, isa, fused_input_rows):
 
 
 def _seq_case(name: str, seed: int, B: int, T: int, lengths: bool, hx: bool, **overrides):
-    cfg = {**preset(name), **overrides}
+    cfg = preset(name, **overrides)
     torch.manual_seed(seed)
     m = build_model(cfg).eval()
     x = example_input(cfg, batch=B, seq_len=T, seed=seed)
@@ -360,8 +360,9 @@ def test_presets_vs_eager(name, variant):
 def test_mnist_head_only_skips_work_but_matches(isa, B, hidden, fused_input_rows):
     # last_step head on a bidirectional top layer: one backward step of the top layer, with
     # the input projections from the GEMM and from the steps themselves (both layers fuse).
-    # H=64 gives each direction a thread (a step of 64 KiB is not worth splitting); at H=128
-    # (256 KiB) the whole team of 2 or 3 takes the top layer's two directions in turn.
+    # H=64 gives each direction a thread (a step of 64 KiB is below engine.hpp's
+    # TEAM_STEP_BYTES); at H=128 (256 KiB) the whole team of 2 or 3 takes the top layer's two
+    # directions in turn. Both give one thread's result bit for bit.
     m, x, h, ln = _seq_case("mnist", 11, B=B, T=28, lengths=True, hx=False, hidden_size=hidden)
     with torch.no_grad():
         want = m(x, None, ln)[0]

@@ -135,6 +135,8 @@ def test_read_probe_reads_every_float_once_per_pass(isa):
     assert _C.read_probe("reference", base, 1) == ("reference", None)  # no vector loop
     with pytest.raises(ValueError, match="reps"):
         _C.read_probe(isa, base, 0)
+    with pytest.raises(TypeError):  # no silent copy (unaligned, inside the timed call)
+        _C.read_probe(isa, base.astype(np.float64), 1)
 
 
 def test_registry_lists_every_compiled_kernel_set_with_portable_and_reference_last():

@@ -54,13 +54,15 @@ namespace SEQFUSE_NS {
 constexpr int W = S::W;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiples of floats
-// The least weight bytes a recurrent step streams (per 4 batch rows) for a team of threads
-// to split it: below this, a barrier per step costs more than half a step saves. 384 KiB
-// kept mnist's LSTM (H=128, 256 KiB a step) on one thread; with a team, LSTM H=128-160 and
-// GRU H=192 at batch 1 took 0.62-0.65x of the time at 2 threads, RNN H=256 at batch 2 0.64x
-// (Zen 5). A batch-1 step must also have two panels or more: one panel leaves the second
-// thread only the barriers (RNN H=128: 1.6x the time).
-constexpr double TEAM_STEP_BYTES = 192.0 * 1024;
+// The least weight bytes a recurrent step streams (its passes' W_hh, per 4 batch rows) for a
+// team of threads to split it: below this, a barrier per step costs more than half a step
+// saves. 384 KiB kept mnist's LSTM (H=128, 256 KiB a step) on one thread; teamed, LSTM H=128
+// took 0.62x of the time at batch 1 and 2 and 0.69x at 4, RNN H=256 at batch 2 0.64x, and
+// names' GRU (H=100) at batch 8 (269 KiB) 0.65x, at 2 threads on Zen 5. At 200 KiB (LSTM
+// H=112, batch 1) a team took 0.67x or 1.15x, by which of its two speeds this host's second
+// core ran at: not worth it. A batch-1 step must also have two panels or more: with one
+// (RNN H=256 on avx512, 256 KiB) the second thread only meets the barriers (1.01-1.02x).
+constexpr double TEAM_STEP_BYTES = 256.0 * 1024;
 
 // What one pass of a recurrent step computes: the step kernels' template parameter. PyTorch's
 // cells take one pass per step. A product that needs every unit's first result takes two,
@@ -687,6 +689,9 @@ class FastBackend final : public Backend {
     pass_[1].kern = gru2 ? Kern::gru_n : Kern::proj;
     pass_[1].units = proj ? Hs_ : H_;
     pass_[1].k = H_;
+    step_bytes_ = 0;
+    for (int i = 0; i < npass_ && c.num_layers > 0; ++i)
+      step_bytes_ += 4.0 * kern_dims(pass_[i].kern).g * round_up(pass_[i].units, W) * pass_[i].k;
     for (int i = 0; i < npass_ && c.num_layers > 0; ++i) {
       PassShape& ps = pass_[i];
       const KernDims dims = kern_dims(ps.kern);
@@ -700,8 +705,7 @@ class FastBackend final : public Backend {
       // panels), an even panel count whose halves hold as equal a number of groups as
       // possible, fewest panels first: e.g. H=256 as 4 panels of 4 groups, not 6+6+4 (a 6/10
       // split of the weights between the two cores), H=512 as 8 of 4, not 6+6+6+6+6+2 (18/14).
-      const double step_bytes = 4.0 * ps.g * ngrp * W * ps.k;
-      if (np > 1 && np < ngrp && step_bytes >= TEAM_STEP_BYTES) {
+      if (np > 1 && np < ngrp && step_bytes_ >= TEAM_STEP_BYTES) {
         auto uneven = [&](int n) {
           const int first_half = std::min(ngrp, n / 2 * ((ngrp + n - 1) / n));
           return std::abs(2 * first_half - ngrp);
@@ -844,6 +848,7 @@ class FastBackend final : public Backend {
   int Hs_ = 1, Hsp_ = 1;  // the hidden state's width (proj_size, else H) and its padded width
   int npass_ = 1;
   PassShape pass_[2];
+  double step_bytes_ = 0;  // the weight bytes of one step of one layer direction, every pass
   // The first pass as a batched step runs it when it computes its own input projection
   // (fuses_x): the same, but PyTorch's GRU keeps W_in x apart (gru_x), in a tile of its own.
   PassShape fx_pass_;
@@ -1223,7 +1228,7 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   // Splitting one direction's step across threads costs a barrier per step: worth it only
   // when a step streams enough weights (or rows). Directions get their own thread (except in
   // a truncated top layer: split_top below).
-  const bool team_ok = 4.0 * G_ * Hp_ * H_ * ((B + 3) / 4) >= TEAM_STEP_BYTES &&
+  const bool team_ok = step_bytes_ * ((B + 3) / 4) >= TEAM_STEP_BYTES &&
                        (B > 1 || (L > 0 && ld_[0].whh[0].npanels >= 2));
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
   Call k;
@@ -1476,6 +1481,8 @@ inline float read_probe_kernel(const float* p, size_t n, int64_t reps) {
       for (int i = 0; i < READ_PROBE_CHAINS; ++i) acc[i] = S::add(acc[i], S::load(p + j + i * W));
     }
     for (; j + W <= n; j += W) acc[0] = S::add(acc[0], S::load(p + j));
+    // every pass's sums escape (only the last one's is returned): no pass may be dropped
+    for (int i = 0; i < READ_PROBE_CHAINS; ++i) S::keep(acc[i]);
     for (int i = 1; i < READ_PROBE_CHAINS; ++i) acc[0] = S::add(acc[0], acc[i]);
     float lanes[W];
     S::store(lanes, acc[0]);

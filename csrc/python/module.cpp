@@ -171,7 +171,9 @@ PYBIND11_MODULE(_C, m) {
   // last pass's sum or None for the reference), and the caller times it.
   m.def(
       "read_probe",
-      [](const std::string& kernel_set, FloatArray a, int64_t reps) -> py::tuple {
+      // no forcecast: a converted copy would be unaligned and made inside the timed call
+      [](const std::string& kernel_set, py::array_t<float, py::array::c_style> a,
+         int64_t reps) -> py::tuple {
         if (reps < 1) throw py::value_error("read_probe: reps must be at least 1");
         std::string name;
         float sum = 0;

@@ -54,10 +54,10 @@ std::string describe(const Case& k) {
 }
 
 // Cases where a team of two threads splits one direction's step (H = 400: a step streams
-// more than engine.hpp's TEAM_STEP_BYTES of weights) for the two-pass kinds, whose passes the team's barrier
-// separates: GRU linear_before_reset=0 and LSTM proj_size, with whole and chunked input
-// projections, forward and reverse, both layouts; and a clipped GRU whose steps compute
-// their input projection (gru_x, with ONNX's extras).
+// more than engine.hpp's TEAM_STEP_BYTES of weights) for the two-pass kinds, whose passes the
+// team's barrier separates: GRU linear_before_reset=0 and LSTM proj_size, with whole and chunked
+// input projections, forward and reverse, both layouts; and a clipped GRU whose steps compute their
+// input projection (gru_x, with ONNX's extras).
 std::vector<Case> team_cases() {
   std::vector<Case> v;
   for (int kind = 0; kind < 3; ++kind)

@@ -1,4 +1,4 @@
-"""The machine's roofline, measured at the start of a benchmark run (about half a second).
+"""The machine's roofline, measured at the start of a benchmark run (under a second).
 
 Per core, on one thread, best of repeated calls:
 
@@ -41,9 +41,9 @@ FMA_PROBE_CALL_S = 1e-3  # the FMA probe's reps are doubled until one call takes
 READ_PROBE_CALL_S = 1e-3  # so are the read probe's passes
 # Array sizes of the read probe, in L2 sizes: the median over them is the level's bandwidth.
 # One size is not enough: a Zen 5 core read arrays of 0.5-0.625 of its L2 at 260 GB/s (not
-# always the same ones) and every other size from 1/8 to 7/8 at 190-220.
+# always the same ones) and every other size from 1/8 to 7/8 at 160-220.
 L2_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
-L3_MULTIPLES = (2, 3, 4, 6, 8)  # capped at half of L3
+L3_MULTIPLES = (2, 3, 4, 6, 8)  # within half of L3
 
 
 def _best_s(fn: Callable[[], Any], budget_s: float = PROBE_BUDGET_S, min_reps: int = 10) -> float:
@@ -145,8 +145,10 @@ def measure_peaks(isa: str = "auto") -> dict[str, Any]:
     with torch_threads(1), torch.inference_mode():
         kernel_set, fma = fma_gflops(isa)
         gemm = gemm_gflops()
+        # L2 sizes past twice L1d (the smallest would sit in L1 beside a 256 KiB L2); L3
+        # sizes past twice L2 and within half of L3 (fewer sizes when L3 is small)
         sizes = {
-            "L2": [int(f * l2) for f in L2_FRACTIONS],
+            "L2": sorted({int(max(2 * l1, f * l2)) for f in L2_FRACTIONS}),
             "L3": sorted({int(max(2 * l2, min(f * l2, l3 // 2))) for f in L3_MULTIPLES}),
         }
         runs = {level: [probe_read_gbps(isa, n) for n in ns] for level, ns in sizes.items()}
