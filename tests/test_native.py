@@ -380,6 +380,51 @@ def test_mnist_head_only_skips_work_but_matches(isa, B, hidden, fused_input_rows
         assert fused == (rows == 1 and isa != "reference")  # the reference never fuses
 
 
+# Where a team of two threads forms (engine.hpp's TEAM_STEP_BYTES, 256 KiB of a step's
+# weights per 4 batch rows; at batch 1 only for a step of two panels or more), counted by
+# testing::team_runs. Results are the same either way; this checks the choice itself.
+TEAMS = [
+    # cell, D, H, batch, bidirectional, whether a team forms at 2 threads
+    ("lstm", 8, 128, 1, False, True),  # 256 KiB in two panels (mnist's recurrence)
+    ("lstm", 8, 112, 1, False, False),  # 200 KiB: below the line
+    ("lstm", 8, 64, 4, False, False),  # 64 KiB
+    ("rnn_tanh", 8, 256, 2, False, True),  # 256 KiB, batched: tile columns split
+    ("lstm", 8, 128, 1, True, False),  # one thread per direction instead
+    # names at batch 8: H=100 padded to whole vectors, 2 x 131 KiB with 16 lanes (avx512),
+    # 2 x 122 KiB with 8, 2 x 117 KiB with 4
+    ("gru", 8, 100, 8, False, "avx512"),
+]
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
+@pytest.mark.parametrize("case", TEAMS, ids=[f"{c[0]}-H{c[2]}-b{c[3]}" for c in TEAMS])
+def test_teams_form_where_a_step_is_worth_splitting(isa, case):
+    cell, D, H, B, bidir, team = case
+    if isinstance(team, str):
+        team = isa == team
+    torch.manual_seed(0)
+    make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell]
+    nm = sn.from_module(make(D, H, bidirectional=bidir).eval(), isa=isa)
+    x = torch.randn(6, B, D)
+    runs = _C.team_runs()
+    one = nm(x, threads=1)
+    assert _C.team_runs() == runs  # one thread is never a team
+    got = nm(x, threads=2)
+    assert (_C.team_runs() > runs) == team
+    for a, b in zip(tree_leaves(got), tree_leaves(one), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif("avx512" not in ISAS, reason="the panel count is the avx512 set's")
+def test_a_one_panel_batch1_step_stays_on_one_thread():
+    # RNN H=256 on avx512: 256 KiB, but one batch-1 panel of 16 groups; batch 2 splits
+    nm = sn.from_module(torch.nn.RNN(8, 256).eval(), isa="avx512")
+    for B, team in ((1, False), (2, True)):
+        runs = _C.team_runs()
+        nm(torch.randn(6, B, 8), threads=2)
+        assert (_C.team_runs() > runs) == team, B
+
+
 def test_trained_checkpoint(tmp_path):
     # A briefly trained names GRU saved as a training checkpoint, reloaded, run natively.
     from seqfuse.train.checkpoint import model_from_checkpoint, save_checkpoint

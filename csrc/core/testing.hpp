@@ -65,5 +65,9 @@ SEQFUSE_API uint64_t fused_input_runs();
 // path ran.
 SEQFUSE_API uint64_t row_split_runs();
 
+// How many layer direction runs a team of two threads or more has shared, in this process so
+// far (engine.hpp's TEAM_STEP_BYTES decides when one forms): tests check where teams form.
+SEQFUSE_API uint64_t team_runs();
+
 }  // namespace testing
 }  // namespace seqfuse

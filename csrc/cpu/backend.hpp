@@ -79,6 +79,8 @@ size_t fused_kblock_bytes();
 void count_fused_input_run();
 // Counts one layer direction run whose team split some step by rows (testing::row_split_runs).
 void count_row_split_run();
+// Counts one layer direction run by a team of two threads or more (testing::team_runs).
+void count_team_run();
 
 // This CPU's level-1 data cache in bytes, read once at run time (sysconf; 32 KiB when the
 // system does not say): the batched recurrent step blocks its weights to fit half of it.

@@ -58,7 +58,7 @@ inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiple
 // team of threads to split it: below this, a barrier per step costs more than half a step
 // saves. 384 KiB kept mnist's LSTM (H=128, 256 KiB a step) on one thread; teamed, LSTM H=128
 // took 0.62x of the time at batch 1 and 2 and 0.69x at 4, RNN H=256 at batch 2 0.64x, and
-// names' GRU (H=100) at batch 8 (269 KiB) 0.65x, at 2 threads on Zen 5. At 200 KiB (LSTM
+// names' GRU (H=100) at batch 8 (262 KiB) 0.65x, at 2 threads on Zen 5. At 200 KiB (LSTM
 // H=112, batch 1) a team took 0.67x or 1.15x, by which of its two speeds this host's second
 // core ran at: not worth it. A batch-1 step must also have two panels or more: with one
 // (RNN H=256 on avx512, 256 KiB) the second thread only meets the barriers (1.01-1.02x).
@@ -1203,6 +1203,7 @@ inline void FastBackend::run_dir(const Call& k, int l, int d, int rank, int tsiz
   else
     run_steps(std::false_type{});
   if (split_rows && rank == 0) count_row_split_run();
+  if (tsize > 1 && rank == 0) count_team_run();
   // 4. final states (each row's own last step), padded outputs zero
   if (rank == 0) {
     const int F = c_.feature_size();

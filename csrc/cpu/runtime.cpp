@@ -25,6 +25,7 @@ std::atomic<size_t> g_fused_kblock_bytes{0};  // 0: a quarter of L2
 // its own cache line: every call reads the two above, and fused calls write this one
 alignas(64) std::atomic<uint64_t> g_fused_input_runs{0};
 alignas(64) std::atomic<uint64_t> g_row_split_runs{0};
+alignas(64) std::atomic<uint64_t> g_team_runs{0};
 }  // namespace
 size_t projection_budget_bytes() { return g_projection_budget.load(std::memory_order_relaxed); }
 int fused_input_rows() { return g_fused_input_rows.load(std::memory_order_relaxed); }
@@ -34,12 +35,14 @@ size_t fused_kblock_bytes() {
 }
 void count_fused_input_run() { g_fused_input_runs.fetch_add(1, std::memory_order_relaxed); }
 void count_row_split_run() { g_row_split_runs.fetch_add(1, std::memory_order_relaxed); }
+void count_team_run() { g_team_runs.fetch_add(1, std::memory_order_relaxed); }
 namespace testing {
 size_t set_projection_budget_bytes(size_t bytes) { return g_projection_budget.exchange(bytes); }
 int set_fused_input_rows(int rows) { return g_fused_input_rows.exchange(rows); }
 size_t set_fused_kblock_bytes(size_t bytes) { return g_fused_kblock_bytes.exchange(bytes); }
 uint64_t fused_input_runs() { return g_fused_input_runs.load(std::memory_order_relaxed); }
 uint64_t row_split_runs() { return g_row_split_runs.load(std::memory_order_relaxed); }
+uint64_t team_runs() { return g_team_runs.load(std::memory_order_relaxed); }
 }  // namespace testing
 
 namespace {

@@ -195,6 +195,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_fused_kblock_bytes", &seqfuse::testing::set_fused_kblock_bytes, py::arg("bytes"));
   m.def("fused_input_runs", &seqfuse::testing::fused_input_runs);
   m.def("row_split_runs", &seqfuse::testing::row_split_runs);
+  m.def("team_runs", &seqfuse::testing::team_runs);
   // [(name, supported)], most preferred first, then "reference".
   m.def("kernel_sets", [] {
     py::list out;
