@@ -1439,6 +1439,14 @@ inline void apply_activation_kernel(int kind, const float* x, float* y, size_t n
   }
 }
 
+// The sum of a vector's lanes, in lane order: the probes' results.
+inline float lane_sum(V v) {
+  float lanes[W], sum = 0;
+  S::store(lanes, v);
+  for (int i = 0; i < W; ++i) sum += lanes[i];
+  return sum;
+}
+
 // The FMA peak probe (seqfuse.bench.machine times it): `reps` rounds of FMA_PROBE_CHAINS
 // independent multiply-add chains on this kernel set's vectors, with no memory traffic.
 // Enough chains cover two FMA pipes of up to 6 cycles' latency and fit in 16 registers with
@@ -1458,9 +1466,7 @@ inline uint64_t fma_probe_kernel(int64_t reps, float* sink) {
   }
   V sum = S::zero();
   for (int i = 0; i < FMA_PROBE_CHAINS; ++i) sum = S::add(sum, acc[i]);
-  float lanes[W];
-  S::store(lanes, sum);
-  *sink = lanes[0];
+  *sink = lane_sum(sum);
   return uint64_t(reps > 0 ? reps : 0) * FMA_PROBE_CHAINS * 2 * W;
 }
 
@@ -1485,10 +1491,7 @@ inline float read_probe_kernel(const float* p, size_t n, int64_t reps) {
     // every pass's sums escape (only the last one's is returned): no pass may be dropped
     for (int i = 0; i < READ_PROBE_CHAINS; ++i) S::keep(acc[i]);
     for (int i = 1; i < READ_PROBE_CHAINS; ++i) acc[0] = S::add(acc[0], acc[i]);
-    float lanes[W];
-    S::store(lanes, acc[0]);
-    total = 0;
-    for (int i = 0; i < W; ++i) total += lanes[i];
+    total = lane_sum(acc[0]);
     for (; j < n; ++j) total += p[j];
   }
   return total;

@@ -37,8 +37,7 @@ from seqfuse.bench.env import cache_bytes
 
 GEMM_SIZES = (256, 384)
 PROBE_BUDGET_S = 0.04  # per measured size and op
-FMA_PROBE_CALL_S = 1e-3  # the FMA probe's reps are doubled until one call takes this long
-READ_PROBE_CALL_S = 1e-3  # so are the read probe's passes
+PROBE_CALL_S = 1e-3  # a probe's reps are doubled until one call takes this long
 # Array sizes of the read probe, in L2 sizes: the median over them is the level's bandwidth.
 # One size is not enough: a Zen 5 core read arrays of 0.5-0.625 of its L2 at 260 GB/s (not
 # always the same ones) and every other size from 1/8 to 7/8 at 160-220.
@@ -57,6 +56,18 @@ def _best_s(fn: Callable[[], Any], budget_s: float = PROBE_BUDGET_S, min_reps: i
         best = min(best, (time.perf_counter_ns() - t0) * 1e-9)
         n += 1
     return best
+
+
+def _reps_lasting(call: Callable[[int], Any], reps: int, most: int) -> int:
+    """The reps, doubled from ``reps`` up to ``most``, at which one ``call(reps)`` first takes
+    PROBE_CALL_S: long enough that the call's fixed cost drops out of a probe's timing."""
+    while reps < most:
+        t0 = time.perf_counter_ns()
+        call(reps)
+        if (time.perf_counter_ns() - t0) * 1e-9 >= PROBE_CALL_S:
+            break
+        reps *= 2
+    return reps
 
 
 def gemm_gflops() -> float:
@@ -78,13 +89,7 @@ def fma_gflops(isa: str = "auto") -> tuple[str, float]:
     name, per_rep = _C.fma_probe(isa, 1)
     if not per_rep:
         return name, 0.0
-    reps = 1 << 12
-    while reps < 1 << 30:
-        t0 = time.perf_counter_ns()
-        _C.fma_probe(isa, reps)
-        if (time.perf_counter_ns() - t0) * 1e-9 >= FMA_PROBE_CALL_S:
-            break
-        reps *= 2
+    reps = _reps_lasting(lambda n: _C.fma_probe(isa, n), 1 << 12, 1 << 30)
     return name, per_rep * reps / _best_s(lambda: _C.fma_probe(isa, reps)) / 1e9
 
 
@@ -97,21 +102,20 @@ def aligned_floats(nbytes: int) -> np.ndarray:
     return raw[off : off + n]
 
 
+def has_read_probe(isa: str) -> bool:
+    """Whether ``isa``'s kernel set has a vector read probe (the scalar reference has none)."""
+    from seqfuse import _C
+
+    return _C.read_probe(isa, aligned_floats(64), 1)[1] is not None
+
+
 def probe_read_gbps(isa: str, nbytes: int) -> float:
-    """Best read bandwidth (GB/s) of ``isa``'s read probe over an aligned array of ``nbytes``;
-    0 for the reference, which has no vector loop."""
+    """Best read bandwidth (GB/s) of ``isa``'s read probe over an aligned array of ``nbytes``
+    (has_read_probe(isa) must hold)."""
     from seqfuse import _C
 
     a = aligned_floats(nbytes)
-    if _C.read_probe(isa, a, 1)[1] is None:
-        return 0.0
-    reps = 1
-    while reps < 1 << 20:
-        t0 = time.perf_counter_ns()
-        _C.read_probe(isa, a, reps)
-        if (time.perf_counter_ns() - t0) * 1e-9 >= READ_PROBE_CALL_S:
-            break
-        reps *= 2
+    reps = _reps_lasting(lambda n: _C.read_probe(isa, a, n), 1, 1 << 20)
     return a.nbytes * reps / _best_s(lambda: _C.read_probe(isa, a, reps)) / 1e9
 
 
@@ -151,8 +155,8 @@ def measure_peaks(isa: str = "auto") -> dict[str, Any]:
             "L2": sorted({int(max(2 * l1, f * l2)) for f in L2_FRACTIONS}),
             "L3": sorted({int(max(2 * l2, min(f * l2, l3 // 2))) for f in L3_MULTIPLES}),
         }
-        runs = {level: [probe_read_gbps(isa, n) for n in ns] for level, ns in sizes.items()}
-        if all(all(v) for v in runs.values()):
+        if has_read_probe(isa):
+            runs = {level: [probe_read_gbps(isa, n) for n in ns] for level, ns in sizes.items()}
             bw = {level: statistics.median(v) for level, v in runs.items()}
             spread = {level: [round(min(v), 1), round(max(v), 1)] for level, v in runs.items()}
             read_source = f"the {kernel_set} kernel set's read probe, median over array sizes"

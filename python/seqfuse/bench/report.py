@@ -23,6 +23,16 @@ FLOPS_PER_CYCLE = {"avx512": 64.0, "avx2": 32.0, "portable": 8.0}
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 UNSTEADY = 0.25  # drift above which a row is marked unsteady
+# The fields of seqfuse.bench.machine's measurement that the peak carries as they are (None
+# when nothing was measured).
+MEASURED_ONLY = (
+    "fma_kernel_set",
+    "gflops_source",
+    "gemm_gflops_per_core",
+    "gbps_source",
+    "gbps_range",
+    "probe_s",
+)
 
 # (id, workload, threads, backend, vs, max ratio); vs is a backend name or "fastest peer".
 TARGETS: list[tuple[str, str, int, str, str, float]] = [
@@ -92,12 +102,7 @@ def roofline_peak(env: dict[str, Any], measured: dict[str, Any] | None = None) -
         "gflops_per_core": gflops,
         "gbps_per_core": gbps,
         "cache_bytes": caches,
-        "fma_kernel_set": (measured or {}).get("fma_kernel_set"),
-        "gflops_source": (measured or {}).get("gflops_source"),
-        "gemm_gflops_per_core": (measured or {}).get("gemm_gflops_per_core"),
-        "gbps_source": (measured or {}).get("gbps_source"),
-        "gbps_range": (measured or {}).get("gbps_range"),
-        "probe_s": (measured or {}).get("probe_s"),
+        **{key: (measured or {}).get(key) for key in MEASURED_ONLY},
         "assumption": assumption,
     }
 
