@@ -536,70 +536,113 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
   auto pre = [&](V v) { return clip ? clamp_sym(v, nb) : v; };
   const float* peep = X ? ep.peep : nullptr;
   const bool input_forget = X && ep.input_forget;
-  if constexpr (T != Tile::one) {
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-#pragma GCC unroll 32
-      for (int u = 0; u < NG; ++u) {
-        const int uo = unit0 + u * W;
-        float* ho = rows[r].hout + uo;
-        if constexpr (T == Tile::lstm) {
-          const V cp = S::load(rows[r].c + uo);
-          V ai = acc[r][u * 4], af = acc[r][u * 4 + 1], ao = acc[r][u * 4 + 3];
-          if (peep) {
-            ai = S::fma(S::load(peep + uo), cp, ai);
-            af = S::fma(S::load(peep + ep.peep_ld + uo), cp, af);
-          }
-          const V i = vsigmoid(pre(ai));
-          const V f = input_forget ? S::sub(S::set1(1.0f), i) : vsigmoid(pre(af));
-          const V g = vtanh(pre(acc[r][u * 4 + 2]));
-          const V c = S::fma(f, cp, S::mul(i, g));
-          S::store(rows[r].c + uo, c);
-          if (peep) ao = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c, ao);
-          S::store(ho, S::mul(vsigmoid(pre(ao)), vtanh(c)));
-        } else if constexpr (T == Tile::gru) {
-          const float* x = rows[r].x + (grp0 + u) * 3 * W;
-          const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 3])));
-          const V z = vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 3 + 1])));
-          const V n = vtanh(pre(S::fma(rr, acc[r][u * 3 + 2], S::load(x + 2 * W))));
-          const V hp = S::load(rows[r].hin + uo);
-          S::store(ho, S::fma(z, S::sub(hp, n), n));
-        } else if constexpr (T == Tile::gru_x) {
-          const V rr = vsigmoid(pre(acc[r][u * 4]));
-          const V z = vsigmoid(pre(acc[r][u * 4 + 1]));
-          const V n = vtanh(pre(S::fma(rr, acc[r][u * 4 + 2], acc[r][u * 4 + 3])));
-          const V hp = S::load(rows[r].aux + uo);
-          S::store(ho, S::fma(z, S::sub(hp, n), n));
-        } else if constexpr (T == Tile::gru_rz) {
-          const float* x = rows[r].x + (grp0 + u) * 3 * W;
-          const V rr = vsigmoid(pre(S::add(S::load(x), acc[r][u * 2])));
-          S::store(rows[r].aux + uo, S::mul(rr, S::load(rows[r].hin + uo)));
-          S::store(rows[r].c + uo, vsigmoid(pre(S::add(S::load(x + W), acc[r][u * 2 + 1]))));
-        }
-      }
-    }
-  } else {  // one branch per tile, not one per unit
-#define SEQFUSE_EACH_UNIT(stmt)                               \
+  // The activations take every (row, group) pair of the tile at once: N = MR * NG
+  // independent chains (simd_math.hpp's vsigmoid_n and vtanh_n). EACH_PAIR gives each pair's
+  // index j, row r, first unit uo and h' pointer ho.
+  constexpr int N = MR * NG;
+#define SEQFUSE_EACH_PAIR(stmt)                               \
   _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r)        \
       _Pragma("GCC unroll 32") for (int u = 0; u < NG; ++u) { \
-    float* ho = rows[r].hout + unit0 + u * W;                 \
+    const int j = r * NG + u, uo = unit0 + u * W;             \
+    float* ho = rows[r].hout + uo;                            \
+    (void)j;                                                  \
+    (void)ho;                                                 \
     stmt;                                                     \
   }
-    if (kern == Kern::rnn_tanh) {
-      SEQFUSE_EACH_UNIT(S::store(ho, vtanh(pre(acc[r][u]))))
-    } else if (kern == Kern::rnn_relu) {  // NaN stays NaN (simd.hpp)
-      SEQFUSE_EACH_UNIT(S::store(ho, S::max(S::zero(), pre(acc[r][u]))))
-    } else if (kern == Kern::gru_n) {
-      SEQFUSE_EACH_UNIT(
-          const float* x = rows[r].x + (grp0 + u) * 3 * W;
-          const V n = vtanh(pre(S::add(S::load(x + 2 * W), acc[r][u])));
-          const int uo = unit0 + u * W;
-          S::store(ho, S::fma(S::load(rows[r].c + uo), S::sub(S::load(rows[r].aux + uo), n), n)))
-    } else {  // proj
-      SEQFUSE_EACH_UNIT(S::store(ho, acc[r][u]))
+  if constexpr (T == Tile::lstm) {
+    V cp[N], i[N], f[N], g[N], o[N];
+    SEQFUSE_EACH_PAIR({
+      cp[j] = S::load(rows[r].c + uo);
+      i[j] = acc[r][u * 4];
+      f[j] = acc[r][u * 4 + 1];
+      g[j] = pre(acc[r][u * 4 + 2]);
+      o[j] = acc[r][u * 4 + 3];
+      if (peep) {
+        i[j] = S::fma(S::load(peep + uo), cp[j], i[j]);
+        f[j] = S::fma(S::load(peep + ep.peep_ld + uo), cp[j], f[j]);
+      }
+      i[j] = pre(i[j]);
+      f[j] = pre(f[j]);
+    })
+    vsigmoid_n<N>(i);
+    if (input_forget) {
+      SEQFUSE_EACH_PAIR(f[j] = S::sub(S::set1(1.0f), i[j]))
+    } else {
+      vsigmoid_n<N>(f);
     }
-#undef SEQFUSE_EACH_UNIT
+    vtanh_n<N>(g);
+    V c[N];  // becomes tanh(c)
+    SEQFUSE_EACH_PAIR({
+      c[j] = S::fma(f[j], cp[j], S::mul(i[j], g[j]));
+      S::store(rows[r].c + uo, c[j]);
+      if (peep) o[j] = S::fma(S::load(peep + 2 * ep.peep_ld + uo), c[j], o[j]);
+      o[j] = pre(o[j]);
+    })
+    vsigmoid_n<N>(o);
+    vtanh_n<N>(c);
+    SEQFUSE_EACH_PAIR(S::store(ho, S::mul(o[j], c[j])))
+  } else if constexpr (T == Tile::gru || T == Tile::gru_x) {
+    // gru: r and z from x + W_h h, n = tanh(x_n + r * (W_hn h + b_hn)); gru_x: every term in
+    // the accumulators, W_in x in the fourth
+    constexpr int A = TileT<T>::ACC;
+    V rr[N], z[N], n[N];
+    SEQFUSE_EACH_PAIR({
+      if constexpr (T == Tile::gru) {
+        const float* x = rows[r].x + (grp0 + u) * 3 * W;
+        rr[j] = pre(S::add(S::load(x), acc[r][u * A]));
+        z[j] = pre(S::add(S::load(x + W), acc[r][u * A + 1]));
+      } else {
+        rr[j] = pre(acc[r][u * A]);
+        z[j] = pre(acc[r][u * A + 1]);
+      }
+    })
+    vsigmoid_n<N>(rr);
+    vsigmoid_n<N>(z);
+    SEQFUSE_EACH_PAIR({
+      if constexpr (T == Tile::gru)
+        n[j] =
+            pre(S::fma(rr[j], acc[r][u * A + 2], S::load(rows[r].x + (grp0 + u) * 3 * W + 2 * W)));
+      else
+        n[j] = pre(S::fma(rr[j], acc[r][u * A + 2], acc[r][u * A + 3]));
+    })
+    vtanh_n<N>(n);
+    SEQFUSE_EACH_PAIR({
+      const V hp = S::load((T == Tile::gru ? rows[r].hin : rows[r].aux) + uo);
+      S::store(ho, S::fma(z[j], S::sub(hp, n[j]), n[j]));
+    })
+  } else if constexpr (T == Tile::gru_rz) {
+    V rr[N], z[N];
+    SEQFUSE_EACH_PAIR({
+      const float* x = rows[r].x + (grp0 + u) * 3 * W;
+      rr[j] = pre(S::add(S::load(x), acc[r][u * 2]));
+      z[j] = pre(S::add(S::load(x + W), acc[r][u * 2 + 1]));
+    })
+    vsigmoid_n<N>(rr);
+    vsigmoid_n<N>(z);
+    SEQFUSE_EACH_PAIR({
+      S::store(rows[r].aux + uo, S::mul(rr[j], S::load(rows[r].hin + uo)));
+      S::store(rows[r].c + uo, z[j]);
+    })
+  } else {  // one branch per tile, not one per unit
+    if (kern == Kern::rnn_tanh) {
+      V hv[N];
+      SEQFUSE_EACH_PAIR(hv[j] = pre(acc[r][u]))
+      vtanh_n<N>(hv);
+      SEQFUSE_EACH_PAIR(S::store(ho, hv[j]))
+    } else if (kern == Kern::rnn_relu) {  // NaN stays NaN (simd.hpp)
+      SEQFUSE_EACH_PAIR(S::store(ho, S::max(S::zero(), pre(acc[r][u]))))
+    } else if (kern == Kern::gru_n) {
+      V n[N];
+      SEQFUSE_EACH_PAIR(n[j] =
+                            pre(S::add(S::load(rows[r].x + (grp0 + u) * 3 * W + 2 * W), acc[r][u])))
+      vtanh_n<N>(n);
+      SEQFUSE_EACH_PAIR(S::store(
+          ho, S::fma(S::load(rows[r].c + uo), S::sub(S::load(rows[r].aux + uo), n[j]), n[j])))
+    } else {  // proj
+      SEQFUSE_EACH_PAIR(S::store(ho, acc[r][u]))
+    }
   }
+#undef SEQFUSE_EACH_PAIR
 }
 
 template <Tile T, bool X, int MR>
@@ -1429,8 +1472,21 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
 // The vectorized activations over an array, for tests/test_native_kernels.py's accuracy
 // check (kind 0 = sigmoid, 1 = tanh); the tail is padded to a full vector.
 inline void apply_activation_kernel(int kind, const float* x, float* y, size_t n) {
+  // Eight vectors at a time, as the epilogues interleave them (vsigmoid_n), then one at a time
+  // (the zero-padded tail included): the sweep checks both forms.
+  constexpr int NW = 8;
+  size_t i = 0;
+  for (; i + NW * W <= n; i += NW * W) {
+    V v[NW];
+    for (int j = 0; j < NW; ++j) v[j] = S::load(x + i + size_t(j) * W);
+    if (kind == 0)
+      vsigmoid_n<NW>(v);
+    else
+      vtanh_n<NW>(v);
+    for (int j = 0; j < NW; ++j) S::store(y + i + size_t(j) * W, v[j]);
+  }
   float in[W], out[W];
-  for (size_t i = 0; i < n; i += W) {
+  for (; i < n; i += W) {
     const size_t m = std::min(size_t(W), n - i);
     std::memset(in, 0, sizeof in);
     std::memcpy(in, x + i, m * sizeof(float));

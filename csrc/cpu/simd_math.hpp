@@ -16,6 +16,14 @@ using V = S::V;
 // maxps/minps semantics; the other structs match or return NaN either way), so every clamp
 // puts the value that may be NaN second. A NaN input must come out NaN, as in eager PyTorch.
 
+// Each activation is written over N independent values (vtanh_n, vsigmoid_n: x[0..N) in
+// place), one step of the algorithm for all of them before the next: an activation is a chain
+// of about 20 dependent operations, and the epilogues hand in a tile's rows (or a batch-1
+// panel's groups) together, so that the chains interleave in program order. Batched LSTM and
+// GRU steps took 0.974-0.985x of the time on Zen 5 (avx512; avx2 unchanged). Each value sees
+// the same operations in the same order: the results are the same bits.
+#define SEQFUSE_EACH(i) _Pragma("GCC unroll 8") for (int i = 0; i < N; ++i)
+
 // tanh(x) = x * P(x^2) / Q(x^2) on |x| <= 9, degree 4 over degree 4 in x^2: one reciprocal
 // (S::recip: a divide, or an estimate and a Newton step) and no exp, blend or rounding (the exp
 // form cost about twice as much). The coefficients are a
@@ -25,19 +33,42 @@ using V = S::V;
 // R(9) >= 1 + 1.5e-7, so R(9) rounds to 1 or just above, and the final clamp to [-1, 1]
 // gives exactly +-1 from |x| = 9 on (tanh(9) is within 3.1e-8 of 1), +-Inf included, as
 // eager has it. Every coefficient is positive: no cancellation in either polynomial.
+template <int N>
+static inline void vtanh_n(V* x) {
+  if constexpr (N > 8) {  // at most 8 chains at a time: more would spill their temporaries
+    vtanh_n<8>(x);
+    vtanh_n<N - 8>(x + 8);
+  } else {
+    V z[N], p[N], q[N];
+    SEQFUSE_EACH(i) {
+      x[i] = S::min(S::set1(9.0f), S::max(S::set1(-9.0f), x[i]));
+      z[i] = S::mul(x[i], x[i]);
+    }
+    SEQFUSE_EACH(i) {
+      p[i] = S::fma(S::set1(8.68950423e-09f), z[i], S::set1(1.69949853e-05f));
+      q[i] = S::fma(S::set1(5.79118193e-07f), z[i], S::set1(2.91779521e-04f));
+    }
+    SEQFUSE_EACH(i) {
+      p[i] = S::fma(p[i], z[i], S::set1(3.26709030e-03f));
+      q[i] = S::fma(q[i], z[i], S::set1(2.50001606e-02f));
+    }
+    SEQFUSE_EACH(i) {
+      p[i] = S::fma(p[i], z[i], S::set1(1.31863296e-01f));
+      q[i] = S::fma(q[i], z[i], S::set1(4.65196043e-01f));
+    }
+    SEQFUSE_EACH(i) {
+      p[i] = S::fma(p[i], z[i], S::set1(1.0f));
+      q[i] = S::fma(q[i], z[i], S::set1(1.0f));
+    }
+    SEQFUSE_EACH(i) {
+      const V t = S::mul(S::mul(x[i], p[i]), S::recip(q[i]));
+      x[i] = S::min(S::set1(1.0f), S::max(S::set1(-1.0f), t));
+    }
+  }
+}
 static inline V vtanh(V x) {
-  x = S::min(S::set1(9.0f), S::max(S::set1(-9.0f), x));
-  V z = S::mul(x, x);
-  V p = S::fma(S::set1(8.68950423e-09f), z, S::set1(1.69949853e-05f));
-  V q = S::fma(S::set1(5.79118193e-07f), z, S::set1(2.91779521e-04f));
-  p = S::fma(p, z, S::set1(3.26709030e-03f));
-  q = S::fma(q, z, S::set1(2.50001606e-02f));
-  p = S::fma(p, z, S::set1(1.31863296e-01f));
-  q = S::fma(q, z, S::set1(4.65196043e-01f));
-  p = S::fma(p, z, S::set1(1.0f));
-  q = S::fma(q, z, S::set1(1.0f));
-  V t = S::mul(S::mul(x, p), S::recip(q));
-  return S::min(S::set1(1.0f), S::max(S::set1(-1.0f), t));
+  vtanh_n<1>(&x);
+  return x;
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x)). Unlike 0.5 * tanh(x / 2) + 0.5, which loses the relative
@@ -53,22 +84,37 @@ static inline V vtanh(V x) {
 // x is clamped to [-88.7, 87]: at 87, exp(-x) is still a normal float (and 1 + e == 1); at
 // -88.7, n = 128 and the exponent field becomes 255, so e = +Inf and the result is exactly 0,
 // as eager's sigmoid(-Inf) is (for x in [-88.7, -88.03] the true result is under 5e-39).
-static inline V vsigmoid(V x) {
-  x = S::min(S::set1(87.0f), S::max(S::set1(-88.7f), x));
-  const V magic = S::set1(12583039.0f);  // 1.5 * 2^23 + 127
-  V t = S::fma(x, S::set1(-1.44269502f), magic);
-  V n = S::sub(t, magic);
-  V r = S::fma(n, S::set1(0.693359375f), x);  // -(reduced argument): exact n * ln2_hi
-  r = S::fma(n, S::set1(-2.12194442e-04f), r);
-  // P(r) ~ exp(-r) (the fit is in the negated argument, saving a negation)
-  V p = S::fma(S::set1(-8.30799621e-03f), r, S::set1(4.18975651e-02f));
-  p = S::fma(p, r, S::set1(-1.66673839e-01f));
-  p = S::fma(p, r, S::set1(4.99991626e-01f));
-  p = S::fma(p, r, S::set1(-9.99999762e-01f));
-  p = S::fma(p, r, S::set1(1.0f));
-  V e = S::mul(p, S::shl23(t));
-  return S::recip(S::add(S::set1(1.0f), e));
+template <int N>
+static inline void vsigmoid_n(V* x) {
+  if constexpr (N > 8) {
+    vsigmoid_n<8>(x);
+    vsigmoid_n<N - 8>(x + 8);
+  } else {
+    const V magic = S::set1(12583039.0f);  // 1.5 * 2^23 + 127
+    V t[N], r[N], p[N];
+    SEQFUSE_EACH(i) {
+      x[i] = S::min(S::set1(87.0f), S::max(S::set1(-88.7f), x[i]));
+      t[i] = S::fma(x[i], S::set1(-1.44269502f), magic);
+    }
+    SEQFUSE_EACH(i) {
+      const V n = S::sub(t[i], magic);
+      r[i] = S::fma(n, S::set1(0.693359375f), x[i]);  // -(reduced argument): exact n * ln2_hi
+      r[i] = S::fma(n, S::set1(-2.12194442e-04f), r[i]);
+    }
+    // P(r) ~ exp(-r) (the fit is in the negated argument, saving a negation)
+    SEQFUSE_EACH(i) p[i] = S::fma(S::set1(-8.30799621e-03f), r[i], S::set1(4.18975651e-02f));
+    SEQFUSE_EACH(i) p[i] = S::fma(p[i], r[i], S::set1(-1.66673839e-01f));
+    SEQFUSE_EACH(i) p[i] = S::fma(p[i], r[i], S::set1(4.99991626e-01f));
+    SEQFUSE_EACH(i) p[i] = S::fma(p[i], r[i], S::set1(-9.99999762e-01f));
+    SEQFUSE_EACH(i) p[i] = S::fma(p[i], r[i], S::set1(1.0f));
+    SEQFUSE_EACH(i) x[i] = S::recip(S::add(S::set1(1.0f), S::mul(p[i], S::shl23(t[i]))));
+  }
 }
+static inline V vsigmoid(V x) {
+  vsigmoid_n<1>(&x);
+  return x;
+}
+#undef SEQFUSE_EACH
 
 }  // namespace SEQFUSE_NS
 }  // namespace seqfuse
