@@ -425,6 +425,24 @@ def test_a_one_panel_batch1_step_stays_on_one_thread():
         assert (_C.team_runs() > runs) == team, B
 
 
+# A model without recurrent layers shares only its head's GEMM, from 2^20 multiply-adds
+# (engine.hpp's TEAM_HEAD_MACS): the seed's linear regression stays on one thread.
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
+@pytest.mark.parametrize("size, rows, team", [(1, 64, False), (64, 255, False), (64, 257, True)])
+def test_a_linear_model_teams_only_for_a_large_gemm(isa, size, rows, team):
+    torch.manual_seed(0)
+    m = build_model(preset("linear", in_features=size, out_features=size)).eval()
+    nm = sn.from_module(m, isa=isa)
+    x = torch.randn(rows, size)
+    runs = _C.team_runs()
+    one = nm(x, threads=1)
+    got = nm(x, threads=2)
+    assert (_C.team_runs() > runs) == team
+    assert torch.equal(got, one)
+    with torch.no_grad():
+        assert max_err(got, m(x)) <= TOL
+
+
 def test_trained_checkpoint(tmp_path):
     # A briefly trained names GRU saved as a training checkpoint, reloaded, run natively.
     from seqfuse.train.checkpoint import model_from_checkpoint, save_checkpoint

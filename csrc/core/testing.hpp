@@ -65,8 +65,10 @@ SEQFUSE_API uint64_t fused_input_runs();
 // path ran.
 SEQFUSE_API uint64_t row_split_runs();
 
-// How many layer direction runs a team of two threads or more has shared, in this process so
-// far (engine.hpp's TEAM_STEP_BYTES decides when one forms): tests check where teams form.
+// How many layer direction runs a team of two threads or more has shared, plus the calls of
+// models without recurrent layers whose head's GEMM a team shared, in this process so far
+// (engine.hpp's TEAM_STEP_BYTES and TEAM_HEAD_MACS decide when one forms): tests check where
+// teams form.
 SEQFUSE_API uint64_t team_runs();
 
 }  // namespace testing

@@ -63,6 +63,11 @@ inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiple
 // core ran at: not worth it. A batch-1 step must also have two panels or more: with one
 // (RNN H=256 on avx512, 256 KiB) the second thread only meets the barriers (1.01-1.02x).
 constexpr double TEAM_STEP_BYTES = 256.0 * 1024;
+// The least multiply-adds of a model without recurrent layers (its head's GEMM alone) for a
+// second thread to take half its rows. On Zen 5 a two-thread call of 2^15 to 2^18 took
+// 1.07-1.5x the time of one thread (waking the worker costs 0.3-2 us), 2^20 0.67x; the
+// seed's linear regression (64 rows x 1 x 1) took 2.6-4.6 us at two threads against 2.3.
+constexpr double TEAM_HEAD_MACS = 1024.0 * 1024;
 
 // What one pass of a recurrent step computes: the step kernels' template parameter. PyTorch's
 // cells take one pass per step. A product that needs every unit's first result takes two,
@@ -1275,6 +1280,13 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   const bool team_ok = step_bytes_ * ((B + 3) / 4) >= TEAM_STEP_BYTES &&
                        (B > 1 || (L > 0 && ld_[0].whh[0].npanels >= 2));
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
+  // A model without recurrent layers (linear regression) has only its head's GEMM to share.
+  if (nt > 1 && L == 0) {
+    if (double(rows) * F * O < TEAM_HEAD_MACS)
+      nt = 1;
+    else
+      count_team_run();
+  }
   Call k;
   k.a = &a;
   k.B = B;
