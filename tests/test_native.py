@@ -436,6 +436,7 @@ def test_a_linear_model_teams_only_for_a_large_gemm(isa, size, rows, team):
     x = torch.randn(rows, size)
     runs = _C.team_runs()
     one = nm(x, threads=1)
+    assert _C.team_runs() == runs  # one thread is never a team
     got = nm(x, threads=2)
     assert (_C.team_runs() > runs) == team
     assert torch.equal(got, one)

@@ -88,6 +88,20 @@ def test_sigmoid_over_the_float_range(isa):
     assert list(_C.activation(isa, 0, inf)) == [1.0, 0.0, 1.0, 0.0, 0.5, 0.5]
 
 
+@pytest.mark.parametrize("kind", [0, 1], ids=["sigmoid", "tanh"])
+@pytest.mark.parametrize("isa", FAST)
+def test_eight_wide_activations_give_the_same_bits_as_one_at_a_time(isa, kind):
+    # The epilogues run the activations over a tile's rows at once (simd_math.hpp's
+    # vsigmoid_n, vtanh_n): each value must see the same operations as alone. A long array goes
+    # through the eight-vector form; one value per call through the one-vector tail.
+    bits = np.arange(0, 1 << 32, 2097143, dtype=np.uint64).astype(np.uint32)  # every sign, size
+    x = np.concatenate([bits.view(np.float32), SPECIALS])
+    x = np.resize(x, (len(x) + 127) // 128 * 128)  # whole groups of eight 16-lane vectors
+    wide = _C.activation(isa, kind, x)
+    alone = np.concatenate([_C.activation(isa, kind, x[i : i + 1]) for i in range(len(x))])
+    assert np.array_equal(wide.view(np.uint32), alone.view(np.uint32))
+
+
 def test_unknown_kernel_set_is_an_error():
     with pytest.raises(ValueError):
         _C.activation("sse9", 0, np.zeros(3, np.float32))

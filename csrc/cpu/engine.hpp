@@ -63,10 +63,11 @@ inline size_t al16(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte multiple
 // core ran at: not worth it. A batch-1 step must also have two panels or more: with one
 // (RNN H=256 on avx512, 256 KiB) the second thread only meets the barriers (1.01-1.02x).
 constexpr double TEAM_STEP_BYTES = 256.0 * 1024;
-// The least multiply-adds of a model without recurrent layers (its head's GEMM alone) for a
-// second thread to take half its rows. On Zen 5 a two-thread call of 2^15 to 2^18 took
-// 1.07-1.5x the time of one thread (waking the worker costs 0.3-2 us), 2^20 0.67x; the
-// seed's linear regression (64 rows x 1 x 1) took 2.6-4.6 us at two threads against 2.3.
+// The least multiply-adds of a model without recurrent layers (its head's GEMM alone) for
+// two threads to share it; a larger team takes half as many per thread. On Zen 5 a
+// two-thread call of 2^15 to 2^18 took 1.07-1.5x the time of one thread (waking the worker
+// costs 0.3-2 us), 2^20 0.67x; the seed's linear regression (64 rows x 1 x 1) took 2.6-4.6
+// us at two threads against 2.3.
 constexpr double TEAM_HEAD_MACS = 1024.0 * 1024;
 
 // What one pass of a recurrent step computes: the step kernels' template parameter. PyTorch's
@@ -543,7 +544,7 @@ inline void step_mk(Kern kern, const KBlock& kb, const RowPtrs* rows, const floa
   const bool input_forget = X && ep.input_forget;
   // The activations take every (row, group) pair of the tile at once: N = MR * NG
   // independent chains (simd_math.hpp's vsigmoid_n and vtanh_n). EACH_PAIR gives each pair's
-  // index j, row r, first unit uo and h' pointer ho.
+  // index j, row r, first unit uo and the pass's output ho (RowPtrs::hout).
   constexpr int N = MR * NG;
 #define SEQFUSE_EACH_PAIR(stmt)                               \
   _Pragma("GCC unroll 8") for (int r = 0; r < MR; ++r)        \
@@ -1282,10 +1283,9 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
   // A model without recurrent layers (linear regression) has only its head's GEMM to share.
   if (nt > 1 && L == 0) {
-    if (double(rows) * F * O < TEAM_HEAD_MACS)
-      nt = 1;
-    else
-      count_team_run();
+    const double per_thread = std::floor(double(rows) * F * O / (TEAM_HEAD_MACS / 2));
+    nt = int(std::min(double(nt), std::max(1.0, per_thread)));
+    if (nt > 1) count_team_run();
   }
   Call k;
   k.a = &a;
