@@ -396,6 +396,18 @@ TEAMS = [
 ]
 
 
+def _teamed(nm, x) -> bool:
+    """Whether a call of ``nm`` on ``x`` at two threads formed a team (testing::team_runs),
+    after checking that one thread formed none and that both gave the same bits."""
+    runs = _C.team_runs()
+    one = nm(x, threads=1)
+    assert _C.team_runs() == runs  # one thread is never a team
+    got = nm(x, threads=2)
+    for a, b in zip(tree_leaves(got), tree_leaves(one), strict=True):
+        assert torch.equal(a, b)
+    return _C.team_runs() > runs
+
+
 @pytest.mark.parametrize("isa", [i for i in ISAS if i != "reference"])
 @pytest.mark.parametrize("case", TEAMS, ids=[f"{c[0]}-H{c[2]}-b{c[3]}" for c in TEAMS])
 def test_teams_form_where_a_step_is_worth_splitting(isa, case):
@@ -405,14 +417,7 @@ def test_teams_form_where_a_step_is_worth_splitting(isa, case):
     torch.manual_seed(0)
     make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[cell]
     nm = sn.from_module(make(D, H, bidirectional=bidir).eval(), isa=isa)
-    x = torch.randn(6, B, D)
-    runs = _C.team_runs()
-    one = nm(x, threads=1)
-    assert _C.team_runs() == runs  # one thread is never a team
-    got = nm(x, threads=2)
-    assert (_C.team_runs() > runs) == team
-    for a, b in zip(tree_leaves(got), tree_leaves(one), strict=True):
-        assert torch.equal(a, b)
+    assert _teamed(nm, torch.randn(6, B, D)) == team
 
 
 @pytest.mark.skipif("avx512" not in ISAS, reason="the panel count is the avx512 set's")
@@ -420,9 +425,7 @@ def test_a_one_panel_batch1_step_stays_on_one_thread():
     # RNN H=256 on avx512: 256 KiB, but one batch-1 panel of 16 groups; batch 2 splits
     nm = sn.from_module(torch.nn.RNN(8, 256).eval(), isa="avx512")
     for B, team in ((1, False), (2, True)):
-        runs = _C.team_runs()
-        nm(torch.randn(6, B, 8), threads=2)
-        assert (_C.team_runs() > runs) == team, B
+        assert _teamed(nm, torch.randn(6, B, 8)) == team, B
 
 
 # A model without recurrent layers shares only its head's GEMM, from 2^20 multiply-adds
@@ -434,14 +437,9 @@ def test_a_linear_model_teams_only_for_a_large_gemm(isa, size, rows, team):
     m = build_model(preset("linear", in_features=size, out_features=size)).eval()
     nm = sn.from_module(m, isa=isa)
     x = torch.randn(rows, size)
-    runs = _C.team_runs()
-    one = nm(x, threads=1)
-    assert _C.team_runs() == runs  # one thread is never a team
-    got = nm(x, threads=2)
-    assert (_C.team_runs() > runs) == team
-    assert torch.equal(got, one)
+    assert _teamed(nm, x) == team
     with torch.no_grad():
-        assert max_err(got, m(x)) <= TOL
+        assert max_err(nm(x, threads=2), m(x)) <= TOL
 
 
 def test_trained_checkpoint(tmp_path):

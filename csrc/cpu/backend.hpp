@@ -79,7 +79,8 @@ size_t fused_kblock_bytes();
 void count_fused_input_run();
 // Counts one layer direction run whose team split some step by rows (testing::row_split_runs).
 void count_row_split_run();
-// Counts one layer direction run by a team of two threads or more (testing::team_runs).
+// Counts one layer direction run by a team of two threads or more, or one call of a model
+// without recurrent layers whose head's GEMM a team shared (testing::team_runs).
 void count_team_run();
 
 // This CPU's level-1 data cache in bytes, read once at run time (sysconf; 32 KiB when the

@@ -1283,8 +1283,8 @@ inline void FastBackend::forward(const ForwardArgs& a, Workspace& ws, ThreadPool
   if (nt > 1 && L > 0) nt = std::min(nt, dirs * (team_ok ? nt : 1));
   // A model without recurrent layers (linear regression) has only its head's GEMM to share.
   if (nt > 1 && L == 0) {
-    const double per_thread = std::floor(double(rows) * F * O / (TEAM_HEAD_MACS / 2));
-    nt = int(std::min(double(nt), std::max(1.0, per_thread)));
+    const double fed = std::floor(double(rows) * F * O / (TEAM_HEAD_MACS / 2));  // threads
+    nt = int(std::min(double(nt), std::max(1.0, fed)));
     if (nt > 1) count_team_run();
   }
   Call k;
