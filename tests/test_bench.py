@@ -163,6 +163,37 @@ def test_targets_met_and_missed():
     assert t["mnist b1 vs ORT"]["status"] == "not measured"
 
 
+def test_a_missed_target_below_the_roofline_floor_says_so():
+    res = _fake("sine/b1", 1, {"eager": 100.0, "ort": 20.0, "native": 10.0})
+    native = next(r for r in res["results"] if r["backend"] == "native")
+    native["roofline"] = {"floor_us": 6.0}  # 0.25 x ORT's 20 us = 5 us: below the floor
+    t = {x["id"]: x for x in check_targets(res)}["sine b1 vs ORT"]
+    assert t["status"] == "missed" and t["below_floor"] is True
+    assert t["target_us"] == pytest.approx(5.0) and t["floor_us"] == 6.0
+    assert "the target's 5 us is below this run's roofline floor of 6 us" in t["detail"]
+    native["roofline"] = {"floor_us": 4.0}  # reachable: the miss is native's own
+    t = {x["id"]: x for x in check_targets(res)}["sine b1 vs ORT"]
+    assert t["status"] == "missed" and t["below_floor"] is False
+    assert "floor" not in t["detail"]
+
+
+def test_nominal_peak_knows_zen4_runs_avx512_on_256_bit_pipes():
+    from seqfuse.bench.report import roofline_peak
+
+    env = {"cpu_flags": ["avx512f", "avx2"], "cpu_mhz_estimate": 2600.0,
+           "seqfuse_build": {"simd": "avx512"}}  # fmt: skip
+    zen4 = roofline_peak({**env, "cpu_id": "AuthenticAMD family 25 model 17"})
+    zen5 = roofline_peak({**env, "cpu_id": "AuthenticAMD family 26 model 2"})
+    assert zen4["nominal_gflops_per_core"] == pytest.approx(2.6 * 32)
+    assert zen5["nominal_gflops_per_core"] == pytest.approx(2.6 * 64)
+    assert "32 fp32 FLOP/cycle" in zen4["assumption"]
+    # AVX2 is 32 FLOP/cycle on either; an unknown CPU keeps the SIMD width's two pipes
+    assert roofline_peak(
+        {**env, "seqfuse_build": {"simd": "avx2"}, "cpu_id": "AuthenticAMD family 25 model 1"}
+    )["nominal_gflops_per_core"] == pytest.approx(83.2)
+    assert roofline_peak(env)["nominal_gflops_per_core"] == pytest.approx(166.4)
+
+
 def test_unknown_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown backend"):
         make_backends(["eager", "nope"])
